@@ -1,0 +1,54 @@
+# dlrhub: every target creates or reuses .venv and installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test proto proto-check lint fmt clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)  ## create .venv and install dlrhub with its dev tools
+
+run: $(STAMP)  ## start statusd + gateway on the embedded SQLite store (Ctrl-C stops both)
+	$(BIN)/dlrhub run
+
+# Generated stubs live in gen/python and are never edited by hand: change the .proto, run `make proto`.
+proto: $(STAMP)  ## regenerate gen/python from proto/
+	$(BIN)/buf lint proto
+	VENV_BIN=$(BIN) scripts/gen_protos.sh gen/python
+
+proto-check: $(STAMP)  ## fail when the committed stubs differ from what proto/ generates
+	$(BIN)/buf lint proto
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	VENV_BIN=$(BIN) scripts/gen_protos.sh "$$tmp" && \
+	if diff -r -x __pycache__ "$$tmp/dlrhub" gen/python/dlrhub; then \
+		echo "proto-check: gen/python matches proto/"; \
+	else \
+		echo "gen/python is out of date with proto/: run 'make proto' and commit the result" >&2; exit 1; \
+	fi
+
+lint: $(STAMP)  ## ruff, ruff format --check, mypy --strict, buf lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/buf lint proto
+
+fmt: $(STAMP)  ## format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(STAMP) proto-check lint  ## set up and run every test (stub drift, lint, types, pytest)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:  ## remove the venv and caches (keeps var/)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
