@@ -1,0 +1,31 @@
+"""``python -m statusd`` / ``dlrhub-statusd``: the status daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from common import logs
+from common.settings import ConfigError, load
+from statusd.server import serve
+from statusd.settings import StatusdSettings
+
+
+def main() -> None:
+    try:
+        settings = load(StatusdSettings)
+    except ConfigError as exc:
+        sys.exit(f"dlrhub-statusd: bad configuration: {exc}")
+    logs.configure(
+        settings.log_level, settings.log_format, mask_phones=not settings.log_phone_numbers
+    )
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        sys.exit(f"dlrhub-statusd: bad configuration: {exc}")
+    except OSError as exc:
+        sys.exit(f"dlrhub-statusd: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Group commit: concurrent IngestReports calls share one durable store commit.
+
+Callers :meth:`GroupCommitter.submit` their reports and wait. One background task takes
+everything pending (up to ``max_reports``; optionally after a short ``window`` to let more
+arrive), commits it in one transaction or bulk write, and hands every caller its own outcomes.
+While a commit is in flight the next batch gathers, so under load each fsync carries many
+calls without any added wait. A failed commit fails only the calls in that batch, with
+:class:`~statusd.storage.base.StoreUnavailable`; they retry, and dedupe keeps retries harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd import metrics
+from statusd.storage.base import Outcome, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Call:
+    reports: Sequence[pb.DeliveryReport]
+    quarantined: Sequence[pb.QuarantinedItem]
+    future: asyncio.Future[list[Outcome]] = field(repr=False)
+
+
+class GroupCommitter:
+    """Gathers concurrent commits into batches (see the module docstring)."""
+
+    def __init__(self, store: Store, *, max_reports: int = 5000, window: float = 0.0) -> None:
+        self.store = store
+        self.max_reports = max(1, max_reports)
+        self.window = max(0.0, window)
+        self.commits = 0  # batches committed, for tests and benchmarks
+        self._pending: deque[_Call] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="group-commit")
+
+    async def stop(self) -> None:
+        """Commits what is pending, then stops; later submits fail with StoreUnavailable."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def submit(
+        self,
+        reports: Sequence[pb.DeliveryReport],
+        quarantined: Sequence[pb.QuarantinedItem] = (),
+    ) -> list[Outcome]:
+        """Waits until the reports are durably committed; returns their outcomes in order."""
+        if self._closing:
+            raise StoreUnavailable("statusd is shutting down")
+        if not reports and not quarantined:
+            return []
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Call(reports, quarantined, future))
+        self._wakeup.set()
+        # The batch commits even if this caller goes away; shield keeps its result intact.
+        return await asyncio.shield(future)
+
+    def _take_batch(self) -> list[_Call]:
+        batch: list[_Call] = []
+        size = 0
+        while self._pending:
+            call = self._pending[0]
+            if batch and size + len(call.reports) > self.max_reports:
+                break
+            batch.append(self._pending.popleft())
+            size += len(call.reports)
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self.window and not self._closing:
+                await asyncio.sleep(self.window)
+            await self._commit(self._take_batch())
+
+    async def _commit(self, batch: list[_Call]) -> None:
+        reports = [report for call in batch for report in call.reports]
+        quarantined = [item for call in batch for item in call.quarantined]
+        started = time.perf_counter()
+        try:
+            outcomes = await self.store.commit(reports, quarantined)
+        except Exception as exc:
+            metrics.COMMIT_ERRORS.labels(self.store.name).inc()
+            if not isinstance(exc, StoreUnavailable):
+                log.exception("store commit failed unexpectedly")
+                exc = StoreUnavailable(f"store commit failed: {type(exc).__name__}")
+            else:
+                log.warning("store commit failed: %s", exc)
+            for call in batch:
+                if not call.future.done():
+                    call.future.set_exception(exc)
+                    call.future.exception()  # retrieved: a caller that left logs nothing
+            return
+        self.commits += 1
+        metrics.COMMIT_LATENCY.labels(self.store.name).observe(time.perf_counter() - started)
+        metrics.BATCH_REPORTS.observe(len(reports))
+        metrics.BATCH_CALLS.observe(len(batch))
+        start = 0
+        for call in batch:
+            end = start + len(call.reports)
+            if not call.future.done():
+                call.future.set_result(outcomes[start:end])
+            start = end
+
+    async def __aenter__(self) -> GroupCommitter:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self.stop()

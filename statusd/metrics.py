@@ -1,0 +1,61 @@
+"""Every Prometheus metric statusd exports, in one place (served on its own metrics port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+GRPC_HANDLED = Counter(
+    "dlrhub_grpc_server_handled_total",
+    "gRPC calls completed by statusd, by method and status code.",
+    ["method", "code"],
+)
+GRPC_LATENCY = Histogram(
+    "dlrhub_grpc_server_handling_seconds",
+    "Time statusd took to answer a unary gRPC call, by method.",
+    ["method"],
+    buckets=_LATENCY_BUCKETS,
+)
+REPORTS = Counter(
+    "dlrhub_ingest_reports_total",
+    "Reports ingested, by provider, canonical status and outcome (stored, duplicate, stale).",
+    ["provider", "status", "outcome"],
+)
+QUARANTINED = Counter(
+    "dlrhub_quarantined_items_total",
+    "Authentic items that failed validation and were kept raw, by provider.",
+    ["provider"],
+)
+COMMIT_LATENCY = Histogram(
+    "dlrhub_store_commit_seconds",
+    "Time one durable store commit (one group-commit batch) took.",
+    ["store"],
+    buckets=_LATENCY_BUCKETS,
+)
+COMMIT_ERRORS = Counter(
+    "dlrhub_store_commit_errors_total",
+    "Store commits that failed; their callers were answered UNAVAILABLE.",
+    ["store"],
+)
+BATCH_REPORTS = Histogram(
+    "dlrhub_group_commit_reports",
+    "Reports per group-commit batch.",
+    buckets=_SIZE_BUCKETS,
+)
+BATCH_CALLS = Histogram(
+    "dlrhub_group_commit_calls",
+    "IngestReports calls gathered into one group-commit batch.",
+    buckets=_SIZE_BUCKETS,
+)
+STORE_UP = Gauge("dlrhub_store_up", "1 when the store answers, 0 when it does not.", ["store"])
+WATCHERS = Gauge("dlrhub_watchers", "Open WatchMessageStatuses streams.")
+QUARANTINE_SIZE = Gauge("dlrhub_quarantine_items", "Items waiting in quarantine.")
+
+
+def outcome_label(outcome: int) -> str:
+    """``INGEST_OUTCOME_STORED`` → ``stored``."""
+    return ingest_pb.IngestOutcome.Name(outcome).removeprefix("INGEST_OUTCOME_").lower()  # type: ignore[arg-type]

@@ -1,0 +1,172 @@
+"""statusd's process: the grpc.aio server, health, reflection, metrics and background tasks.
+
+:class:`Statusd` wires the parts together and can run in-process (tests bind 127.0.0.1:0);
+:func:`serve` is the process entry point: start, wait for SIGTERM or SIGINT, then shut down
+gracefully: health turns NOT_SERVING, calls in flight get the grace period to finish, pending
+commits drain, the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from dlrhub.v1 import (
+    ingest_service_pb2,
+    ingest_service_pb2_grpc,
+    status_service_pb2,
+    status_service_pb2_grpc,
+)
+from statusd import metrics
+from statusd.committer import GroupCommitter
+from statusd.service import IngestService, StatusService
+from statusd.settings import StatusdSettings
+from statusd.storage import Store, StoreUnavailable, open_store
+
+log = logging.getLogger(__name__)
+
+INGEST_SERVICE = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+STATUS_SERVICE = status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name
+#: Services whose health follows the store ("" is the server as a whole).
+HEALTH_SERVICES = ("", INGEST_SERVICE, STATUS_SERVICE)
+HEALTH_INTERVAL_SECONDS = 2.0
+PURGE_INTERVAL_SECONDS = 3600.0
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class Statusd:
+    """One statusd instance: store, group committer, gRPC server and background tasks."""
+
+    def __init__(self, settings: StatusdSettings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store if store is not None else open_store(settings)
+        self.committer = GroupCommitter(
+            self.store,
+            max_reports=settings.group_commit_max_reports,
+            window=settings.group_commit_window_ms / 1000,
+        )
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ]
+        )
+        self.port = 0
+        self.metrics_port = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._metrics_server: Any = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        self.committer.start()
+        ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
+            IngestService(self.committer), self.server
+        )
+        status_service_pb2_grpc.add_StatusServiceServicer_to_server(
+            StatusService(self.store), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*HEALTH_SERVICES[1:], health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self.port = self.server.add_insecure_port(self.settings.grpc_address)
+        if self.port == 0:
+            raise OSError(f"cannot bind gRPC to {self.settings.grpc_address}")
+        await self.server.start()
+        await self._check_store()
+        if self.settings.statusd_metrics_port:
+            self._metrics_server, _ = start_http_server(
+                self.settings.statusd_metrics_port, self.settings.statusd_metrics_host
+            )
+            self.metrics_port = self._metrics_server.server_port
+        self._tasks = [
+            asyncio.create_task(self._watch_store(), name="store-health"),
+            asyncio.create_task(self._purge_forever(), name="retention-purge"),
+        ]
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: NOT_SERVING, finish calls in flight, drain commits, close."""
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.server.stop(grace)
+        await self.committer.stop()
+        await self.store.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+
+    async def _check_store(self) -> bool:
+        try:
+            await self.store.ping()
+        except StoreUnavailable as exc:
+            log.warning("store unavailable: %s", exc)
+            serving = False
+        else:
+            serving = True
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in HEALTH_SERVICES:
+            await self.health.set(service, status)
+        metrics.STORE_UP.labels(self.store.name).set(1 if serving else 0)
+        return serving
+
+    async def _watch_store(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
+            await self._check_store()
+
+    async def _purge_forever(self) -> None:
+        while True:
+            cutoff = time.time_ns() // 1_000 - self.settings.retention_days * 86_400 * 1_000_000
+            try:
+                purged = await self.store.purge(cutoff)
+            except StoreUnavailable as exc:
+                log.warning("retention purge failed: %s", exc)
+            else:
+                if purged:
+                    log.info("retention purge", extra={"purged_messages": purged})
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+async def serve(settings: StatusdSettings) -> None:
+    """Runs statusd until SIGTERM or SIGINT, then shuts down gracefully."""
+    daemon = Statusd(settings)
+    await daemon.start()
+    log.info(
+        "statusd listening",
+        extra={
+            "grpc": f"{settings.statusd_host}:{daemon.port}",
+            "metrics": f"{settings.statusd_metrics_host}:{daemon.metrics_port}"
+            if daemon.metrics_port
+            else "off",
+            "store": daemon.store.name,
+        },
+    )
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("statusd stopping", extra={"grace_seconds": settings.shutdown_grace_seconds})
+    await daemon.stop()
+    log.info("statusd stopped")

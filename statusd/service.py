@@ -1,0 +1,193 @@
+"""The gRPC servicers: proto in, store calls, proto out.
+
+Handlers raise the expected errors of :mod:`statusd.errors`; the :func:`rpc` decorator turns
+them into gRPC status codes through that module's one table and records the call's metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from common.status_names import status_label
+from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
+from dlrhub.v1 import status_service_pb2 as status_pb
+from dlrhub.v1 import status_service_pb2_grpc as status_grpc
+from statusd import errors, metrics, model
+from statusd.committer import GroupCommitter
+from statusd.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+MAX_ID_LENGTH = 1024
+MAX_NAME_LENGTH = 64
+
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+_Handler = Callable[[Any, _Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Response]]
+
+
+def rpc(method: str) -> Callable[[_Handler[_Request, _Response]], _Handler[_Request, _Response]]:
+    """Maps expected errors to status codes and records handled/latency metrics for a method."""
+
+    def decorate(handler: _Handler[_Request, _Response]) -> _Handler[_Request, _Response]:
+        @functools.wraps(handler)
+        async def wrapper(
+            self: Any, request: _Request, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> _Response:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await handler(self, request, context)
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                mapped = errors.grpc_code(exc)
+                if mapped is None:
+                    log.exception("%s failed", method)
+                    code, detail = grpc.StatusCode.INTERNAL, "internal error"
+                else:
+                    code, detail = mapped, str(exc)
+                await context.abort(code, detail)
+                raise  # unreachable: abort raises
+            finally:
+                metrics.GRPC_HANDLED.labels(method, code.name).inc()
+                metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+
+        return wrapper
+
+    return decorate
+
+
+def checked_report(report: pb.DeliveryReport, index: int, now_micros: int) -> pb.DeliveryReport:
+    """Validates one incoming report; returns it with its dedupe key and received time set."""
+    where = f"reports[{index}]"
+    if not report.provider or len(report.provider) > MAX_NAME_LENGTH:
+        raise errors.InvalidArgument(f"{where}.provider: 1 to {MAX_NAME_LENGTH} characters")
+    if len(report.account) > MAX_NAME_LENGTH:
+        raise errors.InvalidArgument(f"{where}.account: at most {MAX_NAME_LENGTH} characters")
+    if not report.message_id or len(report.message_id) > MAX_ID_LENGTH:
+        raise errors.InvalidArgument(f"{where}.message_id: 1 to {MAX_ID_LENGTH} characters")
+    if len(report.event_id) > MAX_ID_LENGTH:
+        raise errors.InvalidArgument(f"{where}.event_id: at most {MAX_ID_LENGTH} characters")
+    if report.status not in pb.DeliveryStatus.values() or (
+        report.status == pb.DELIVERY_STATUS_UNSPECIFIED
+    ):
+        raise errors.InvalidArgument(
+            f"{where}.status: must be a DeliveryStatus other than UNSPECIFIED"
+        )
+    if report.sequence < 0:
+        raise errors.InvalidArgument(f"{where}.sequence: must not be negative")
+    if not report.event_id or not report.HasField("received_time"):
+        filled = pb.DeliveryReport()
+        filled.CopyFrom(report)
+        if not filled.HasField("received_time"):
+            filled.received_time.FromMicroseconds(now_micros)
+        filled.event_id = model.dedupe_key(filled)
+        return filled
+    return report
+
+
+def checked_key(provider: str, message_id: str, account: str, where: str = "") -> pb.MessageKey:
+    """Validates the parts of a message key; ``where`` prefixes field names in errors."""
+    if not provider:
+        raise errors.InvalidArgument(f"{where}provider: required")
+    if not message_id:
+        raise errors.InvalidArgument(f"{where}message_id: required")
+    if len(message_id) > MAX_ID_LENGTH or len(provider) > MAX_NAME_LENGTH:
+        raise errors.InvalidArgument(f"{where}message_id or provider: too long")
+    if len(account) > MAX_NAME_LENGTH:
+        raise errors.InvalidArgument(f"{where}account: at most {MAX_NAME_LENGTH} characters")
+    return pb.MessageKey(provider=provider, account=account, message_id=message_id)
+
+
+class IngestService(ingest_grpc.IngestServiceServicer):
+    """IngestReports: validate, group-commit, answer counts after the commit."""
+
+    def __init__(self, committer: GroupCommitter) -> None:
+        self.committer = committer
+
+    @rpc("IngestReports")
+    async def IngestReports(
+        self,
+        request: ingest_pb.IngestReportsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> ingest_pb.IngestReportsResponse:
+        now = time.time_ns() // 1_000
+        reports = [checked_report(report, i, now) for i, report in enumerate(request.reports)]
+        quarantined = list(request.quarantined_items)
+        for item in quarantined:
+            if not item.HasField("received_time"):
+                item.received_time.FromMicroseconds(now)
+        outcomes = await self.committer.submit(reports, quarantined)
+        response = ingest_pb.IngestReportsResponse(quarantined=len(quarantined), outcomes=outcomes)
+        for report, outcome in zip(reports, outcomes, strict=True):
+            if outcome == ingest_pb.INGEST_OUTCOME_STORED:
+                response.stored += 1
+            elif outcome == ingest_pb.INGEST_OUTCOME_DUPLICATE:
+                response.duplicates += 1
+            else:
+                response.stale += 1
+            metrics.REPORTS.labels(
+                report.provider,
+                status_label(report.status),
+                metrics.outcome_label(outcome),
+            ).inc()
+        for item in quarantined:
+            metrics.QUARANTINED.labels(item.provider).inc()
+        return response
+
+
+class StatusService(status_grpc.StatusServiceServicer):
+    """Reads for internal services."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @rpc("GetMessageStatus")
+    async def GetMessageStatus(
+        self,
+        request: status_pb.GetMessageStatusRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> status_pb.GetMessageStatusResponse:
+        key = checked_key(request.provider, request.message_id, request.account)
+        full = request.view == pb.MESSAGE_STATUS_VIEW_FULL
+        found = await self.store.get(key, full=full)
+        if found is None:
+            raise errors.NotFound(
+                f"no reports for message {request.message_id!r} of provider {request.provider!r}"
+                + (f" account {request.account!r}" if request.account else "")
+            )
+        return status_pb.GetMessageStatusResponse(message_status=found)
+
+    @rpc("BatchGetMessageStatuses")
+    async def BatchGetMessageStatuses(
+        self,
+        request: status_pb.BatchGetMessageStatusesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> status_pb.BatchGetMessageStatusesResponse:
+        raise errors.Unimplemented("BatchGetMessageStatuses is not served yet")
+
+    @rpc("ListMessageStatuses")
+    async def ListMessageStatuses(
+        self,
+        request: status_pb.ListMessageStatusesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> status_pb.ListMessageStatusesResponse:
+        raise errors.Unimplemented("ListMessageStatuses is not served yet")
+
+    async def WatchMessageStatuses(
+        self,
+        request: status_pb.WatchMessageStatusesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[status_pb.WatchMessageStatusesResponse]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "WatchMessageStatuses is not served yet")
+        yield status_pb.WatchMessageStatusesResponse()  # unreachable: abort raises

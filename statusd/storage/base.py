@@ -1,0 +1,152 @@
+"""The store interface every backend implements, and the types it speaks.
+
+A backend turns batches of reports into durable state by the rules of :mod:`statusd.model`.
+The contract, which ``tests/statusd/storage/`` runs against every backend:
+
+* :meth:`Store.commit` is atomic and durable: when it returns, every report and quarantined
+  item of the batch is committed; when it raises :class:`StoreUnavailable`, the caller must
+  assume nothing was (a retry is safe: commits are idempotent by dedupe key).
+* The outcome of each report is DUPLICATE (its dedupe key was seen for that message),
+  STORED (new and now current) or STALE (new, kept in history, but not current).
+* Reads see every acknowledged commit.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+
+Outcome: TypeAlias = ingest_pb.IngestOutcome.ValueType
+STORED = ingest_pb.INGEST_OUTCOME_STORED
+DUPLICATE = ingest_pb.INGEST_OUTCOME_DUPLICATE
+STALE = ingest_pb.INGEST_OUTCOME_STALE
+
+
+class StoreError(Exception):
+    """Base of the errors a store raises on purpose."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or did not confirm a commit; the caller may retry."""
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """What List and Watch select on. Empty fields select everything; fields combine with AND."""
+
+    provider: str = ""
+    account: str | None = None
+    statuses: frozenset[int] = frozenset()
+    recipient: str = ""
+    client_ref: str = ""
+    update_time_start: int | None = None  # microseconds, inclusive
+    update_time_end: int | None = None  # microseconds, exclusive
+
+    def matches(self, status: pb.MessageStatus) -> bool:
+        """Whether a message passes the filter (the in-memory form of the store query)."""
+        from statusd.model import micros
+
+        updated = micros(status.update_time)
+        return (
+            (not self.provider or status.provider == self.provider)
+            and (self.account is None or status.account == self.account)
+            and (not self.statuses or status.status in self.statuses)
+            and (not self.recipient or status.recipient == self.recipient)
+            and (not self.client_ref or status.client_ref == self.client_ref)
+            and (self.update_time_start is None or updated >= self.update_time_start)
+            and (self.update_time_end is None or updated < self.update_time_end)
+        )
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing; ``cursor`` is where the next page starts (None at the end)."""
+
+    items: list[pb.MessageStatus]
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One new distinct report and the message's state after it; ``position`` orders changes."""
+
+    position: str
+    report: pb.DeliveryReport
+    message_status: pb.MessageStatus = field(compare=False)
+
+
+class Store(abc.ABC):
+    """A durable home for message statuses. Implementations: SQLite (embedded), MongoDB."""
+
+    #: Short name for logs and metrics (``sqlite``, ``mongodb``).
+    name: str = "store"
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connects and prepares the schema or indexes (idempotent)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Releases connections; pending commits have finished before this is called."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Returns when the store can take commits; raises :class:`StoreUnavailable` otherwise."""
+
+    @abc.abstractmethod
+    async def commit(
+        self,
+        reports: Sequence[pb.DeliveryReport],
+        quarantined: Sequence[pb.QuarantinedItem] = (),
+    ) -> list[Outcome]:
+        """Commits one batch durably and returns one outcome per report, in order.
+
+        Every report must carry its dedupe key in ``event_id`` (see
+        :func:`statusd.model.with_event_id`); several reports of one message may be in a batch.
+        """
+
+    @abc.abstractmethod
+    async def get(self, key: pb.MessageKey, *, full: bool = False) -> pb.MessageStatus | None:
+        """One message's status (with history when ``full``), or None if unknown."""
+
+    async def batch_get(
+        self, keys: Sequence[pb.MessageKey], *, full: bool = False
+    ) -> list[pb.MessageStatus]:
+        """The known messages among ``keys``, in the order of ``keys``."""
+        found = []
+        for key in keys:
+            status = await self.get(key, full=full)
+            if status is not None:
+                found.append(status)
+        return found
+
+    @abc.abstractmethod
+    async def list_messages(
+        self, query: MessageFilter, *, after: str | None, limit: int, full: bool = False
+    ) -> Page:
+        """Messages passing ``query`` in first-seen order, starting after cursor ``after``."""
+
+    @abc.abstractmethod
+    async def changes(self, query: MessageFilter, *, after: str | None, limit: int) -> list[Change]:
+        """New distinct reports after position ``after`` (None: from the start), oldest first."""
+
+    @abc.abstractmethod
+    async def last_position(self) -> str | None:
+        """The position of the newest change, or None when nothing was stored yet."""
+
+    @abc.abstractmethod
+    async def purge(self, before_micros: int) -> int:
+        """Deletes messages not updated since ``before_micros``; returns how many."""
+
+    @abc.abstractmethod
+    async def quarantined(self, *, after: str | None, limit: int) -> list[pb.QuarantinedItem]:
+        """Quarantined items in the order they arrived, starting after id ``after``."""
+
+    @abc.abstractmethod
+    async def release(self, ids: Sequence[str]) -> int:
+        """Removes quarantined items (after a successful replay); returns how many."""
