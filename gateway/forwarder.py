@@ -1,0 +1,113 @@
+"""The gateway's one gRPC channel to statusd.
+
+Every call has a deadline; the channel retries UNAVAILABLE itself (gRPC service config) and
+keeps the connection alive. Any failure to get statusd's confirmation becomes
+:class:`~gateway.errors.UpstreamUnavailable`, which the app answers 503, so the provider
+retries and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
+from gateway import metrics
+from gateway.errors import Malformed, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+INGEST_SERVICE = ingest_pb.DESCRIPTOR.services_by_name["IngestService"].full_name
+
+#: Retry UNAVAILABLE a few times inside the deadline: statusd restarting, a connection reset.
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": INGEST_SERVICE}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+CHANNEL_OPTIONS = [
+    ("grpc.service_config", SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+
+class Forwarder:
+    """Sends normalized reports to statusd and checks that statusd is serving."""
+
+    def __init__(self, target: str, *, deadline: float = 5.0) -> None:
+        self.target = target
+        self.deadline = deadline
+        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._ingest = ingest_grpc.IngestServiceStub(self.channel)
+        self._health_check = self.channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+
+    async def ingest(
+        self,
+        reports: Sequence[pb.DeliveryReport],
+        quarantined: Sequence[pb.QuarantinedItem] = (),
+        *,
+        request_id: str = "",
+    ) -> ingest_pb.IngestReportsResponse:
+        """Returns statusd's counts once it has committed; raises UpstreamUnavailable."""
+        request = ingest_pb.IngestReportsRequest(reports=reports, quarantined_items=quarantined)
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await self._ingest.IngestReports(
+                request,
+                timeout=self.deadline,
+                metadata=(("x-request-id", request_id),) if request_id else None,
+                wait_for_ready=False,
+            )
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                # statusd refused what a provider module produced: retrying cannot help.
+                log.error("statusd rejected reports: %s", exc.details())
+                raise Malformed(f"report rejected by statusd: {exc.details()}") from None
+            log.warning("statusd did not confirm: %s %s", code.name, exc.details())
+            raise UpstreamUnavailable(f"statusd did not confirm the commit ({code.name})") from None
+        finally:
+            metrics.FORWARD_LATENCY.labels(code.name).observe(time.perf_counter() - started)
+
+    async def ready(self, timeout: float = 1.0) -> bool:
+        """True when statusd reports IngestService SERVING."""
+        try:
+            response = await self._health_check(
+                health_pb2.HealthCheckRequest(service=INGEST_SERVICE), timeout=timeout
+            )
+        except grpc.aio.AioRpcError:
+            serving = False
+        else:
+            serving = response.status == health_pb2.HealthCheckResponse.SERVING
+        metrics.STATUSD_UP.set(1 if serving else 0)
+        return serving
+
+    async def close(self) -> None:
+        await self.channel.close()

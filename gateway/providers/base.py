@@ -1,0 +1,263 @@
+"""What every provider module implements, and the plumbing they share.
+
+A provider module declares its name, its credentials (a settings class whose variables are
+``DLRHUB_<PROVIDER>_<SETTING>``), its status mapping tables, and two methods:
+``verify(request)`` raises :class:`~gateway.errors.Unauthenticated` unless the request is
+genuine and returns the method that proved it; ``parse(request)`` turns the body into
+:class:`Parsed` reports, raising :class:`~gateway.errors.Malformed` when the envelope is bad and
+quarantining items that are not. Providers see an :class:`InboundRequest`, never a Sanic
+request. :meth:`Provider.handle` runs the two steps and stamps what every report shares.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from common.settings import BaseConfig
+from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
+
+#: Longest message id accepted from a provider.
+MAX_MESSAGE_ID_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """A webhook request as providers see it, framework-free.
+
+    ``url`` is the public URL the provider called (from ``DLRHUB_PUBLIC_URL``, path and query
+    as received), which is what URL-signing schemes sign. ``headers`` has lower-case names.
+    ``form`` holds the urlencoded body's parameters, blank values kept, in order.
+    """
+
+    method: str
+    url: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    content_type: str = ""
+    query: tuple[tuple[str, str], ...] = ()
+    form: tuple[tuple[str, str], ...] = ()
+    received_micros: int = 0
+    request_id: str = ""
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def params(self) -> dict[str, str]:
+        """Form parameters for POST, query parameters for GET (last value wins)."""
+        return dict(self.form if self.method == "POST" else self.query)
+
+
+class InvalidItem(Exception):
+    """One item of an authentic request cannot be normalized; it goes to quarantine."""
+
+
+@dataclass
+class Parsed:
+    """What a request carried: normalized reports and quarantined items."""
+
+    reports: list[pb.DeliveryReport] = field(default_factory=list)
+    quarantined: list[pb.QuarantinedItem] = field(default_factory=list)
+
+
+class Credentials(BaseModel):
+    """Base of a provider's credential fields: one account's worth."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def configured(self) -> bool:
+        """True when at least one secret is set."""
+        return any(_is_set_secret(value) for _, value in self)
+
+
+def _is_set_secret(value: object) -> bool:
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value())
+    return isinstance(value, tuple) and any(isinstance(item, SecretStr) for item in value)
+
+
+class ProviderSettings(BaseConfig):
+    """Base of a provider's settings. A subclass inherits its credentials class too, so the
+    default account's credentials come from ``DLRHUB_<PROVIDER>_*``; named accounts come from
+    ``DLRHUB_<PROVIDER>_ACCOUNTS`` (JSON ``{"<account>": {<same fields, lower case>}}``) and
+    are served at ``/webhooks/<provider>/<account>``."""
+
+    #: The provider's credentials class (a base class of the subclass).
+    credentials_class: ClassVar[type[Credentials]]
+
+    def account_credentials(self) -> dict[str, Credentials]:
+        """``{"": default account, "<account>": ..., ...}``."""
+        fields = self.credentials_class.model_fields
+        default = self.credentials_class(**{name: getattr(self, name) for name in fields})
+        accounts: Mapping[str, Credentials] = getattr(self, "accounts", {})
+        return {"": default, **accounts}
+
+
+class Provider(abc.ABC):
+    """One provider account's verifier and parser."""
+
+    #: Provider name: the URL path segment and ``DeliveryReport.provider``.
+    name: ClassVar[str]
+    #: The settings class with this provider's credentials.
+    settings_class: ClassVar[type[ProviderSettings]]
+    #: HTTP methods the provider calls with.
+    methods: ClassVar[frozenset[str]] = frozenset({"POST"})
+
+    def __init__(self, account: str, credentials: Credentials, *, insecure: bool = False) -> None:
+        self.account = account
+        self.credentials = credentials
+        self.insecure = insecure and not credentials.configured()
+
+    @abc.abstractmethod
+    def verify(self, request: InboundRequest) -> str:
+        """Raises Unauthenticated unless genuine; returns the auth method that proved it."""
+
+    @abc.abstractmethod
+    def parse(self, request: InboundRequest) -> Parsed:
+        """Reports and quarantined items of a verified request; raises Malformed."""
+
+    def handle(self, request: InboundRequest) -> Parsed:
+        """Verify, then parse, then stamp what every report of the request shares."""
+        auth_method = "none" if self.insecure else self.verify(request)
+        parsed = self.parse(request)
+        for report in parsed.reports:
+            report.provider = self.name
+            report.account = self.account
+            report.auth_method = auth_method
+            report.request_id = request.request_id
+            report.received_time.FromMicroseconds(request.received_micros)
+        for item in parsed.quarantined:
+            item.provider = self.name
+            item.account = self.account
+            item.content_type = request.content_type
+            item.request_id = request.request_id
+            item.received_time.FromMicroseconds(request.received_micros)
+        return parsed
+
+    # -- helpers for subclasses ------------------------------------------------------------
+
+    def require_content_type(self, request: InboundRequest, *allowed: str) -> None:
+        if request.content_type not in allowed:
+            shown = request.content_type or "none"
+            raise UnsupportedMediaType(
+                f"{self.name} sends {' or '.join(allowed)}, this request has {shown}"
+            )
+
+    def unauthenticated(self, reason: str, *, label: str = "invalid") -> Unauthenticated:
+        return Unauthenticated(f"{self.name}: {reason}", label=label)
+
+
+def json_body(request: InboundRequest) -> Any:
+    """The decoded JSON body; raises Malformed with the reason."""
+    try:
+        return json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Malformed(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Malformed("body is nested too deeply") from None
+
+
+def quarantine(reason: str, raw: str) -> pb.QuarantinedItem:
+    """A quarantined item; :meth:`Provider.handle` fills in provider, account and times."""
+    return pb.QuarantinedItem(reason=reason, raw=raw)
+
+
+def raw_json(item: object) -> str:
+    """An item as compact JSON text, for ``DeliveryReport.raw`` and quarantine."""
+    return json.dumps(item, separators=(",", ":"), ensure_ascii=False, sort_keys=False)
+
+
+# -- field normalizers: raise InvalidItem with a reason ------------------------------------
+
+_DIGITS = re.compile(r"\d{5,15}")
+
+
+def message_id(value: object, field_name: str) -> str:
+    """A provider message id: a non-empty string of at most MAX_MESSAGE_ID_LENGTH characters."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidItem(f"{field_name} is missing or not a string")
+    if len(value) > MAX_MESSAGE_ID_LENGTH:
+        raise InvalidItem(f"{field_name} is longer than {MAX_MESSAGE_ID_LENGTH} characters")
+    return value.strip()
+
+
+def e164(value: object) -> str:
+    """A phone number in E.164 with "+" (``447700900123`` → ``+447700900123``); other
+    values (alphanumeric sender ids) are kept as they are; empty when absent."""
+    if value is None or value == "":
+        return ""
+    text = str(value).strip().replace(" ", "")
+    if text.startswith("00") and _DIGITS.fullmatch(text[2:]):
+        return "+" + text[2:]
+    if _DIGITS.fullmatch(text.removeprefix("+")):
+        return "+" + text.removeprefix("+")
+    return text[:64]
+
+
+def decimal_text(value: object, field_name: str) -> str:
+    """A money amount as a decimal string ("0.0035"), never a float; empty when absent."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool):
+        raise InvalidItem(f"{field_name} is not a number")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidItem(f"{field_name} is not a number") from None
+    if not amount.is_finite() or abs(amount) >= Decimal(10) ** 12:
+        raise InvalidItem(f"{field_name} is out of range")
+    return format(amount, "f")
+
+
+def whole_number(value: object, field_name: str, *, default: int = 0) -> int:
+    """A non-negative integer from an int or digit string; ``default`` when absent."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise InvalidItem(f"{field_name} is not a whole number")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise InvalidItem(f"{field_name} is not a whole number")
+    if not 0 <= number < 2**31:
+        raise InvalidItem(f"{field_name} is out of range")
+    return number
+
+
+def text(value: object, field_name: str, *, limit: int = 4000) -> str:
+    """A bounded string field; numbers are turned into text; empty when absent."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if not isinstance(value, str):
+        raise InvalidItem(f"{field_name} is not a string")
+    if len(value) > limit:
+        raise InvalidItem(f"{field_name} is longer than {limit} characters")
+    return value
+
+
+def set_time(target: Any, value: datetime | None) -> None:
+    """Sets a Timestamp field from an aware datetime (leaves it unset for None)."""
+    if value is not None:
+        target.FromDatetime(value)
+
+
+def strings(values: Sequence[object]) -> list[str]:
+    return [str(value) for value in values]

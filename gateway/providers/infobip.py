@@ -1,0 +1,256 @@
+"""Infobip SMS delivery reports: ``POST {"results": [...]}``, several reports per request.
+
+Authenticity: Infobip documents no payload signature for SMS reports. It offers HTTP Basic
+credentials on the notify URL (Subscriptions security type BASIC), which is the recommended
+method; we also accept a secret URL token (``?token=...``) and an HMAC-SHA256 of the raw body
+in a configurable header (lower-case hex, optional ``sha256=`` prefix). Configured methods
+are alternatives: a request must pass at least one. See docs/providers/infobip.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import Secrets
+from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.errors import Malformed, Unauthenticated
+from gateway.providers import signing
+from gateway.providers.base import (
+    Credentials,
+    InboundRequest,
+    InvalidItem,
+    Parsed,
+    Provider,
+    ProviderSettings,
+    decimal_text,
+    e164,
+    json_body,
+    message_id,
+    quarantine,
+    raw_json,
+    set_time,
+    text,
+    whole_number,
+)
+
+# Status mapping. Infobip's groupName is stable; the status name refines it. An unknown
+# name falls back to its group, so new Infobip statuses never become errors.
+GROUPS: dict[str, pb.DeliveryStatus.ValueType] = {
+    "ACCEPTED": pb.DELIVERY_STATUS_ACCEPTED,
+    # judgment: an unknown PENDING status is still at Infobip, not yet confirmed at a carrier
+    "PENDING": pb.DELIVERY_STATUS_QUEUED,
+    "UNDELIVERABLE": pb.DELIVERY_STATUS_UNDELIVERED,
+    "DELIVERED": pb.DELIVERY_STATUS_DELIVERED,
+    "EXPIRED": pb.DELIVERY_STATUS_EXPIRED,
+    "REJECTED": pb.DELIVERY_STATUS_REJECTED,
+}
+#: Documented group ids, for reports that carry the id without the name.
+GROUP_IDS: dict[int, str] = {
+    1: "PENDING",
+    2: "UNDELIVERABLE",
+    3: "DELIVERED",
+    4: "EXPIRED",
+    5: "REJECTED",
+}
+STATUS_NAMES: dict[str, pb.DeliveryStatus.ValueType] = {
+    "PENDING_ACCEPTED": pb.DELIVERY_STATUS_ACCEPTED,
+    "PENDING_ENROUTE": pb.DELIVERY_STATUS_SENT,
+    "PENDING_WAITING_DELIVERY": pb.DELIVERY_STATUS_SENT,
+    "DELIVERED_TO_HANDSET": pb.DELIVERY_STATUS_DELIVERED,
+    # judgment: the operator accepted it but no handset receipt exists; the raw name is kept
+    "DELIVERED_TO_OPERATOR": pb.DELIVERY_STATUS_SENT,
+    # judgment: the operator refused after hand-off, which is non-delivery, not policy
+    "UNDELIVERABLE_REJECTED_OPERATOR": pb.DELIVERY_STATUS_UNDELIVERED,
+    "UNDELIVERABLE_NOT_DELIVERED": pb.DELIVERY_STATUS_UNDELIVERED,
+    "EXPIRED_EXPIRED": pb.DELIVERY_STATUS_EXPIRED,
+    # judgment: sent, but no receipt came before validity ended: a final word that says nothing
+    "EXPIRED_DLR_UNKNOWN": pb.DELIVERY_STATUS_UNKNOWN,
+    # judgment: provider-side failures, not policy refusals
+    "REJECTED_NOT_ENOUGH_CREDITS": pb.DELIVERY_STATUS_FAILED,
+    "REJECTED_SYSTEM_ERROR": pb.DELIVERY_STATUS_FAILED,
+}
+#: Documented status ids, for reports that carry the id without the name.
+STATUS_IDS: dict[int, str] = {
+    26: "PENDING_ACCEPTED",
+    7: "PENDING_ENROUTE",
+    3: "PENDING_WAITING_DELIVERY",
+    5: "DELIVERED_TO_HANDSET",
+    2: "DELIVERED_TO_OPERATOR",
+    4: "UNDELIVERABLE_REJECTED_OPERATOR",
+    9: "UNDELIVERABLE_NOT_DELIVERED",
+    15: "EXPIRED_EXPIRED",
+    29: "EXPIRED_DLR_UNKNOWN",
+}
+#: Error names that mean "no error".
+NO_ERROR = frozenset({"", "NO_ERROR", "OK"})
+#: Most reports one request may carry (Infobip's default bucket is 100).
+MAX_RESULTS = 1000
+
+
+class InfobipCredentials(Credentials):
+    """Infobip credentials; any one configured method must pass."""
+
+    basic_auth: Secrets = Field((), description="HTTP Basic `user:password` pairs.")
+    hmac_secret: Secrets = Field((), description="Keys for the HMAC-SHA256 body signature.")
+    hmac_header: str = Field("X-Infobip-Signature", description="Header of the HMAC signature.")
+    url_token: Secrets = Field((), description="Secret tokens accepted in `?token=`.")
+
+
+class InfobipSettings(ProviderSettings, InfobipCredentials):
+    """``DLRHUB_INFOBIP_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="DLRHUB_INFOBIP_", extra="ignore", frozen=True)
+    credentials_class: ClassVar[type[Credentials]] = InfobipCredentials
+    accounts: dict[str, InfobipCredentials] = Field(default_factory=dict)
+
+
+class Infobip(Provider):
+    name = "infobip"
+    settings_class = InfobipSettings
+    credentials: InfobipCredentials
+
+    def verify(self, request: InboundRequest) -> str:
+        creds = self.credentials
+        presented = False  # whether the request carried any credential at all
+        passed = ""
+        if creds.basic_auth and request.header("authorization"):
+            presented = True
+            try:
+                given = signing.basic_credentials(request.header("authorization"))
+            except Unauthenticated:
+                given = ""
+            expected = [secret.get_secret_value() for secret in creds.basic_auth]
+            if given and signing.any_equal(expected, [given]):
+                passed = "basic"
+        if creds.hmac_secret and request.header(creds.hmac_header):
+            presented = True
+            header = (request.header(creds.hmac_header) or "").strip().lower()
+            given = header.removeprefix("sha256=")
+            keys = signing.secret_values(creds.hmac_secret)
+            expected = [signing.hmac_hex(key, request.body) for key in keys]
+            if signing.any_equal(expected, [given]):
+                passed = passed or "hmac"
+        tokens = [value for key, value in request.query if key == "token"]
+        if creds.url_token and tokens:
+            presented = True
+            expected = [secret.get_secret_value() for secret in creds.url_token]
+            if signing.any_equal(expected, tokens):
+                passed = passed or "url_token"
+        if passed:
+            return passed
+        if presented:
+            raise self.unauthenticated("credentials do not match")
+        raise self.unauthenticated("no credentials in the request", label="missing")
+
+    def parse(self, request: InboundRequest) -> Parsed:
+        self.require_content_type(request, "application/json")
+        body = json_body(request)
+        if not isinstance(body, dict) or "results" not in body:
+            raise Malformed('body must be a JSON object with a "results" array')
+        results = body["results"]
+        if not isinstance(results, list) or not results:
+            raise Malformed('"results" must be a non-empty array')
+        if len(results) > MAX_RESULTS:
+            raise Malformed(
+                f'"results" has {len(results)} items; at most {MAX_RESULTS} are accepted'
+            )
+        parsed = Parsed()
+        for item in results:
+            try:
+                parsed.reports.append(normalize(item))
+            except InvalidItem as exc:
+                parsed.quarantined.append(quarantine(str(exc), raw_json(item)))
+        return parsed
+
+
+def normalize(item: Any) -> pb.DeliveryReport:
+    """One ``results[]`` item → a report (provider-level fields are stamped later)."""
+    if not isinstance(item, dict):
+        raise InvalidItem("result item is not a JSON object")
+    status = item.get("status")
+    if not isinstance(status, dict):
+        raise InvalidItem("status is missing or not an object")
+    report = pb.DeliveryReport(
+        message_id=message_id(item.get("messageId"), "messageId"),
+        recipient=e164(text(item.get("to"), "to", limit=64)),
+        sender=text(item.get("sender", item.get("from")), "sender", limit=64),
+        client_ref=text(item.get("callbackData"), "callbackData"),
+        batch_id=text(item.get("bulkId"), "bulkId", limit=256),
+        segments=whole_number(item.get("messageCount", item.get("smsCount")), "messageCount"),
+        raw=raw_json(item),
+    )
+    report.status, report.provider_status, report.provider_status_group = _status(status)
+    _set_error(report, item.get("error"))
+    price = item.get("price")
+    if isinstance(price, dict):
+        report.price.amount = decimal_text(price.get("pricePerMessage"), "price.pricePerMessage")
+        report.price.currency = text(price.get("currency"), "price.currency", limit=8)
+    elif price is not None:
+        raise InvalidItem("price is not an object")
+    mcc_mnc = text(item.get("mccMnc"), "mccMnc", limit=8)
+    if mcc_mnc:
+        if not mcc_mnc.isdigit() or len(mcc_mnc) not in (5, 6):
+            raise InvalidItem("mccMnc is not 5 or 6 digits")
+        report.mcc, report.mnc = mcc_mnc[:3], mcc_mnc[3:]
+    set_time(report.sent_time, parse_time(item.get("sentAt"), "sentAt"))
+    set_time(report.event_time, parse_time(item.get("doneAt"), "doneAt"))
+    return report
+
+
+def _status(status: dict[str, Any]) -> tuple[pb.DeliveryStatus.ValueType, str, str]:
+    name = text(status.get("name"), "status.name", limit=128)
+    status_id = status.get("id")
+    if not name and isinstance(status_id, int):
+        name = STATUS_IDS.get(status_id, str(status_id))
+    group = text(status.get("groupName"), "status.groupName", limit=128)
+    group_id = status.get("groupId")
+    if not group and isinstance(group_id, int):
+        group = GROUP_IDS.get(group_id, "")
+    if not name and not group:
+        raise InvalidItem("status has neither a name nor a group")
+    canonical = STATUS_NAMES.get(name.upper()) or GROUPS.get(
+        group.upper(), pb.DELIVERY_STATUS_UNKNOWN
+    )
+    return canonical, name or group, group
+
+
+def _set_error(report: pb.DeliveryReport, error: Any) -> None:
+    if error is None:
+        return
+    if not isinstance(error, dict):
+        raise InvalidItem("error is not an object")
+    name = text(error.get("name"), "error.name", limit=128)
+    code = text(error.get("id"), "error.id", limit=32)
+    if name.upper() in NO_ERROR and code in ("", "0"):
+        return
+    report.error.code = code
+    report.error.name = name
+    report.error.description = text(error.get("description"), "error.description")
+    report.error.group = text(error.get("groupName"), "error.groupName", limit=128)
+    permanent = error.get("permanent")
+    if isinstance(permanent, bool):
+        report.error.permanent = permanent
+
+
+def parse_time(value: Any, field_name: str) -> datetime | None:
+    """Infobip's ``2019-11-09T16:00:00.000+0000`` (offset without a colon, not always UTC)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidItem(f"{field_name} is not a date-time string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidItem(f"{field_name} is not a date-time: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        raise InvalidItem(f"{field_name} has no UTC offset")
+    return parsed
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The ``X-Infobip-Signature`` value for ``body`` (for tests and ``dlrhub send-sample``)."""
+    return signing.hmac_hex(secret.encode("utf-8"), body)

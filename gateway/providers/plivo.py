@@ -1,0 +1,261 @@
+"""Plivo message status callbacks: one form POST (or GET with query parameters) per status.
+
+Authenticity: the ``X-Plivo-Signature-V3`` family signs method, the URL Plivo called, every
+parameter sorted, and a nonce; the header may carry several comma-separated signatures. When a
+V3 header is present, V3 must pass: there is no fallback to V2, which would be a downgrade.
+V2 (``X-Plivo-Signature-V2``: URL without query + nonce, the body unsigned) is accepted only
+when no V3 header is present. The ``-Ma-`` variants are signed with the main account's token,
+so configure it beside a subaccount's. See docs/providers/plivo.md.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import Secrets
+from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.errors import Malformed
+from gateway.providers import signing
+from gateway.providers.base import (
+    Credentials,
+    InboundRequest,
+    InvalidItem,
+    Parsed,
+    Provider,
+    ProviderSettings,
+    decimal_text,
+    e164,
+    quarantine,
+    raw_json,
+    set_time,
+    text,
+    whole_number,
+)
+
+STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
+    "queued": pb.DELIVERY_STATUS_QUEUED,
+    "sent": pb.DELIVERY_STATUS_SENT,  # handed to a downstream carrier
+    "delivered": pb.DELIVERY_STATUS_DELIVERED,
+    "read": pb.DELIVERY_STATUS_DELIVERED,  # WhatsApp read receipt: delivered, and then some
+    "undelivered": pb.DELIVERY_STATUS_UNDELIVERED,
+    "failed": pb.DELIVERY_STATUS_FAILED,  # Plivo-internal error before hand-off
+    "rejected": pb.DELIVERY_STATUS_REJECTED,  # listed by older docs
+}
+#: Plivo error codes: (description, permanent or None when Plivo does not say, the canonical
+#: status a failure with this code gets, or None to keep the status Plivo sent).
+ERROR_CODES: dict[str, tuple[str, bool | None, pb.DeliveryStatus.ValueType | None]] = {
+    "10": ("Invalid message", True, pb.DELIVERY_STATUS_REJECTED),
+    "20": ("Network error", False, None),
+    "30": ("Spam detected", True, pb.DELIVERY_STATUS_REJECTED),
+    "40": ("Invalid source number", True, pb.DELIVERY_STATUS_REJECTED),
+    "50": ("Invalid destination number", True, pb.DELIVERY_STATUS_REJECTED),
+    "60": ("Loop detected", True, pb.DELIVERY_STATUS_REJECTED),
+    "70": ("Destination permanently unavailable", True, None),
+    "80": ("Destination temporarily unavailable", False, None),
+    "90": ("No route available", None, pb.DELIVERY_STATUS_FAILED),
+    "100": ("Prohibited by carrier", True, pb.DELIVERY_STATUS_REJECTED),
+    "110": ("Message too long", True, pb.DELIVERY_STATUS_REJECTED),
+    "200": ("Source number blocked by STOP from destination", True, pb.DELIVERY_STATUS_REJECTED),
+    "201": ("US toll-free to Canadian destination blocked", True, pb.DELIVERY_STATUS_REJECTED),
+    "900": ("Insufficient credit", None, pb.DELIVERY_STATUS_FAILED),
+    "1000": ("Unknown error", None, None),
+}
+#: Codes that mean "no error" (Plivo sends ErrorCode empty, or 000 once delivered).
+NO_ERROR = frozenset({"", "0", "000"})
+#: Statuses whose canonical value an error code may refine (failures only).
+REFINABLE = frozenset({pb.DELIVERY_STATUS_UNDELIVERED, pb.DELIVERY_STATUS_FAILED})
+#: Which time field tells when each status happened.
+EVENT_TIME_FIELDS = {
+    "queued": "QueuedTime",
+    "sent": "SentTime",
+    "delivered": "DeliveryReportTime",
+    "undelivered": "DeliveryReportTime",
+    "read": "DeliveryReportTime",
+    "failed": "DeliveryReportTime",
+    "rejected": "DeliveryReportTime",
+}
+V3_HEADERS = ("X-Plivo-Signature-V3", "X-Plivo-Signature-Ma-V3")
+V2_HEADERS = ("X-Plivo-Signature-V2", "X-Plivo-Signature-Ma-V2")
+
+
+class PlivoCredentials(Credentials):
+    """Plivo credentials."""
+
+    auth_token: Secrets = Field(
+        (), description="Auth tokens (the subaccount's and, for -Ma- signatures, the main one)."
+    )
+
+
+class PlivoSettings(ProviderSettings, PlivoCredentials):
+    """``DLRHUB_PLIVO_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="DLRHUB_PLIVO_", extra="ignore", frozen=True)
+    credentials_class: ClassVar[type[Credentials]] = PlivoCredentials
+    accounts: dict[str, PlivoCredentials] = Field(default_factory=dict)
+
+
+class Plivo(Provider):
+    name = "plivo"
+    settings_class = PlivoSettings
+    methods = frozenset({"POST", "GET"})
+    credentials: PlivoCredentials
+
+    def verify(self, request: InboundRequest) -> str:
+        tokens = signing.secret_values(self.credentials.auth_token)
+        if any(request.header(name) for name in V3_HEADERS):
+            nonce = request.header("X-Plivo-Signature-V3-Nonce")
+            if not nonce:
+                raise self.unauthenticated("X-Plivo-Signature-V3-Nonce is missing", label="missing")
+            message = v3_string(request.method, request.url, request.form) + "." + nonce
+            expected = [signing.hmac_b64(token, message.encode("utf-8")) for token in tokens]
+            if signing.any_equal(expected, _signatures(request, V3_HEADERS)):
+                return "plivo_v3"
+            raise self.unauthenticated("X-Plivo-Signature-V3 does not match")
+        if any(request.header(name) for name in V2_HEADERS):
+            nonce = request.header("X-Plivo-Signature-V2-Nonce")
+            if not nonce:
+                raise self.unauthenticated("X-Plivo-Signature-V2-Nonce is missing", label="missing")
+            message_v2 = (_base_url(request.url) + nonce).encode("utf-8")
+            expected = [signing.hmac_b64(token, message_v2) for token in tokens]
+            if signing.any_equal(expected, _signatures(request, V2_HEADERS)):
+                return "plivo_v2"
+            raise self.unauthenticated("X-Plivo-Signature-V2 does not match")
+        raise self.unauthenticated("no X-Plivo-Signature-V3 or -V2 header", label="missing")
+
+    def parse(self, request: InboundRequest) -> Parsed:
+        if request.method == "POST":
+            self.require_content_type(request, "application/x-www-form-urlencoded")
+        params = request.params()
+        if not params.get("MessageUUID"):
+            raise Malformed("MessageUUID is missing")
+        try:
+            return Parsed(reports=[normalize(params)])
+        except InvalidItem as exc:
+            return Parsed(quarantined=[quarantine(str(exc), raw_json(params))])
+
+
+def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
+    """One callback's parameters → a report (provider-level fields are stamped later)."""
+    uuid = text(params.get("MessageUUID"), "MessageUUID", limit=128).strip()
+    if not uuid:
+        raise InvalidItem("MessageUUID is missing")
+    raw_status = text(params.get("Status"), "Status", limit=64).strip()
+    if not raw_status:
+        raise InvalidItem("Status is missing")
+    status = STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN)
+    report = pb.DeliveryReport(
+        message_id=uuid,
+        provider_status=raw_status,
+        recipient=e164(text(params.get("To"), "To", limit=64)),
+        sender=text(params.get("From"), "From", limit=64),
+        segments=whole_number(params.get("Units"), "Units"),
+        mcc=text(params.get("MCC"), "MCC", limit=8),
+        mnc=text(params.get("MNC"), "MNC", limit=8),
+        sequence=whole_number(params.get("Sequence"), "Sequence"),
+        raw=raw_json(params),
+    )
+    report.price.amount = decimal_text(params.get("TotalAmount"), "TotalAmount")
+    report.price.unit_amount = decimal_text(params.get("TotalRate"), "TotalRate")
+    parent = text(params.get("ParentMessageUUID"), "ParentMessageUUID", limit=128).strip()
+    if parent and parent != uuid:
+        report.parent_message_id = parent
+    report.part_index, report.part_count = _part_info(params.get("PartInfo"))
+    code = text(params.get("ErrorCode"), "ErrorCode", limit=16).strip()
+    if code not in NO_ERROR:
+        description, permanent, refined = ERROR_CODES.get(code, ("", None, None))
+        report.error.code = code
+        report.error.description = description
+        if permanent is not None:
+            report.error.permanent = permanent
+        if refined is not None and status in REFINABLE:
+            status = refined
+    report.status = status
+    set_time(report.sent_time, parse_time(params.get("SentTime"), "SentTime"))
+    time_field = EVENT_TIME_FIELDS.get(raw_status.lower())
+    if time_field:
+        set_time(report.event_time, parse_time(params.get(time_field), time_field))
+    return report
+
+
+def _part_info(value: Any) -> tuple[int, int]:
+    """``"1 of 2"`` → (1, 2); absent or unreadable → (0, 0) (Plivo calls it reserved)."""
+    words = str(value or "").split()
+    if len(words) == 3 and words[1] == "of" and words[0].isdigit() and words[2].isdigit():
+        index, count = int(words[0]), int(words[2])
+        if 0 < index <= count < 256:
+            return index, count
+    return 0, 0
+
+
+def parse_time(value: Any, field_name: str) -> datetime | None:
+    """Plivo's ``2024-05-01 10:00:00.123456`` (no zone in the value: UTC)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidItem(f"{field_name} is not a date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidItem(f"{field_name} is not a date-time: {value[:40]!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _signatures(request: InboundRequest, headers: tuple[str, ...]) -> list[str]:
+    found: list[str] = []
+    for name in headers:
+        value = request.header(name) or ""
+        found.extend(part.strip() for part in value.split(",") if part.strip())
+    return found
+
+
+def _base_url(url: str) -> str:
+    """``scheme://host/path`` of a URL: query and fragment dropped."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _grouped(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for key, value in pairs:
+        grouped.setdefault(key, []).append(value)
+    return grouped
+
+
+def v3_string(method: str, url: str, form: tuple[tuple[str, str], ...]) -> str:
+    """What Plivo's V3 signature covers, without the trailing ``.nonce``.
+
+    GET: the URL's parameters (Plivo's callback parameters among them), sorted by key and then
+    value, as ``base?k=v&k=v``. POST: the URL's own query sorted the same way, then (when both
+    exist) ``.``, then the form parameters sorted, each as ``key`` + ``value`` with no separator.
+    Values are compared decoded, as Plivo signs them.
+    """
+    query = _grouped(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    query_text = "&".join(f"{key}={value}" for key in sorted(query) for value in sorted(query[key]))
+    base = _base_url(url)
+    if method == "GET":
+        return f"{base}?{query_text}" if query_text else base
+    params = _grouped(list(form))
+    params_text = "".join(
+        f"{key}{value}" for key in sorted(params) for value in sorted(params[key])
+    )
+    if not params_text and not params:
+        return f"{base}?{query_text}" if query_text else base
+    return f"{base}?{query_text}" + ("." if query_text else "") + params_text
+
+
+def sign_v3(
+    method: str, url: str, form: tuple[tuple[str, str], ...], nonce: str, token: str
+) -> str:
+    """An ``X-Plivo-Signature-V3`` value (for tests and ``dlrhub send-sample``)."""
+    message = v3_string(method, url, form) + "." + nonce
+    return signing.hmac_b64(token.encode("utf-8"), message.encode("utf-8"))
+
+
+def sign_v2(url: str, nonce: str, token: str) -> str:
+    """An ``X-Plivo-Signature-V2`` value."""
+    return signing.hmac_b64(token.encode("utf-8"), (_base_url(url) + nonce).encode("utf-8"))

@@ -1,0 +1,73 @@
+"""Verification primitives shared by the provider modules.
+
+Every comparison of a secret-derived value is constant-time (:func:`hmac.compare_digest`),
+every check accepts a list of secrets (rotation), and every verifier has a matching signer so
+tests and ``dlrhub send-sample`` can make valid requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Iterable
+
+from pydantic import SecretStr
+
+from gateway.errors import Unauthenticated
+
+
+def secret_values(secrets: Iterable[SecretStr]) -> list[bytes]:
+    """The raw bytes of each configured secret."""
+    return [secret.get_secret_value().encode("utf-8") for secret in secrets]
+
+
+def equal(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time equality of two strings or byte strings (strings compared as UTF-8)."""
+    left = a.encode("utf-8") if isinstance(a, str) else a
+    right = b.encode("utf-8") if isinstance(b, str) else b
+    return hmac.compare_digest(left, right)
+
+
+def hmac_digest(key: bytes, message: bytes, algorithm: str = "sha256") -> bytes:
+    """HMAC of ``message`` with ``key`` (``algorithm`` is a hashlib name)."""
+    return hmac.new(key, message, algorithm).digest()
+
+
+def hmac_b64(key: bytes, message: bytes, algorithm: str = "sha256") -> str:
+    """Standard base64 of an HMAC, without a trailing newline."""
+    return base64.b64encode(hmac_digest(key, message, algorithm)).decode("ascii")
+
+
+def hmac_hex(key: bytes, message: bytes, algorithm: str = "sha256") -> str:
+    """Lower-case hex of an HMAC."""
+    return hmac_digest(key, message, algorithm).hex()
+
+
+def any_equal(expected: Iterable[str | bytes], provided: Iterable[str | bytes]) -> bool:
+    """True when any provided value equals any expected value; every pair is compared, so
+    the time taken does not depend on which one matched."""
+    matched = False
+    provided = list(provided)
+    for want in expected:
+        for got in provided:
+            matched |= equal(want, got)
+    return matched
+
+
+def basic_credentials(authorization: str | None) -> str:
+    """``user:password`` from an ``Authorization: Basic ...`` header; raises when absent."""
+    if not authorization:
+        raise Unauthenticated("missing Authorization header")
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise Unauthenticated("Authorization is not HTTP Basic")
+    try:
+        return base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthenticated("Authorization Basic value is not valid base64") from exc
+
+
+def basic_authorization(credentials: str) -> str:
+    """The ``Authorization`` header value for ``user:password`` (RFC 7617)."""
+    return "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")

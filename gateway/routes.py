@@ -1,0 +1,175 @@
+"""HTTP routes: the webhooks, health, readiness and metrics.
+
+``POST /webhooks/<provider>`` (the default account) and ``/webhooks/<provider>/<account>``;
+GET too, for the providers that call with query parameters. A webhook is answered 200 only
+after statusd confirmed the commit of every report it carried.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, json, raw
+
+from common.status_names import status_label
+from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from gateway import errors, metrics
+from gateway.forwarder import Forwarder
+from gateway.providers import PROVIDERS, InboundRequest, Provider
+from gateway.settings import GatewayConfig
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_RESULT_LABELS = {
+    ingest_pb.INGEST_OUTCOME_STORED: "stored",
+    ingest_pb.INGEST_OUTCOME_DUPLICATE: "duplicate",
+    ingest_pb.INGEST_OUTCOME_STALE: "stale",
+}
+
+
+def register(app: Sanic[Any, Any]) -> None:
+    methods = ["GET", "POST"]
+    app.add_route(webhook, "/webhooks/<provider:str>", methods=methods, name="webhook")
+    app.add_route(
+        webhook, "/webhooks/<provider:str>/<account:str>", methods=methods, name="webhook_account"
+    )
+    app.add_route(healthz, "/healthz", methods=["GET"])
+    app.add_route(readyz, "/readyz", methods=["GET"])
+    app.add_route(metrics_endpoint, "/metrics", methods=["GET"], name="metrics")
+
+
+def provider_label(request: Request) -> str:
+    """The provider named in the path when it is a known one (bounded metric labels)."""
+    parts = request.path.split("/")
+    name = parts[2] if len(parts) > 2 and parts[1] == "webhooks" else ""
+    return name if name in PROVIDERS else "unknown"
+
+
+async def webhook(request: Request, provider: str, account: str = "") -> HTTPResponse:
+    started = time.perf_counter()
+    config: GatewayConfig = request.app.ctx.config
+    request_id = _request_id(request)
+    label = provider if provider in PROVIDERS else "unknown"
+    outcome = "ok"
+    try:
+        endpoint = config.endpoints.get((provider, account))
+        if endpoint is None:
+            raise errors.NotFound(_not_found_reason(config, provider, account))
+        if request.method not in endpoint.methods:
+            raise errors.MethodNotAllowed(
+                f"{provider} calls with {' or '.join(sorted(endpoint.methods))}"
+            )
+        inbound = inbound_request(request, config.settings.public_base, request_id)
+        return await _accept(request.app.ctx.forwarder, endpoint, inbound)
+    except errors.WebhookError as exc:
+        outcome = exc.kind
+        if isinstance(exc, errors.Unauthenticated):
+            metrics.SIGNATURE_FAILURES.labels(label, exc.label).inc()
+        return error_response(exc, request_id)
+    finally:
+        metrics.REQUESTS.labels(label, outcome).inc()
+        metrics.REQUEST_LATENCY.labels(label).observe(time.perf_counter() - started)
+
+
+async def _accept(
+    forwarder: Forwarder, endpoint: Provider, inbound: InboundRequest
+) -> HTTPResponse:
+    parsed = endpoint.handle(inbound)
+    answer = await forwarder.ingest(
+        parsed.reports, parsed.quarantined, request_id=inbound.request_id
+    )
+    now = time.time()
+    for report, outcome in zip(parsed.reports, answer.outcomes, strict=False):
+        status = status_label(report.status)
+        metrics.REPORTS.labels(endpoint.name, status, _RESULT_LABELS.get(outcome, "other")).inc()
+        if report.HasField("event_time") and outcome == ingest_pb.INGEST_OUTCOME_STORED:
+            lag = now - report.event_time.ToMicroseconds() / 1e6
+            metrics.DLR_LATENCY.labels(endpoint.name).observe(max(lag, 0.0))
+    for _ in parsed.quarantined:
+        metrics.REPORTS.labels(endpoint.name, "unspecified", "quarantined").inc()
+    return json(
+        {
+            "stored": answer.stored,
+            "duplicates": answer.duplicates,
+            "stale": answer.stale,
+            "quarantined": answer.quarantined,
+            "request_id": inbound.request_id,
+        },
+        headers={"X-Request-Id": inbound.request_id},
+    )
+
+
+def inbound_request(request: Request, public_base: str, request_id: str) -> InboundRequest:
+    """The framework-free view of a request, with the public URL the provider signed."""
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        headers.setdefault(name.lower(), value)
+    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    query_string = request.query_string
+    url = public_base + request.path + (f"?{query_string}" if query_string else "")
+    form: tuple[tuple[str, str], ...] = ()
+    body = request.body or b""
+    if request.method == "POST" and content_type == "application/x-www-form-urlencoded":
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.Malformed("form body is not valid UTF-8") from None
+        form = tuple(parse_qsl(text, keep_blank_values=True, max_num_fields=1000))
+    return InboundRequest(
+        method=request.method,
+        url=url,
+        path=request.path,
+        headers=headers,
+        body=body,
+        content_type=content_type,
+        query=tuple(parse_qsl(query_string, keep_blank_values=True, max_num_fields=1000)),
+        form=form,
+        received_micros=time.time_ns() // 1_000,
+        request_id=request_id,
+    )
+
+
+def error_response(error: errors.WebhookError, request_id: str = "") -> HTTPResponse:
+    """The JSON answer for an expected error: ``{"error": kind, "reason": text}``."""
+    status = errors.http_status(error)
+    headers = {"X-Request-Id": request_id} if request_id else {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    elif status == 503:
+        headers["Retry-After"] = str(errors.RETRY_AFTER_SECONDS)
+    return json({"error": error.kind, "reason": error.reason}, status=status, headers=headers)
+
+
+async def healthz(request: Request) -> HTTPResponse:
+    """The process is alive."""
+    return json({"status": "ok"})
+
+
+async def readyz(request: Request) -> HTTPResponse:
+    """Ready when statusd answers SERVING: only then can a webhook be acknowledged."""
+    forwarder: Forwarder | None = request.app.ctx.forwarder
+    if forwarder is not None and await forwarder.ready():
+        return json({"status": "ready"})
+    return json({"status": "not ready", "reason": "statusd is not serving"}, status=503)
+
+
+async def metrics_endpoint(request: Request) -> HTTPResponse:
+    return raw(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def _not_found_reason(config: GatewayConfig, provider: str, account: str) -> str:
+    if provider not in PROVIDERS:
+        return f"unknown provider {provider[:64]!r}; known: {', '.join(PROVIDERS)}"
+    if account:
+        return f"no account {account[:64]!r} is configured for {provider}"
+    return f"{provider} is disabled: no credentials are configured"

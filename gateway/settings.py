@@ -1,0 +1,114 @@
+"""The gateway's configuration: one frozen object, built and validated at start-up.
+
+:class:`GatewaySettings` holds the process settings; :class:`GatewayConfig` adds every
+enabled provider account, built from the providers' own settings classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, field_validator
+
+from common.settings import BaseConfig, CommaList, ConfigError, load
+from gateway.providers import PROVIDERS, Provider
+
+log = logging.getLogger(__name__)
+
+
+class GatewaySettings(BaseConfig):
+    """Every process setting of the gateway; the variable is ``DLRHUB_`` + the upper-cased name."""
+
+    gateway_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
+    gateway_port: int = Field(8080, ge=1, le=65535, description="HTTP port.")
+    public_url: AnyHttpUrl = Field(
+        AnyHttpUrl("http://127.0.0.1:8080"),
+        description="Base URL the providers call; URL-signing schemes sign it.",
+    )
+    statusd_host: str = Field("127.0.0.1", description="Where statusd listens.")
+    statusd_port: int = Field(50051, ge=1, le=65535, description="statusd's gRPC port.")
+    ingest_deadline_seconds: float = Field(
+        5.0, gt=0, le=60, description="Deadline of one IngestReports call to statusd."
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest webhook body (413)."
+    )
+    insecure_providers: CommaList = Field(
+        (), description="Providers accepted without credentials: local development only."
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0, gt=0, description="How long requests in flight may finish after SIGTERM."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    log_phone_numbers: bool = Field(False, description="Log phone numbers unmasked.")
+
+    @field_validator("insecure_providers")
+    @classmethod
+    def _known_providers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(PROVIDERS))
+        if unknown:
+            raise ValueError(
+                f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(PROVIDERS)}"
+            )
+        return value
+
+    @property
+    def statusd_target(self) -> str:
+        return f"{self.statusd_host}:{self.statusd_port}"
+
+    @property
+    def public_base(self) -> str:
+        """``DLRHUB_PUBLIC_URL`` without a trailing slash."""
+        return str(self.public_url).rstrip("/")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The settings plus every enabled ``(provider, account)`` endpoint."""
+
+    settings: GatewaySettings
+    endpoints: dict[tuple[str, str], Provider]
+
+    @classmethod
+    def load(cls, settings: GatewaySettings | None = None) -> GatewayConfig:
+        """Reads the environment; raises :class:`~common.settings.ConfigError` on bad values."""
+        settings = settings if settings is not None else load(GatewaySettings)
+        endpoints: dict[tuple[str, str], Provider] = {}
+        for name, provider_class in PROVIDERS.items():
+            provider_settings = load(provider_class.settings_class)
+            insecure = name in settings.insecure_providers
+            for account, credentials in provider_settings.account_credentials().items():
+                if account and not account.replace("-", "").replace("_", "").isalnum():
+                    raise ConfigError(
+                        f"DLRHUB_{name.upper()}_ACCOUNTS: account names are letters, digits, "
+                        f"'-' and '_' (got {account!r})"
+                    )
+                if credentials.configured() or (insecure and not account):
+                    endpoints[(name, account)] = provider_class(
+                        account, credentials, insecure=insecure
+                    )
+        return cls(settings=settings, endpoints=endpoints)
+
+    def describe(self) -> None:
+        """Logs what is enabled, and loudly what is insecure or disabled."""
+        for (name, account), provider in sorted(self.endpoints.items()):
+            path = f"/webhooks/{name}" + (f"/{account}" if account else "")
+            if provider.insecure:
+                log.warning(
+                    "INSECURE: %s accepts webhooks WITHOUT credentials (local development only)",
+                    path,
+                    extra={"provider": name},
+                )
+            else:
+                log.info("webhook enabled", extra={"path": path, "provider": name})
+        enabled = {name for name, _ in self.endpoints}
+        for name in PROVIDERS:
+            if name not in enabled:
+                log.info(
+                    "provider disabled: no credentials (set DLRHUB_%s_* variables)",
+                    name.upper(),
+                    extra={"provider": name},
+                )
