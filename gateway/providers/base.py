@@ -62,6 +62,16 @@ class InvalidItem(Exception):
     """One item of an authentic request cannot be normalized; it goes to quarantine."""
 
 
+@dataclass(frozen=True)
+class SampleRequest:
+    """A correctly signed webhook request, ready to send (``dlrhub send-sample``, tests)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
 @dataclass
 class Parsed:
     """What a request carried: normalized reports and quarantined items."""
@@ -143,6 +153,12 @@ class Provider(abc.ABC):
             item.request_id = request.request_id
             item.received_time.FromMicroseconds(request.received_micros)
         return parsed
+
+    @abc.abstractmethod
+    def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
+        """A request this provider would send to ``url`` for ``message_id`` reaching the
+        canonical ``status`` (``delivered``, ``undelivered``, ...), signed with the first
+        configured credential of each kind."""
 
     # -- helpers for subclasses ------------------------------------------------------------
 

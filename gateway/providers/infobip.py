@@ -9,8 +9,9 @@ are alternatives: a request must pass at least one. See docs/providers/infobip.m
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -26,6 +27,7 @@ from gateway.providers.base import (
     Parsed,
     Provider,
     ProviderSettings,
+    SampleRequest,
     decimal_text,
     e164,
     json_body,
@@ -146,6 +148,37 @@ class Infobip(Provider):
             raise self.unauthenticated("credentials do not match")
         raise self.unauthenticated("no credentials in the request", label="missing")
 
+    def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
+        group_id, group, status_id, name = SAMPLE_STATUSES.get(status, SAMPLE_STATUSES["delivered"])
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        item = {
+            "bulkId": "sample-bulk",
+            "messageId": message_id,
+            "to": "41793026727",
+            "sender": "dlrhub",
+            "sentAt": now,
+            "doneAt": now,
+            "messageCount": 1,
+            "mccMnc": "22801",
+            "callbackData": "sample",
+            "price": {"pricePerMessage": 0.01, "currency": "EUR"},
+            "status": {"groupId": group_id, "groupName": group, "id": status_id, "name": name},
+            "error": {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR"},
+        }
+        body = raw_json({"results": [item]}).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        creds = self.credentials
+        if creds.basic_auth:
+            headers["Authorization"] = signing.basic_authorization(
+                creds.basic_auth[0].get_secret_value()
+            )
+        if creds.hmac_secret:
+            headers[creds.hmac_header] = sign(body, creds.hmac_secret[0].get_secret_value())
+        if creds.url_token:
+            token = quote(creds.url_token[0].get_secret_value(), safe="")
+            url += ("&" if "?" in url else "?") + f"token={token}"
+        return SampleRequest("POST", url, headers, body)
+
     def parse(self, request: InboundRequest) -> Parsed:
         self.require_content_type(request, "application/json")
         body = json_body(request)
@@ -165,6 +198,19 @@ class Infobip(Provider):
             except InvalidItem as exc:
                 parsed.quarantined.append(quarantine(str(exc), raw_json(item)))
         return parsed
+
+
+#: Infobip status objects for ``dlrhub send-sample``: (groupId, groupName, id, name).
+SAMPLE_STATUSES: dict[str, tuple[int, str, int, str]] = {
+    "accepted": (1, "PENDING", 26, "PENDING_ACCEPTED"),
+    "sent": (1, "PENDING", 7, "PENDING_ENROUTE"),
+    "delivered": (3, "DELIVERED", 5, "DELIVERED_TO_HANDSET"),
+    "undelivered": (2, "UNDELIVERABLE", 9, "UNDELIVERABLE_NOT_DELIVERED"),
+    "expired": (4, "EXPIRED", 15, "EXPIRED_EXPIRED"),
+    "rejected": (5, "REJECTED", 6, "REJECTED_NETWORK"),
+    "failed": (5, "REJECTED", 20, "REJECTED_SYSTEM_ERROR"),
+    "unknown": (4, "EXPIRED", 29, "EXPIRED_DLR_UNKNOWN"),
+}
 
 
 def normalize(item: Any) -> pb.DeliveryReport:

@@ -1,0 +1,167 @@
+"""``dlrhub run``: statusd and the gateway on this machine, the embedded store, one terminal.
+
+Starts statusd, waits until it serves, starts the gateway, waits until it answers, prints
+where both listen and how to send a first signed report. Ctrl-C (or SIGTERM) stops both
+gracefully; if either exits, the other is stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from cli import devenv
+from common.settings import ConfigError, load
+from gateway.settings import GatewaySettings
+from statusd.settings import StatusdSettings
+
+STARTUP_TIMEOUT_SECONDS = 30.0
+
+
+class RunError(Exception):
+    """The development stack could not start."""
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _wait(check: str, ready: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RunError(f"{check} exited with code {process.returncode} (see its log above)")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise RunError(f"{check} did not become ready within {STARTUP_TIMEOUT_SECONDS:.0f} s")
+
+
+def _gateway_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - loopback URL
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def run() -> int:
+    """Runs the stack until interrupted; returns the exit code."""
+    os.environ.setdefault("DLRHUB_LOG_FORMAT", "text")
+    using_dev = devenv.ensure()
+    try:
+        statusd_settings = load(StatusdSettings)
+        gateway_settings = load(GatewaySettings)
+    except ConfigError as exc:
+        raise RunError(f"bad configuration: {exc}") from None
+    for name, host, port in (
+        ("statusd", statusd_settings.statusd_host, statusd_settings.statusd_port),
+        ("gateway", gateway_settings.gateway_host, gateway_settings.gateway_port),
+    ):
+        if _port_open(host, port):
+            raise RunError(
+                f"{host}:{port} is already in use; stop what listens there or set "
+                f"DLRHUB_{'STATUSD' if name == 'statusd' else 'GATEWAY'}_PORT"
+            )
+    bin_dir = Path(sys.executable).parent
+    statusd = subprocess.Popen([str(bin_dir / "dlrhub-statusd")])  # noqa: S603
+    gateway: subprocess.Popen[bytes] | None = None
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        _wait(
+            "statusd",
+            lambda: _port_open(statusd_settings.statusd_host, statusd_settings.statusd_port),
+            statusd,
+        )
+        gateway = subprocess.Popen([str(bin_dir / "dlrhub-gateway")])  # noqa: S603
+        base = f"http://{gateway_settings.gateway_host}:{gateway_settings.gateway_port}"
+        _wait("gateway", lambda: _gateway_ready(base + "/healthz"), gateway)
+        print(_banner(base, statusd_settings, gateway_settings, using_dev), flush=True)
+        while not stopping and statusd.poll() is None and gateway.poll() is None:
+            time.sleep(0.2)
+    finally:
+        for process in (gateway, statusd):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in (gateway, statusd):
+            if process is not None:
+                try:
+                    process.wait(timeout=statusd_settings.shutdown_grace_seconds + 5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    print("dlrhub stopped.", flush=True)
+    return 0 if stopping else 1
+
+
+def _banner(base: str, statusd: StatusdSettings, gateway: GatewaySettings, using_dev: bool) -> str:
+    cli = shlex.quote(str(Path(sys.executable).parent / "dlrhub"))
+    if Path.cwd() in Path(cli).parents:
+        cli = str(Path(cli).relative_to(Path.cwd()))
+    metrics = (
+        f"http://{statusd.statusd_metrics_host}:{statusd.statusd_metrics_port}/metrics"
+        if statusd.statusd_metrics_port
+        else "off"
+    )
+    store = "MongoDB" if statusd.mongodb_uri else f"SQLite file {statusd.sqlite_path}"
+    lines = [
+        "",
+        "dlrhub is running.",
+        f"  gateway  {base}   (health {base}/healthz, metrics {base}/metrics)",
+        f"  statusd  {statusd.statusd_host}:{statusd.statusd_port} gRPC   (metrics {metrics})",
+        f"  store    {store}",
+        "",
+        "Webhook URLs to give the providers (public base: DLRHUB_PUBLIC_URL"
+        f" = {gateway.public_base}):",
+        f"  Infobip  {gateway.public_base}/webhooks/infobip",
+        f"  Plivo    {gateway.public_base}/webhooks/plivo",
+    ]
+    if using_dev:
+        lines += ["", f"Development credentials are in {devenv.DEV_ENV} (generated once, reused)."]
+    lines += [
+        "",
+        "Send a correctly signed sample report, then read its status over gRPC:",
+        f"  {cli} send-sample infobip --url {base}/webhooks/infobip --message-id demo-1",
+        f"  {cli} status get infobip demo-1 --target {statusd.statusd_host}:{statusd.statusd_port}",
+        "",
+        *_curl_hint(base),
+        "Ctrl-C stops both.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _curl_hint(base: str) -> list[str]:
+    """The same with curl, when Infobip Basic credentials are configured."""
+    basic = os.environ.get("DLRHUB_INFOBIP_BASIC_AUTH", "").split(",")[0].strip()
+    if not basic:
+        return []
+    body = (
+        '{"results":[{"messageId":"demo-2","to":"41793026727",'
+        '"doneAt":"2026-01-01T12:00:00.000+0000","status":{"groupId":3,'
+        '"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"}}]}'
+    )
+    return [
+        "Or with curl (Infobip, HTTP Basic):",
+        f"  curl -sS -u {shlex.quote(basic)} -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(body)} {base}/webhooks/infobip",
+        "",
+    ]

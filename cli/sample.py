@@ -1,0 +1,64 @@
+"""``dlrhub send-sample``: a correctly signed sample webhook, sent to any URL.
+
+It signs with the credentials configured for the provider (the ``DLRHUB_<PROVIDER>_*``
+variables, or ``var/dev.env`` in development), exactly as the provider would, so a user
+can check a deployment end to end: gateway, signature, statusd, store.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+import uuid
+
+from common.settings import load
+from gateway.providers import PROVIDERS
+
+
+class SampleError(Exception):
+    """The sample could not be built or sent."""
+
+
+def send_sample(
+    provider: str, url: str, *, account: str = "", message_id: str = "", status: str = "delivered"
+) -> tuple[int, str, str]:
+    """Sends one sample; returns (HTTP status, answer body, message id)."""
+    provider_class = PROVIDERS.get(provider)
+    if provider_class is None:
+        raise SampleError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
+    settings = load(provider_class.settings_class)
+    accounts = settings.account_credentials()
+    if account not in accounts:
+        raise SampleError(f"no account {account!r} configured for {provider}")
+    credentials = accounts[account]
+    if not credentials.configured():
+        raise SampleError(
+            f"no credentials configured for {provider}: set DLRHUB_{provider.upper()}_* "
+            "(or run `dlrhub run` once to generate development ones)"
+        )
+    message_id = message_id or f"sample-{uuid.uuid4().hex[:12]}"
+    sample = provider_class(account, credentials).sample(url, message_id, status)
+    request = urllib.request.Request(  # noqa: S310 - the user names the URL
+        sample.url, data=sample.body, headers=sample.headers, method=sample.method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+            return response.status, response.read().decode("utf-8", "replace"), message_id
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace"), message_id
+    except urllib.error.URLError as exc:
+        raise SampleError(f"cannot reach {url}: {exc.reason}") from None
+
+
+def main(provider: str, url: str, *, account: str, message_id: str, status: str) -> int:
+    try:
+        code, body, sent_id = send_sample(
+            provider, url, account=account, message_id=message_id, status=status
+        )
+    except SampleError as exc:
+        print(f"dlrhub send-sample: {exc}", file=sys.stderr)
+        return 2
+    print(f"sent {provider} report for message {sent_id} ({status}) to {url}")
+    print(f"HTTP {code} {body.strip()}")
+    return 0 if 200 <= code < 300 else 1
