@@ -1,0 +1,31 @@
+"""Shared test set-up: a clean DLRHUB_ environment for every test, Sanic in test mode."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sanic import Sanic
+
+DATA = Path(__file__).parent / "data"
+
+Sanic.test_mode = True  # many gateway apps per process
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's DLRHUB_* settings (DLRHUB_TEST_* stay)."""
+    for key in list(os.environ):
+        if key.startswith("DLRHUB_") and not key.startswith("DLRHUB_TEST_"):
+            monkeypatch.delenv(key)
+
+
+def signature_vectors(provider: str) -> list[dict[str, Any]]:
+    """The shared signature test vectors of one provider (tests/data/signature_vectors.json)."""
+    vectors: list[dict[str, Any]] = json.loads(
+        (DATA / "signature_vectors.json").read_text(encoding="utf-8")
+    )
+    return [vector for vector in vectors if vector["provider"] == provider]

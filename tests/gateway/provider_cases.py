@@ -1,0 +1,138 @@
+"""The contract every provider module must meet, as a base class its tests inherit.
+
+A provider's test class subclasses :class:`ProviderContract` (or
+:class:`TimestampedProviderContract` when the provider signs a time), sets ``provider`` and
+implements the three hooks; it inherits the cases for good, wrong, missing and rotated
+credentials, tampering, stamping and the ``send-sample`` round trip, and adds its own
+recorded payloads and status tables.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar
+
+import pytest
+
+from common.status_names import status_label
+from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.errors import Unauthenticated
+from gateway.providers.base import Credentials, InboundRequest, Provider
+from tests.helpers.requests import RECEIVED_MICROS, from_sample
+
+URL = "https://dlr.example.com/webhooks/{provider}"
+
+
+class ProviderContract(abc.ABC):
+    """Cases every provider inherits. Hooks: credentials, signed_request, tampered."""
+
+    provider: ClassVar[type[Provider]]
+    #: Canonical statuses ``sample()`` must round-trip through ``parse()``.
+    sample_statuses: ClassVar[tuple[str, ...]] = ("delivered", "undelivered")
+
+    @abc.abstractmethod
+    def credentials(self, *secrets: str) -> Credentials:
+        """Credentials holding ``secrets`` (several: rotation)."""
+
+    @abc.abstractmethod
+    def signed_request(self, secret: str, message_id: str = "msg-1") -> InboundRequest:
+        """A genuine request signed with ``secret`` carrying one report for ``message_id``."""
+
+    @abc.abstractmethod
+    def tampered(self, request: InboundRequest) -> InboundRequest:
+        """The same request with the signed content changed (body, parameter or URL)."""
+
+    def unsigned(self, request: InboundRequest) -> InboundRequest:
+        """The same request without any credential (default: no auth-looking headers)."""
+        kept = {
+            name: value
+            for name, value in request.headers.items()
+            if name in ("content-type", "content-length", "user-agent")
+        }
+        return dataclasses.replace(request, headers=kept)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def endpoint(self, *secrets: str, account: str = "") -> Provider:
+        return self.provider(account, self.credentials(*secrets))
+
+    @property
+    def url(self) -> str:
+        return URL.format(provider=self.provider.name)
+
+    # -- the cases --------------------------------------------------------------------------
+
+    def test_good_credentials_pass(self) -> None:
+        parsed = self.endpoint("secret-one").handle(self.signed_request("secret-one"))
+        assert parsed.reports
+        assert {report.message_id for report in parsed.reports} >= {"msg-1"}
+
+    def test_wrong_secret_is_rejected(self) -> None:
+        with pytest.raises(Unauthenticated) as caught:
+            self.endpoint("secret-one").handle(self.signed_request("secret-two"))
+        assert caught.value.label != "missing"
+
+    def test_missing_credentials_are_rejected(self) -> None:
+        with pytest.raises(Unauthenticated) as caught:
+            self.endpoint("secret-one").handle(self.unsigned(self.signed_request("secret-one")))
+        assert caught.value.label == "missing"
+
+    def test_rotated_secrets_are_all_accepted(self) -> None:
+        endpoint = self.endpoint("old-secret", "new-secret")
+        for secret in ("old-secret", "new-secret"):
+            assert endpoint.handle(self.signed_request(secret)).reports
+        with pytest.raises(Unauthenticated):
+            endpoint.handle(self.signed_request("third-secret"))
+
+    def test_tampering_is_rejected(self) -> None:
+        with pytest.raises(Unauthenticated):
+            self.endpoint("secret-one").handle(self.tampered(self.signed_request("secret-one")))
+
+    def test_handle_stamps_what_the_request_shares(self) -> None:
+        parsed = self.endpoint("secret-one", account="eu").handle(self.signed_request("secret-one"))
+        for report in parsed.reports:
+            assert report.provider == self.provider.name
+            assert report.account == "eu"
+            assert report.auth_method not in ("", "none")
+            assert report.received_time.ToMicroseconds() == RECEIVED_MICROS
+            assert report.request_id == "test-request"
+            assert report.raw
+            assert report.status != pb.DELIVERY_STATUS_UNSPECIFIED
+
+    def test_unconfigured_endpoint_rejects_everything(self) -> None:
+        empty = self.provider("", self.credentials())
+        with pytest.raises(Unauthenticated):
+            empty.handle(self.signed_request("secret-one"))
+
+    def test_insecure_endpoint_accepts_unsigned_requests(self) -> None:
+        insecure = self.provider("", self.credentials(), insecure=True)
+        parsed = insecure.handle(self.unsigned(self.signed_request("whatever")))
+        assert all(report.auth_method == "none" for report in parsed.reports)
+
+    def test_sample_round_trips(self) -> None:
+        endpoint = self.endpoint("secret-one")
+        for status in self.sample_statuses:
+            sample = endpoint.sample(self.url, f"sample-{status}", status)
+            parsed = endpoint.handle(from_sample(sample))
+            assert [status_label(report.status) for report in parsed.reports] == [status]
+            assert [report.message_id for report in parsed.reports] == [f"sample-{status}"]
+
+
+class TimestampedProviderContract(ProviderContract):
+    """For providers that sign a time: a request outside the window is rejected."""
+
+    @abc.abstractmethod
+    def stale_request(self, secret: str) -> InboundRequest:
+        """A correctly signed request whose signed time is outside the tolerance."""
+
+    def test_stale_timestamp_is_rejected(self) -> None:
+        with pytest.raises(Unauthenticated) as caught:
+            self.endpoint("secret-one").handle(self.stale_request("secret-one"))
+        assert caught.value.label == "stale"
+
+
+def first_report(parsed: Any) -> pb.DeliveryReport:
+    assert len(parsed.reports) == 1, parsed
+    report: pb.DeliveryReport = parsed.reports[0]
+    return report

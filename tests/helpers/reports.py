@@ -1,0 +1,67 @@
+"""Report factories and Hypothesis strategies shared by the statusd tests."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+
+STATUSES = [
+    value for value in pb.DeliveryStatus.values() if value != pb.DELIVERY_STATUS_UNSPECIFIED
+]
+BASE_MICROS = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+
+def report(
+    message_id: str = "m-1",
+    status: int = pb.DELIVERY_STATUS_DELIVERED,
+    *,
+    provider: str = "infobip",
+    account: str = "",
+    event_offset: int | None = 0,
+    received_offset: int = 0,
+    provider_status: str | None = None,
+    event_id: str = "",
+    sequence: int = 0,
+    final: bool = False,
+    error_code: str = "",
+    recipient: str = "+41790000000",
+    client_ref: str = "",
+) -> pb.DeliveryReport:
+    """A report; times are offsets in seconds from :data:`BASE_MICROS` (None: no event time)."""
+    made = pb.DeliveryReport(
+        provider=provider,
+        account=account,
+        message_id=message_id,
+        status=status,  # type: ignore[arg-type]
+        provider_status=provider_status or pb.DeliveryStatus.Name(status),  # type: ignore[arg-type]
+        event_id=event_id,
+        sequence=sequence,
+        final=final,
+        recipient=recipient,
+        client_ref=client_ref,
+    )
+    made.error.code = error_code
+    if event_offset is not None:
+        made.event_time.FromMicroseconds(BASE_MICROS + event_offset * 1_000_000)
+    made.received_time.FromMicroseconds(BASE_MICROS + received_offset * 1_000_000)
+    return made
+
+
+@st.composite
+def reports(
+    draw: st.DrawFn, message_ids: tuple[str, ...] = ("m-1", "m-2", "m-3")
+) -> pb.DeliveryReport:
+    """An arbitrary report for one of a few messages, with colliding times and statuses."""
+    return report(
+        message_id=draw(st.sampled_from(message_ids)),
+        status=draw(st.sampled_from(STATUSES)),
+        account=draw(st.sampled_from(["", "eu"])),
+        event_offset=draw(st.one_of(st.none(), st.integers(0, 5))),
+        received_offset=draw(st.integers(0, 5)),
+        provider_status=draw(st.sampled_from(["a", "b", "c"])),
+        sequence=draw(st.integers(0, 3)),
+        final=draw(st.booleans()),
+        error_code=draw(st.sampled_from(["", "20"])),
+        event_id=draw(st.sampled_from(["", "", "", "evt-1", "evt-2"])),
+    )
