@@ -9,6 +9,7 @@ secrets can be valid at once while one is rotated. A bad value stops start-up wi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,6 +21,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 __all__ = [
@@ -136,6 +138,10 @@ def load(settings_cls: type[_Config], **overrides: Any) -> _Config:
         return settings_cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe(settings_cls, exc.errors(include_input=False))) from None
+    except SettingsError as exc:  # a value that is not the JSON its field needs
+        match = re.search(r'field "(\w+)"', str(exc))
+        variable = env_name(settings_cls, match.group(1)) if match else "configuration"
+        raise ConfigError(f"{variable}: not valid JSON for this setting") from None
 
 
 def describe(settings_cls: type[BaseSettings], errors: Iterable[Mapping[str, Any]]) -> str:

@@ -23,9 +23,10 @@ class GatewaySettings(BaseConfig):
 
     gateway_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
     gateway_port: int = Field(8080, ge=1, le=65535, description="HTTP port.")
-    public_url: AnyHttpUrl = Field(
-        AnyHttpUrl("http://127.0.0.1:8080"),
-        description="Base URL the providers call; URL-signing schemes sign it.",
+    public_url: AnyHttpUrl | None = Field(
+        None,
+        description="Base URL the providers call, which URL-signing schemes sign "
+        "(default: http://<gateway host>:<gateway port>, i.e. http://127.0.0.1:8080).",
     )
     statusd_host: str = Field("127.0.0.1", description="Where statusd listens.")
     statusd_port: int = Field(50051, ge=1, le=65535, description="statusd's gRPC port.")
@@ -61,7 +62,10 @@ class GatewaySettings(BaseConfig):
 
     @property
     def public_base(self) -> str:
-        """``DLRHUB_PUBLIC_URL`` without a trailing slash."""
+        """``DLRHUB_PUBLIC_URL`` without a trailing slash, or the gateway's own address."""
+        if self.public_url is None:
+            host = "127.0.0.1" if self.gateway_host in ("0.0.0.0", "::", "") else self.gateway_host  # noqa: S104
+            return f"http://{host}:{self.gateway_port}"
         return str(self.public_url).rstrip("/")
 
 

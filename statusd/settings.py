@@ -14,7 +14,7 @@ class StatusdSettings(BaseConfig):
     """Every setting of statusd; the environment variable is ``DLRHUB_`` + the upper-cased name."""
 
     statusd_host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
-    statusd_port: int = Field(50051, ge=1, le=65535, description="gRPC port.")
+    statusd_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port).")
     statusd_metrics_host: str = Field("127.0.0.1", description="Address of /metrics.")
     statusd_metrics_port: int = Field(
         9464, ge=0, le=65535, description="Prometheus metrics port; 0 turns it off."

@@ -1,0 +1,65 @@
+"""The gateway's configuration: enabled endpoints, insecure mode, accounts, bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.settings import ConfigError, load
+from gateway.settings import GatewayConfig, GatewaySettings
+
+
+def test_providers_without_credentials_are_disabled() -> None:
+    config = GatewayConfig.load()
+    assert config.endpoints == {}
+
+
+def test_credentials_and_accounts_enable_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLRHUB_INFOBIP_BASIC_AUTH", "u:p")
+    monkeypatch.setenv(
+        "DLRHUB_PLIVO_ACCOUNTS", '{"eu": {"auth_token": "t1,t2"}, "us": {"auth_token": "t3"}}'
+    )
+    config = GatewayConfig.load()
+    assert sorted(config.endpoints) == [("infobip", ""), ("plivo", "eu"), ("plivo", "us")]
+
+
+def test_insecure_providers_are_accepted_without_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DLRHUB_INSECURE_PROVIDERS", "plivo")
+    config = GatewayConfig.load()
+    assert config.endpoints[("plivo", "")].insecure
+
+
+def test_insecure_mark_does_not_weaken_configured_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DLRHUB_INSECURE_PROVIDERS", "plivo")
+    monkeypatch.setenv("DLRHUB_PLIVO_AUTH_TOKEN", "t")
+    assert not GatewayConfig.load().endpoints[("plivo", "")].insecure
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("DLRHUB_INSECURE_PROVIDERS", "nosuch", "DLRHUB_INSECURE_PROVIDERS"),
+        ("DLRHUB_GATEWAY_PORT", "70000", "DLRHUB_GATEWAY_PORT"),
+        ("DLRHUB_PUBLIC_URL", "not a url", "DLRHUB_PUBLIC_URL"),
+        ("DLRHUB_PLIVO_ACCOUNTS", "{not json", "DLRHUB_PLIVO_ACCOUNTS"),
+        ("DLRHUB_PLIVO_ACCOUNTS", '{"a b": {"auth_token": "t"}}', "DLRHUB_PLIVO_ACCOUNTS"),
+        ("DLRHUB_INFOBIP_ACCOUNTS", '{"x": {"basic": "u:p"}}', "DLRHUB_INFOBIP_ACCOUNTS"),
+    ],
+)
+def test_bad_configuration_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        GatewayConfig.load()
+    assert named in str(caught.value)
+
+
+def test_public_url_defaults_to_the_gateway_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLRHUB_GATEWAY_PORT", "9090")
+    assert load(GatewaySettings).public_base == "http://127.0.0.1:9090"
+    monkeypatch.setenv("DLRHUB_PUBLIC_URL", "https://dlr.example.com/base/")
+    assert load(GatewaySettings).public_base == "https://dlr.example.com/base"

@@ -1,0 +1,122 @@
+"""statusd and the gateway as real processes on loopback ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - loopback
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+class Service:
+    """One dlrhub process; its output goes to a log file in the test's directory."""
+
+    def __init__(self, command: str, env: Mapping[str, str], log: Path) -> None:
+        self.command = command
+        self.env = {**os.environ, **env}
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(BIN / self.command)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.log.parent,
+            )
+        return self
+
+    def wait_until(self, ready: object, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.command} exited: {self.log.read_text()[-2000:]}")
+            if ready():  # type: ignore[operator]
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{self.command} not ready: {self.log.read_text()[-2000:]}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signals the process and waits; returns its exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+class Stack:
+    """statusd + gateway processes sharing one environment."""
+
+    def __init__(self, tmp_path: Path, env: Mapping[str, str]) -> None:
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.env = {
+            "DLRHUB_STATUSD_PORT": str(self.grpc_port),
+            "DLRHUB_STATUSD_METRICS_PORT": str(free_port()),
+            "DLRHUB_GATEWAY_PORT": str(self.http_port),
+            "DLRHUB_SQLITE_PATH": str(tmp_path / "dlrhub.sqlite3"),
+            "DLRHUB_SHUTDOWN_GRACE_SECONDS": "5",
+            **env,
+        }
+        self.statusd = Service("dlrhub-statusd", self.env, tmp_path / "statusd.log")
+        self.gateway = Service("dlrhub-gateway", self.env, tmp_path / "gateway.log")
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.target = f"127.0.0.1:{self.grpc_port}"
+
+    def start_statusd(self) -> None:
+        self.statusd.start().wait_until(lambda: port_open(self.grpc_port))
+
+    def start_gateway(self) -> None:
+        self.gateway.start().wait_until(lambda: http_ok(self.url + "/healthz"))
+
+    def start(self) -> Stack:
+        self.start_statusd()
+        self.start_gateway()
+        return self
+
+    def stop(self) -> None:
+        for service in (self.gateway, self.statusd):
+            if service.process is not None and service.process.poll() is None:
+                service.stop()

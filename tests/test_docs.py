@@ -1,0 +1,44 @@
+"""The README documents every setting, and every provider has its page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.settings import env_name
+from gateway.providers import PROVIDERS
+from gateway.settings import GatewaySettings
+from statusd.settings import StatusdSettings
+
+ROOT = Path(__file__).parent.parent
+
+
+def settings_classes() -> list[type]:
+    return [
+        GatewaySettings,
+        StatusdSettings,
+        *(provider.settings_class for provider in PROVIDERS.values()),
+    ]
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [
+        env_name(cls, field)
+        for cls in settings_classes()
+        for field in cls.model_fields  # type: ignore[attr-defined]
+        if f"`{env_name(cls, field)}`" not in readme
+    ]
+    assert missing == []
+
+
+def test_every_provider_has_a_setup_page() -> None:
+    for name in PROVIDERS:
+        page = ROOT / "docs" / "providers" / f"{name}.md"
+        assert page.exists(), page
+        assert "## Status mapping" in page.read_text(encoding="utf-8")
+
+
+def test_readme_shows_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make run" in readme
+    assert "make test" in readme
