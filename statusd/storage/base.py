@@ -14,6 +14,7 @@ The contract, which ``tests/statusd/storage/`` runs against every backend:
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -46,6 +47,7 @@ class MessageFilter:
     client_ref: str = ""
     update_time_start: int | None = None  # microseconds, inclusive
     update_time_end: int | None = None  # microseconds, exclusive
+    parent_message_id: str = ""  # the parts of one multipart message
 
     def matches(self, status: pb.MessageStatus) -> bool:
         """Whether a message passes the filter (the in-memory form of the store query)."""
@@ -60,6 +62,7 @@ class MessageFilter:
             and (not self.client_ref or status.client_ref == self.client_ref)
             and (self.update_time_start is None or updated >= self.update_time_start)
             and (self.update_time_end is None or updated < self.update_time_end)
+            and (not self.parent_message_id or status.parent_message_id == self.parent_message_id)
         )
 
 
@@ -134,6 +137,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def changes(self, query: MessageFilter, *, after: str | None, limit: int) -> list[Change]:
         """New distinct reports after position ``after`` (None: from the start), oldest first."""
+
+    async def wait_for_changes(self, after: str | None, timeout: float) -> None:
+        """Returns when changes after position ``after`` may exist, or after ``timeout``.
+
+        The default just waits: statusd's change hub also wakes on its own commits, which is
+        all a single-writer store (SQLite) needs. A store that several statusd replicas write
+        (MongoDB on a replica set, through a change stream) returns as soon as any replica's
+        change lands, so every replica's watchers see every change.
+        """
+        await asyncio.sleep(timeout)
 
     @abc.abstractmethod
     async def last_position(self) -> str | None:

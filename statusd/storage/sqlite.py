@@ -52,12 +52,15 @@ CREATE TABLE IF NOT EXISTS messages (
     terminal_mask INTEGER NOT NULL,
     recipient TEXT NOT NULL,
     client_ref TEXT NOT NULL,
+    parent_message_id TEXT NOT NULL,
     UNIQUE (provider, account, message_id)
 );
 CREATE INDEX IF NOT EXISTS messages_updated ON messages (updated);
 CREATE INDEX IF NOT EXISTS messages_status ON messages (status, id);
 CREATE INDEX IF NOT EXISTS messages_recipient ON messages (recipient, id) WHERE recipient != '';
 CREATE INDEX IF NOT EXISTS messages_client_ref ON messages (client_ref, id) WHERE client_ref != '';
+CREATE INDEX IF NOT EXISTS messages_parent ON messages (provider, account, parent_message_id, id)
+    WHERE parent_message_id != '';
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     message INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
@@ -78,7 +81,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 
 _MESSAGE_COLUMNS = (
     "id, provider, account, message_id, status, latest, first_seen, updated, "
-    "report_count, terminal_mask, recipient, client_ref"
+    "report_count, terminal_mask, recipient, client_ref, parent_message_id"
 )
 
 _CHANGES_SQL = (
@@ -322,8 +325,8 @@ def _commit(
         if row is None:
             message = execute(
                 "INSERT INTO messages (provider, account, message_id, status, order_key, latest,"
-                " first_seen, updated, report_count, terminal_mask, recipient, client_ref)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                " first_seen, updated, report_count, terminal_mask, recipient, client_ref,"
+                " parent_message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
                 (
                     report.provider,
                     report.account,
@@ -336,6 +339,7 @@ def _commit(
                     bit,
                     report.recipient,
                     report.client_ref,
+                    report.parent_message_id,
                 ),
             ).lastrowid
             _insert_event(connection, message, report, blob)
@@ -350,9 +354,20 @@ def _commit(
                 "UPDATE messages SET status = ?, order_key = ?, latest = ?, updated = ?,"
                 " report_count = report_count + 1, terminal_mask = terminal_mask | ?,"
                 " recipient = CASE WHEN recipient = '' THEN ? ELSE recipient END,"
-                " client_ref = CASE WHEN client_ref = '' THEN ? ELSE client_ref END"
-                " WHERE id = ?",
-                (report.status, key, blob, now, bit, report.recipient, report.client_ref, message),
+                " client_ref = CASE WHEN client_ref = '' THEN ? ELSE client_ref END,"
+                " parent_message_id = CASE WHEN parent_message_id = '' THEN ?"
+                " ELSE parent_message_id END WHERE id = ?",
+                (
+                    report.status,
+                    key,
+                    blob,
+                    now,
+                    bit,
+                    report.recipient,
+                    report.client_ref,
+                    report.parent_message_id,
+                    message,
+                ),
             )
             outcomes.append(STORED)
         else:
@@ -360,9 +375,10 @@ def _commit(
                 "UPDATE messages SET updated = ?, report_count = report_count + 1,"
                 " terminal_mask = terminal_mask | ?,"
                 " recipient = CASE WHEN recipient = '' THEN ? ELSE recipient END,"
-                " client_ref = CASE WHEN client_ref = '' THEN ? ELSE client_ref END"
-                " WHERE id = ?",
-                (now, bit, report.recipient, report.client_ref, message),
+                " client_ref = CASE WHEN client_ref = '' THEN ? ELSE client_ref END,"
+                " parent_message_id = CASE WHEN parent_message_id = '' THEN ?"
+                " ELSE parent_message_id END WHERE id = ?",
+                (now, bit, report.recipient, report.client_ref, report.parent_message_id, message),
             )
             outcomes.append(STALE)
     if quarantined:
@@ -409,6 +425,9 @@ def _where(query: MessageFilter) -> tuple[list[str], list[Any]]:
     if query.update_time_end is not None:
         where.append("updated < ?")
         params.append(query.update_time_end)
+    if query.parent_message_id:
+        where.append("parent_message_id = ?")
+        params.append(query.parent_message_id)
     return where, params
 
 
@@ -426,6 +445,7 @@ def _status(connection: sqlite3.Connection, row: Sequence[Any], *, full: bool) -
         terminal_mask,
         recipient,
         client_ref,
+        parent_message_id,
     ) = row
     result = pb.MessageStatus(
         provider=provider,
@@ -437,6 +457,7 @@ def _status(connection: sqlite3.Connection, row: Sequence[Any], *, full: bool) -
         conflict=model.has_conflict(terminal_mask),
         recipient=recipient,
         client_ref=client_ref,
+        parent_message_id=parent_message_id,
     )
     result.first_seen_time.FromMicroseconds(first_seen)
     result.update_time.FromMicroseconds(updated)

@@ -215,3 +215,18 @@ async def test_list_limit_and_cursor(store: Store, limit: int) -> None:
     page = await store.list_messages(MessageFilter(), after=None, limit=limit)
     assert len(page.items) == min(limit, 3)
     assert (page.cursor is None) == (limit >= 3)
+
+
+async def test_parts_are_found_by_parent_message_id(store: Store) -> None:
+    parts = []
+    for index in (1, 2):
+        part = report(message_id=f"part-{index}", status=DELIVERED)
+        part.parent_message_id = "whole-1"
+        part.part_index, part.part_count = index, 2
+        parts.append(part)
+    await store.commit(filled(*parts, report(message_id="single")))
+    found = await store.list_messages(
+        MessageFilter(provider="infobip", parent_message_id="whole-1"), after=None, limit=10
+    )
+    assert [item.message_id for item in found.items] == ["part-1", "part-2"]
+    assert all(item.parent_message_id == "whole-1" for item in found.items)

@@ -369,6 +369,7 @@ class MessageStatus(_message.Message):
     HISTORY_FIELD_NUMBER: _builtins.int
     RECIPIENT_FIELD_NUMBER: _builtins.int
     CLIENT_REF_FIELD_NUMBER: _builtins.int
+    PARENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Provider name."""
     account: _builtins.str
@@ -385,6 +386,10 @@ class MessageStatus(_message.Message):
     """Recipient of the message (from its reports)."""
     client_ref: _builtins.str
     """The sender's correlation id (from its reports)."""
+    parent_message_id: _builtins.str
+    """The whole message's id when this message is one part of a multipart message
+    (from its reports); empty otherwise.
+    """
     @_builtins.property
     def latest_report(self) -> Global___DeliveryReport:
         """The report that set the current status."""
@@ -416,10 +421,11 @@ class MessageStatus(_message.Message):
         history: _abc.Iterable[Global___DeliveryReport] | None = ...,
         recipient: _builtins.str = ...,
         client_ref: _builtins.str = ...,
+        parent_message_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["first_seen_time", b"first_seen_time", "latest_report", b"latest_report", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "client_ref", b"client_ref", "conflict", b"conflict", "first_seen_time", b"first_seen_time", "history", b"history", "latest_report", b"latest_report", "message_id", b"message_id", "provider", b"provider", "recipient", b"recipient", "report_count", b"report_count", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "client_ref", b"client_ref", "conflict", b"conflict", "first_seen_time", b"first_seen_time", "history", b"history", "latest_report", b"latest_report", "message_id", b"message_id", "parent_message_id", b"parent_message_id", "provider", b"provider", "recipient", b"recipient", "report_count", b"report_count", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
