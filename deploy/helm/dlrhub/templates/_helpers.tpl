@@ -230,3 +230,15 @@ topologySpreadConstraints:
   {{- include "dlrhub.topologySpreadConstraints" . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+A value as an environment-variable string. Numbers from values arrive as float64, which
+toString would print as 2.097152e+06; whole numbers are printed as integers.
+*/}}
+{{- define "dlrhub.envString" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
