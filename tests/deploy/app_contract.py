@@ -7,6 +7,7 @@ service or metric breaks the tests instead of a deployment.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import ModuleType
 
 from prometheus_client.metrics import MetricWrapperBase
@@ -105,6 +106,27 @@ def _exposed(module: ModuleType) -> set[str]:
 def metric_names() -> set[str]:
     """Every series name the gateway and statusd expose."""
     return _exposed(gateway_metrics) | _exposed(statusd_metrics)
+
+
+def metric_families_in_use() -> set[str]:
+    """Metric families the application's code updates (``metrics.NAME`` outside metrics.py)."""
+    families: set[str] = set()
+    for module in (gateway_metrics, statusd_metrics):
+        package = Path(str(module.__file__)).parent
+        source = "\n".join(
+            path.read_text(encoding="utf-8")
+            for path in package.rglob("*.py")
+            if path.name != "metrics.py"
+        )
+        for attribute, value in vars(module).items():
+            if isinstance(value, MetricWrapperBase) and f"metrics.{attribute}" in source:
+                families |= {family.name for family in value.describe()}
+    return families
+
+
+def family(series: str) -> str:
+    """``dlrhub_x_total`` → ``dlrhub_x`` (the name the metric object was given)."""
+    return re.sub(r"_(total|bucket|sum|count|created)$", "", series)
 
 
 METRIC_NAME = re.compile(r"\bdlrhub_[a-zA-Z0-9_]+")

@@ -133,9 +133,10 @@ def test_production_values_turn_everything_on() -> None:
     kinds = {obj["kind"] for obj in objects}
     assert {"Ingress", "HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule"} <= kinds
     hpa = one(objects, "HorizontalPodAutoscaler", "gateway")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == one(objects, "Deployment", "gateway")[
-        "metadata"
-    ]["name"]
+    assert (
+        hpa["spec"]["scaleTargetRef"]["name"]
+        == one(objects, "Deployment", "gateway")["metadata"]["name"]
+    )
     assert "replicas" not in one(objects, "Deployment", "gateway")["spec"]
     assert one(objects, "Deployment", "statusd")["spec"]["replicas"] > 1
     assert not of_kind(objects, "Secret"), "existingSecret: the chart must create none"
@@ -247,16 +248,19 @@ def test_checksums_change_with_configuration() -> None:
         {"secrets": {"gateway": {"PLIVO_AUTH_TOKEN": "one"}}, "gateway": {"config": {"A": "1"}}}
     )
     secret = render({"secrets": {"gateway": {"PLIVO_AUTH_TOKEN": "two"}}})
-    assert checksums(config, "gateway")["checksum/config"] != checksums(base, "gateway")[
-        "checksum/config"
-    ]
+    assert (
+        checksums(config, "gateway")["checksum/config"]
+        != checksums(base, "gateway")["checksum/config"]
+    )
     assert checksums(config, "statusd") == checksums(base, "statusd")
-    assert checksums(secret, "gateway")["checksum/secret"] != checksums(base, "gateway")[
-        "checksum/secret"
-    ]
-    assert checksums(secret, "gateway")["checksum/config"] == checksums(base, "gateway")[
-        "checksum/config"
-    ]
+    assert (
+        checksums(secret, "gateway")["checksum/secret"]
+        != checksums(base, "gateway")["checksum/secret"]
+    )
+    assert (
+        checksums(secret, "gateway")["checksum/config"]
+        == checksums(base, "gateway")["checksum/config"]
+    )
 
 
 def test_default_probes_are_all_on() -> None:

@@ -6,7 +6,6 @@ import base64
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,6 +22,9 @@ from tests.deploy.chart import (
     pod_spec,
     render,
 )
+
+#: The bind address every listener needs inside a pod.
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 
 
 def test_environment_names_exist_in_the_settings(objects: list[Object]) -> None:
@@ -41,16 +43,20 @@ def test_pending_settings_are_still_missing() -> None:
 def test_ports_and_addresses_match_the_settings(objects: list[Object]) -> None:
     gateway = one(objects, "Deployment", "gateway")
     statusd = one(objects, "Deployment", "statusd")
-    gateway_ports = {p["name"]: p["containerPort"] for p in pod_spec(gateway)["containers"][0]["ports"]}
-    statusd_ports = {p["name"]: p["containerPort"] for p in pod_spec(statusd)["containers"][0]["ports"]}
+    gateway_ports = {
+        p["name"]: p["containerPort"] for p in pod_spec(gateway)["containers"][0]["ports"]
+    }
+    statusd_ports = {
+        p["name"]: p["containerPort"] for p in pod_spec(statusd)["containers"][0]["ports"]
+    }
     gateway_env = container_env(objects, gateway)
     statusd_env = container_env(objects, statusd)
     assert int(gateway_env["DLRHUB_GATEWAY_PORT"]) == gateway_ports["http"]
-    assert gateway_env["DLRHUB_GATEWAY_HOST"] == "0.0.0.0"
+    assert gateway_env["DLRHUB_GATEWAY_HOST"] == ALL_INTERFACES
     assert int(statusd_env["DLRHUB_STATUSD_PORT"]) == statusd_ports["grpc"]
     assert int(statusd_env["DLRHUB_STATUSD_METRICS_PORT"]) == statusd_ports["http-metrics"]
-    assert statusd_env["DLRHUB_STATUSD_HOST"] == "0.0.0.0"
-    assert statusd_env["DLRHUB_STATUSD_METRICS_HOST"] == "0.0.0.0"
+    assert statusd_env["DLRHUB_STATUSD_HOST"] == ALL_INTERFACES
+    assert statusd_env["DLRHUB_STATUSD_METRICS_HOST"] == ALL_INTERFACES
     service = one(objects, "Service", "statusd")
     grpc = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
     assert gateway_env["DLRHUB_STATUSD_HOST"].split(".")[:2] == [
@@ -79,7 +85,9 @@ def test_probes_match_the_routes_and_health_services(objects: list[Object]) -> N
     services = app.health_services()
     gateway = pod_spec(one(objects, "Deployment", "gateway"))["containers"][0]
     port_names = {port["name"] for port in gateway["ports"]}
-    probes = {kind: gateway.get(kind) for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    probes = {
+        kind: gateway.get(kind) for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
     for kind, probe in probes.items():
         if probe is None:
             continue
@@ -116,6 +124,7 @@ def test_helm_test_pods_check_the_services(objects: list[Object]) -> None:
     assert statusd_test["metadata"]["labels"]["dlrhub.io/client"] == "true"
     assert set(statusd_test["spec"]["containers"][0]["command"][4:]) == app.health_services()
 
+
 def secret_text(objects: list[Object], key: str) -> str:
     """The chart's own Secret value for ``key``; a stand-in when an existingSecret holds it."""
     for secret in of_kind(objects, "Secret"):
@@ -137,8 +146,9 @@ def use_environment(
         if variable.endswith(app.FILE_SUFFIX):
             path = secret_dir / Path(value).name
             path.write_text(secret_text(objects, path.name) + "\n", encoding="utf-8")
-            value = str(path)
-        monkeypatch.setenv(variable, value)
+            monkeypatch.setenv(variable, str(path))
+        else:
+            monkeypatch.setenv(variable, value)
     return env
 
 

@@ -52,9 +52,9 @@ def test_schema_is_draft_07_and_valid() -> None:
 def chart_owned_objects(schema: dict[str, Any], path: str = "") -> list[str]:
     """Paths of schema objects that declare properties but leave additionalProperties open."""
     found = []
-    if schema.get("type") == "object" and "properties" in schema:
-        if schema.get("additionalProperties") is not False:
-            found.append(path or "<root>")
+    owned = schema.get("type") == "object" and "properties" in schema
+    if owned and schema.get("additionalProperties") is not False:
+        found.append(path or "<root>")
     for key, sub in schema.get("properties", {}).items():
         found += chart_owned_objects(sub, f"{path}.{key}")
     for name, sub in schema.get("definitions", {}).items():
@@ -71,14 +71,14 @@ def test_defaults_and_ci_values_are_valid(case: tuple[str, dict[str, Any]]) -> N
     chart().validate_schema(merged_values(case[1]))
 
 
-@pytest.mark.parametrize("values,word", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+@pytest.mark.parametrize(("values", "word"), BAD_VALUES.values(), ids=BAD_VALUES.keys())
 def test_jsonschema_refuses(values: dict[str, Any], word: str) -> None:
     errors = list(VALIDATOR.iter_errors(merged_values(values)))
     assert errors, "accepted"
     assert any(word in str(error) for error in errors)
 
 
-@pytest.mark.parametrize("values,word", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+@pytest.mark.parametrize(("values", "word"), BAD_VALUES.values(), ids=BAD_VALUES.keys())
 def test_helm_render_refuses(values: dict[str, Any], word: str) -> None:
     with pytest.raises(helm_python.HelmValuesError, match=re.escape(word)):
         render(values)
