@@ -294,3 +294,25 @@ def test_notes_warn_about_sqlite_and_show_grpcurl() -> None:
     notes = production[f"{CHART_DIR.name}/templates/NOTES.txt"]
     assert "https://dlr.example.com/webhooks/<provider>" in notes
     assert "sqlite" not in notes.lower()
+
+
+def test_gateway_policy_admits_scrapers_when_sources_are_narrowed() -> None:
+    production = CASES["production-values"]
+    policy = one(render(production), "NetworkPolicy", "gateway")
+    (rule,) = policy["spec"]["ingress"]
+    metrics = production["networkPolicy"]["metrics"]
+    assert {
+        "namespaceSelector": metrics["namespaceSelector"],
+        "podSelector": metrics["podSelector"],
+    } in rule["from"]
+    assert "from" not in one(render(), "NetworkPolicy", "gateway")["spec"]["ingress"][0]
+
+
+def test_long_release_names_fit_dns_labels() -> None:
+    release = "r" * 53  # Helm's longest release name
+    for obj in render(CASES["production-values"], release=release):
+        if obj["kind"] != "Pod":
+            assert len(obj["metadata"]["name"]) <= 63, obj["metadata"]["name"]
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", obj["metadata"]["name"])
+    names = {o["metadata"]["name"] for o in render(release=release) if o["kind"] == "Deployment"}
+    assert len(names) == 2, "component names must stay distinct after truncation"
