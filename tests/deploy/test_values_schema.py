@@ -39,6 +39,8 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
         {"ingress": {"hosts": [{"host": "a", "paths": [{"path": "x", "pathType": "Prefix"}]}]}},
         "path",
     ),
+    "a setting the chart owns": ({"gateway": {"config": {"GATEWAY_PORT": "1"}}}, "GATEWAY_PORT"),
+    "a secret in plain config": ({"statusd": {"config": {"MONGODB_URI": "x"}}}, "MONGODB_URI"),
     "port out of range": ({"gateway": {"containerPorts": {"http": 70000}}}, "http"),
 }
 
