@@ -80,8 +80,8 @@ def gateway_routes() -> set[str]:
 
 
 def health_services() -> set[str]:
-    """The gRPC health service names statusd serves."""
-    return set(HEALTH_SERVICES)
+    """The gRPC health service names statusd serves ("" is the process as a whole)."""
+    return {"", *HEALTH_SERVICES}
 
 
 _SUFFIXES = {
