@@ -27,6 +27,7 @@ from statusd.storage.base import (
     STALE,
     STORED,
     Change,
+    InvalidPosition,
     MessageFilter,
     Outcome,
     Page,
@@ -247,7 +248,7 @@ class SqliteStore(Store):
         where, params = _where(query)
         if after is not None:
             where.append("id > ?")
-            params.append(int(after))
+            params.append(_row_id(after))
         sql = (
             f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608 - clauses are constants
             + (" WHERE " + " AND ".join(where) if where else "")
@@ -266,7 +267,7 @@ class SqliteStore(Store):
         return await self._read(page)
 
     async def changes(self, query: MessageFilter, *, after: str | None, limit: int) -> list[Change]:
-        start = int(after) if after else 0
+        start = _row_id(after) if after else 0
 
         def changes(connection: sqlite3.Connection) -> list[Change]:
             rows = connection.execute(_CHANGES_SQL, (start, limit)).fetchall()
@@ -399,6 +400,13 @@ def _insert_event(
         (message, report.event_id, model.effective_time(report), report.sequence, blob),
     )
     return cursor.rowcount == 1
+
+
+def _row_id(position: str) -> int:
+    """A cursor or position of this store: a row id."""
+    if not position.isascii() or not position.isdigit():
+        raise InvalidPosition(f"not a position of the sqlite store: {position[:40]!r}")
+    return int(position)
 
 
 def _where(query: MessageFilter) -> tuple[list[str], list[Any]]:
