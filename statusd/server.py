@@ -124,7 +124,7 @@ class Statusd:
         except StoreUnavailable as exc:
             if str(exc) != self._open_error:  # one line per distinct reason, not per attempt
                 log.warning(
-                    "store not reachable; retrying every %.0f s: %s", HEALTH_INTERVAL_SECONDS, exc
+                    "store not reachable; retrying every %g s: %s", HEALTH_INTERVAL_SECONDS, exc
                 )
                 self._open_error = str(exc)
             return False
@@ -133,18 +133,18 @@ class Statusd:
         return True
 
     async def _check_store(self) -> bool:
-        serving = self.store_open.is_set()
-        if serving:
+        serving = False
+        if self.store_open.is_set():
             try:
                 await self.store.ping()
             except StoreUnavailable as exc:
-                if self._serving is not False:
+                if self._serving is not False:  # log the change, not every failed ping
                     log.warning("store unavailable: %s", exc)
-                serving = False
             else:
+                serving = True
                 if self._serving is False:
                     log.info("store available again", extra={"store": self.store.name})
-        self._serving = serving
+            self._serving = serving
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving

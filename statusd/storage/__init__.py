@@ -27,7 +27,7 @@ def open_store(settings: StatusdSettings) -> Store:
         client = mongo_client(
             uri, server_selection_timeout=settings.mongodb_server_selection_timeout_seconds
         )
-    except (PyMongoError, ValueError, TypeError) as exc:
+    except (PyMongoError, ValueError, TypeError, UserWarning) as exc:
         reason = str(exc).replace(uri, "<uri>")
         userinfo = uri.split("://", 1)[-1].rsplit("@", 1)[0] if "@" in uri else ""
         for secret in {userinfo, *userinfo.split(":")[1:]} - {""}:

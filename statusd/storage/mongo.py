@@ -60,6 +60,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
@@ -96,13 +97,16 @@ _PING_TIMEOUT_SECONDS: Final = 2.0
 
 
 def mongo_client(uri: str, *, server_selection_timeout: float = 5.0) -> Client:
-    """A client for ``uri`` (parsed now, connected lazily); raises on a malformed URI."""
-    return AsyncMongoClient(
-        uri,
-        serverSelectionTimeoutMS=int(server_selection_timeout * 1000),
-        appname="dlrhub-statusd",
-        retryWrites=True,
-    )
+    """A client for ``uri`` (parsed now, connected lazily); raises on a malformed URI, and on
+    an option PyMongo would otherwise only warn about and ignore."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return AsyncMongoClient(
+            uri,
+            serverSelectionTimeoutMS=int(server_selection_timeout * 1000),
+            appname="dlrhub-statusd",
+            retryWrites=True,
+        )
 
 
 def describe(exc: BaseException) -> str:
@@ -129,17 +133,17 @@ class MongoStore(Store):
         timeout: float = 10.0,
     ) -> None:
         self._client = client
-        self._db = client.get_database(
+        self.db = client.get_database(
             database,
             write_concern=WriteConcern(w="majority", j=True),
             read_concern=ReadConcern("majority"),
             read_preference=ReadPreference.PRIMARY,
         )
         self.database = database
-        self._messages = self._db.get_collection("messages")
-        self._events = self._db.get_collection("events")
-        self._quarantine = self._db.get_collection("quarantine")
-        self._meta = self._db.get_collection("meta")
+        self._messages = self.db.get_collection("messages")
+        self._events = self.db.get_collection("events")
+        self._quarantine = self.db.get_collection("quarantine")
+        self._meta = self.db.get_collection("meta")
         self._ttl_seconds = retention_days * 86_400
         self._timeout = timeout
         self._feed: Feed | None = None
@@ -185,14 +189,14 @@ class MongoStore(Store):
             settings = dict(options)
             if settings.pop("ttl", False):
                 settings["expireAfterSeconds"] = self._ttl_seconds
-            target = self._db.get_collection(collection)
+            target = self.db.get_collection(collection)
             try:
                 await target.create_index(keys, name=name, **settings)
             except OperationFailure as exc:
                 if exc.code not in _INDEX_CONFLICTS or "expireAfterSeconds" not in settings:
                     raise
                 # The retention changed: adjust the TTL index in place.
-                await self._db.command(
+                await self.db.command(
                     {
                         "collMod": collection,
                         "index": {"name": name, "expireAfterSeconds": self._ttl_seconds},
@@ -292,9 +296,13 @@ class MongoStore(Store):
         if not ids:
             return {}
         found = await self._events.find({"_id": {"$in": ids}}, {"report": 1}).to_list(None)
-        return {event["_id"]: pb.DeliveryReport.FromString(bytes(event["report"])) for event in found}
+        return {
+            event["_id"]: pb.DeliveryReport.FromString(bytes(event["report"])) for event in found
+        }
 
-    async def _apply(self, to_apply: list[tuple[int | None, pb.DeliveryReport]], now: int) -> set[int]:
+    async def _apply(
+        self, to_apply: list[tuple[int | None, pb.DeliveryReport]], now: int
+    ) -> set[int]:
         """Applies reports to their messages; returns the batch indexes that became current."""
         operations: list[UpdateOne] = []
         becomes_current: dict[int, int] = {}  # operation index -> batch index
@@ -369,9 +377,9 @@ class MongoStore(Store):
     # -- reads ---------------------------------------------------------------------------
 
     async def _history(self, messages: list[str]) -> dict[str, list[pb.DeliveryReport]]:
-        found = await self._events.find({"key": {"$in": messages}}, {"key": 1, "report": 1}).to_list(
-            None
-        )
+        found = await self._events.find(
+            {"key": {"$in": messages}}, {"key": 1, "report": 1}
+        ).to_list(None)
         history: dict[str, list[pb.DeliveryReport]] = {}
         for event in found:
             report = pb.DeliveryReport.FromString(bytes(event["report"]))

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import bson
 import bson.errors
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -42,7 +42,7 @@ _INSERTS: Final = [{"$match": {"operationType": "insert"}}]
 _SCAN_AWAIT_MS: Final = 10  # how long changes() lets one getMore wait for more
 _WAIT_STEP_SECONDS: Final = 1.0  # the longest one getMore of wait() blocks
 _SEQ_PREFIX: Final = "s"
-_TOKEN_PREFIX: Final = "c"
+_STREAM_PREFIX: Final = "c"
 
 
 class Feed(abc.ABC):
@@ -53,13 +53,15 @@ class Feed(abc.ABC):
         self.messages = messages
         self.meta = meta
 
+    @abc.abstractmethod
     async def open(self) -> None:
         """Reads or creates what the feed keeps in ``meta``."""
 
+    @abc.abstractmethod
     async def reserve(self, count: int) -> int | None:
         """The first of ``count`` numbers for a commit's new events (None: not numbered)."""
-        return None
 
+    @abc.abstractmethod
     def committed(self, last: int | None) -> None:
         """A commit whose events are numbered up to ``last`` has finished."""
 
@@ -138,13 +140,7 @@ class SequenceFeed(Feed):
         return found[:limit]
 
     async def last_position(self) -> str | None:
-        newest = (
-            await self.events.find({"seq": {"$lte": self.visible}}, {"seq": 1})
-            .sort("seq", DESCENDING)
-            .limit(1)
-            .to_list(None)
-        )
-        return _SEQ_PREFIX + str(self.visible) if newest else None
+        return _SEQ_PREFIX + str(self.visible) if self.visible else None
 
 
 class StreamFeed(Feed):
@@ -179,6 +175,12 @@ class StreamFeed(Feed):
                 token = stream.resume_token
             return token
 
+    async def reserve(self, count: int) -> int | None:
+        return None  # the server orders the stream
+
+    def committed(self, last: int | None) -> None:
+        return None  # the stream shows every committed insert by itself
+
     def _token(self, after: str | None) -> Mapping[str, Any]:
         if after is None:
             assert self.start is not None  # set by open()
@@ -195,7 +197,7 @@ class StreamFeed(Feed):
                 batch_size=limit,
             ) as stream:
                 while len(found) < limit:
-                    scanned = []
+                    scanned: list[tuple[str, docs.Document]] = []
                     while len(scanned) < limit:
                         change = await stream.try_next()
                         if change is None:
@@ -211,8 +213,8 @@ class StreamFeed(Feed):
 
     async def wait(self, after: str | None, timeout: float) -> None:
         """Returns when any replica inserted an event after ``after``, or after ``timeout``.
-        A failure (store down, lost position) also returns: the next :meth:`changes` call
-        reports it."""
+        A lost or foreign position returns at once and a store outage after ``timeout``: the
+        next :meth:`changes` call reports either."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # Each getMore waits at most one step, so the wait ends on time without cancelling a
@@ -220,9 +222,13 @@ class StreamFeed(Feed):
         step = max(0.001, min(timeout, _WAIT_STEP_SECONDS))
         try:
             async with asyncio.timeout(timeout + _WAIT_STEP_SECONDS):
-                async with await self.events.watch(
-                    _INSERTS, resume_after=self._token(after), max_await_time_ms=int(step * 1000)
-                ) as stream:
+                with _lost_positions(after):
+                    stream = await self.events.watch(
+                        _INSERTS,
+                        resume_after=self._token(after),
+                        max_await_time_ms=int(step * 1000),
+                    )
+                async with stream:
                     while deadline - loop.time() >= step / 2:
                         if await stream.try_next() is not None:
                             return
@@ -246,12 +252,12 @@ def _lost_positions(after: str | None) -> Any:
 
 
 def _encode_token(token: Mapping[str, Any]) -> str:
-    return _TOKEN_PREFIX + base64.urlsafe_b64encode(bson.encode(token)).decode().rstrip("=")
+    return _STREAM_PREFIX + base64.urlsafe_b64encode(bson.encode(token)).decode().rstrip("=")
 
 
 def _decode_token(position: str) -> Mapping[str, Any]:
-    if position.startswith(_TOKEN_PREFIX):
-        encoded = position[len(_TOKEN_PREFIX) :]
+    if position.startswith(_STREAM_PREFIX):
+        encoded = position[len(_STREAM_PREFIX) :]
         try:
             token = bson.decode(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
         except (ValueError, binascii.Error, bson.errors.BSONError):

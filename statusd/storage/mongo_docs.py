@@ -147,7 +147,7 @@ def skeleton(report: pb.DeliveryReport, now_micros: int) -> Document:
         "report_count": 0,
         "terminal_mask": 0,
         "applied": [],
-        **{field: "" for field in FILLED_FIELDS},
+        **dict.fromkeys(FILLED_FIELDS, ""),
     }
 
 

@@ -270,13 +270,19 @@ class SqliteStore(Store):
         start = _row_id(after) if after else 0
 
         def changes(connection: sqlite3.Connection) -> list[Change]:
-            rows = connection.execute(_CHANGES_SQL, (start, limit)).fetchall()
-            found = []
-            for row in rows:
-                status = _status(connection, row[2:], full=False)
-                if query.matches(status):
-                    found.append(Change(str(row[0]), pb.DeliveryReport.FromString(row[1]), status))
-            return found
+            found: list[Change] = []
+            position = start
+            while len(found) < limit:  # scan on past events the filter drops
+                rows = connection.execute(_CHANGES_SQL, (position, limit)).fetchall()
+                for row in rows:
+                    status = _status(connection, row[2:], full=False)
+                    if query.matches(status):
+                        report = pb.DeliveryReport.FromString(row[1])
+                        found.append(Change(str(row[0]), report, status))
+                if len(rows) < limit:
+                    break
+                position = rows[-1][0]
+            return found[:limit]
 
         return await self._read(changes)
 

@@ -12,6 +12,8 @@ mongomock itself:
   other store instances' writes interleave with a batch as they would on a real server.
 * ``$bit: {field: {or: n}}`` is applied right after the rest of the update (nothing can run in
   between: mongomock calls do not yield).
+* An index that exists with other options fails with the server's code (85), and ``collMod``
+  changes a TTL index's ``expireAfterSeconds``.
 * ``hello`` answers as a standalone server, or, with ``replica_set=True``, as a replica-set
   primary, and then ``watch()`` emulates a change stream of inserts: every insert through the
   adapter is appended to an in-memory oplog shared by all clients of one :class:`MockServer`;
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -50,38 +53,45 @@ class _Fault:
     collection: str
     method: str
     after: int  # operations of the call that succeed before it fails
+    skip: int  # matching calls that go through before the failing one
 
 
 class MockServer:
     """One in-memory MongoDB shared by any number of adapter clients."""
 
     def __init__(self, *, replica_set: bool = False) -> None:
-        self.backend = mongomock.MongoClient()
+        self.backend: Any = mongomock.MongoClient()
         self.replica_set = replica_set
         self.down = False
         self.oplog: list[tuple[str, Document]] = []
         self.oplog_floor = 0  # entries before this were "rolled off"
         self.changed = asyncio.Condition()
         self.faults: list[_Fault] = []
+        self.calls: Counter[tuple[str, str]] = Counter()
 
     def client(self) -> AsyncMongoClient[dict[str, Any]]:
         """A new client, typed as the real one: the store cannot tell them apart."""
         return cast(AsyncMongoClient[dict[str, Any]], MockClient(self))
 
-    def fail_once(self, collection: str, method: str, *, after: int = 0) -> None:
-        """The next ``method`` call on ``collection`` fails (a lost connection) after ``after``
-        of its operations went through."""
-        self.faults.append(_Fault(collection, method, after))
+    def fail_once(self, collection: str, method: str, *, after: int = 0, skip: int = 0) -> None:
+        """A ``method`` call on ``collection`` (the next one, or the one after ``skip`` more)
+        fails as a lost connection does, after ``after`` of its operations went through."""
+        self.faults.append(_Fault(collection, method, after, skip))
 
     def forget_changes(self) -> None:
         """Simulates an oplog that rolled over: every earlier resume token is lost."""
         self.oplog_floor = len(self.oplog)
 
     def check(self, collection: str = "", method: str = "") -> _Fault | None:
+        """Counts a call; raises when the server is down; returns a fault due now."""
         if self.down:
             raise ServerSelectionTimeoutError("mock server is down, Timeout: 0.1s")
+        self.calls[(collection, method)] += 1
         for fault in self.faults:
             if (fault.collection, fault.method) == (collection, method):
+                if fault.skip:
+                    fault.skip -= 1
+                    return None
                 self.faults.remove(fault)
                 return fault
         return None
@@ -131,6 +141,15 @@ class MockDatabase:
             if self.server.replica_set:
                 answer["setName"] = "rs0"
             return answer
+        if name == "collMod" and isinstance(command, Mapping):  # a TTL change, as the store sends
+            collection = self.backend.get_collection(command["collMod"])
+            index = command["index"]
+            keys = collection.index_information()[index["name"]]["key"]
+            collection.drop_index(index["name"])
+            collection.create_index(
+                keys, name=index["name"], expireAfterSeconds=index["expireAfterSeconds"]
+            )
+            return {"ok": 1.0}
         raise OperationFailure(f"command {name!r} is not emulated", code=59)
 
 
@@ -143,7 +162,12 @@ class MockCollection:
 
     async def create_index(self, keys: Sequence[tuple[str, int]], **options: Any) -> str:
         self.server.check(self.name, "create_index")
-        return str(self.backend.create_index(list(keys), **options))
+        try:
+            return str(self.backend.create_index(list(keys), **options))
+        except OperationFailure as exc:
+            if "already exists with different options" not in str(exc):
+                raise
+            raise OperationFailure(str(exc), code=85) from exc  # IndexOptionsConflict
 
     async def insert_many(self, documents: Sequence[Document], ordered: bool = True) -> Any:
         fault = self.server.check(self.name, "insert_many")
@@ -170,7 +194,8 @@ class MockCollection:
             _lost(fault, index)
             assert isinstance(operation, UpdateOne), "the store only sends UpdateOne"
             try:
-                self._update_one(operation._filter, operation._doc, bool(operation._upsert))
+                selector, update = cast(Document, operation._filter), cast(Document, operation._doc)
+                self._update_one(selector, update, bool(operation._upsert))
             except DuplicateKeyError as exc:
                 errors.append({"index": index, "code": 11000, "errmsg": str(exc)})
                 if ordered:
@@ -204,7 +229,9 @@ class MockCollection:
         found: Document | None = self.backend.find_one(selector or {}, *args)
         return found
 
-    async def find_one_and_update(self, selector: Document, update: Document, **options: Any) -> Any:
+    async def find_one_and_update(
+        self, selector: Document, update: Document, **options: Any
+    ) -> Any:
         self.server.check(self.name, "find_one_and_update")
         return self.backend.find_one_and_update(selector, update, **options)
 
@@ -253,7 +280,7 @@ class MockCursor:
         return self
 
     async def to_list(self, length: int | None = None) -> list[Document]:
-        self.collection.server.check(self.collection.name, "find")
+        _lost(self.collection.server.check(self.collection.name, "find"), 0)
         found = list(self.cursor)
         return found if length is None else found[:length]
 

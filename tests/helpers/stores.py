@@ -40,9 +40,7 @@ class Backend:
         subclass of the backend's own class, for fault injection)."""
         if self.kind == "sqlite":
             return (store_class or SqliteStore)(self.path)  # type: ignore[call-arg]
-        client = (
-            mongo_client(REAL_MONGODB_URI) if self.kind == "mongodb" else self.server.client()
-        )
+        client = mongo_client(REAL_MONGODB_URI) if self.kind == "mongodb" else self.server.client()
         return (store_class or MongoStore)(client, database=self.database)  # type: ignore[call-arg]
 
     async def drop(self) -> None:

@@ -1,4 +1,7 @@
-"""Group commit: many callers, few commits, each caller its own answer, failures contained."""
+"""Group commit: many callers, few commits, each caller its own answer, failures contained.
+
+Every test runs on the SQLite store and on the MongoDB store over mongomock.
+"""
 
 from __future__ import annotations
 
@@ -12,36 +15,66 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
 from statusd.committer import GroupCommitter
 from statusd.storage.base import DUPLICATE, STORED, Outcome, StoreUnavailable
+from statusd.storage.mongo import MongoStore
 from statusd.storage.sqlite import SqliteStore
 from tests.helpers.reports import report
+from tests.helpers.stores import Backend
 
 
-class FlakyStore(SqliteStore):
-    """A real SQLite store whose chosen commits fail, and which holds commits until released."""
+class Faults:
+    """Which commits fail, and a gate that holds commits until released."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self) -> None:
         self.calls: list[int] = []
         self.fail_calls: set[int] = set()
         self.gate = asyncio.Event()
         self.gate.set()
+
+    async def before_commit(self, reports: Sequence[pb.DeliveryReport]) -> None:
+        self.calls.append(len(reports))
+        number = len(self.calls)
+        await self.gate.wait()
+        if number in self.fail_calls:
+            raise StoreUnavailable("injected failure")
+
+
+class FlakySqlite(SqliteStore):
+    """A real SQLite store whose chosen commits fail, and which holds commits until released."""
+
+    faults = Faults()
 
     async def commit(
         self,
         reports: Sequence[pb.DeliveryReport],
         quarantined: Sequence[pb.QuarantinedItem] = (),
     ) -> list[Outcome]:
-        self.calls.append(len(reports))
-        number = len(self.calls)
-        await self.gate.wait()
-        if number in self.fail_calls:
-            raise StoreUnavailable("injected failure")
+        await self.faults.before_commit(reports)
         return await super().commit(reports, quarantined)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FlakyStore]:
-    made = FlakyStore(tmp_path / "store.sqlite3")
+class FlakyMongo(MongoStore):
+    """The MongoDB store over mongomock, with the same faults."""
+
+    faults = Faults()
+
+    async def commit(
+        self,
+        reports: Sequence[pb.DeliveryReport],
+        quarantined: Sequence[pb.QuarantinedItem] = (),
+    ) -> list[Outcome]:
+        await self.faults.before_commit(reports)
+        return await super().commit(reports, quarantined)
+
+
+FlakyStore = FlakySqlite | FlakyMongo
+
+
+@pytest.fixture(params=["sqlite", "mongomock"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FlakyStore]:
+    flaky = FlakySqlite if request.param == "sqlite" else FlakyMongo
+    made = Backend(request.param, tmp_path).store(flaky)
+    assert isinstance(made, FlakySqlite | FlakyMongo)
+    made.faults = Faults()
     await made.open()
     yield made
     await made.close()
@@ -56,30 +89,30 @@ async def test_concurrent_callers_share_commits_and_get_their_own_outcomes(
 ) -> None:
     committer = GroupCommitter(store)
     async with committer:
-        store.gate.clear()  # hold the first commit so the others pile up behind it
+        store.faults.gate.clear()  # hold the first commit so the others pile up behind it
         first = asyncio.create_task(committer.submit(one("first")))
         await asyncio.sleep(0.01)
         others = [asyncio.create_task(committer.submit(one(f"m-{i}"))) for i in range(50)]
         duplicate = asyncio.create_task(committer.submit(one("m-3")))
         await asyncio.sleep(0.01)
-        store.gate.set()
+        store.faults.gate.set()
         assert await first == [STORED]
         assert [await task for task in others] == [[STORED]] * 50
         assert await duplicate == [DUPLICATE]
-    assert len(store.calls) == 2  # 52 callers, two commits
-    assert store.calls == [1, 51]
+    assert len(store.faults.calls) == 2  # 52 callers, two commits
+    assert store.faults.calls == [1, 51]
 
 
 async def test_a_failed_batch_fails_only_its_callers(store: FlakyStore) -> None:
     committer = GroupCommitter(store)
-    store.fail_calls = {2}
+    store.faults.fail_calls = {2}
     async with committer:
-        store.gate.clear()
+        store.faults.gate.clear()
         first = asyncio.create_task(committer.submit(one("a")))
         await asyncio.sleep(0.01)
         doomed = [asyncio.create_task(committer.submit(one(f"b-{i}"))) for i in range(5)]
         await asyncio.sleep(0.01)
-        store.gate.set()
+        store.faults.gate.set()
         assert await first == [STORED]
         for task in doomed:
             with pytest.raises(StoreUnavailable):
@@ -92,13 +125,13 @@ async def test_a_failed_batch_fails_only_its_callers(store: FlakyStore) -> None:
 async def test_batches_respect_the_report_limit(store: FlakyStore) -> None:
     committer = GroupCommitter(store, max_reports=10)
     async with committer:
-        store.gate.clear()
+        store.faults.gate.clear()
         tasks = [asyncio.create_task(committer.submit(one(f"m-{i}"))) for i in range(25)]
         await asyncio.sleep(0.01)
-        store.gate.set()
+        store.faults.gate.set()
         await asyncio.gather(*tasks)
-    assert max(store.calls) <= 10
-    assert sum(store.calls) == 25
+    assert max(store.faults.calls) <= 10
+    assert sum(store.faults.calls) == 25
 
 
 async def test_stop_commits_what_is_pending_then_refuses(store: FlakyStore) -> None:
@@ -115,10 +148,10 @@ async def test_stop_commits_what_is_pending_then_refuses(store: FlakyStore) -> N
 async def test_a_caller_that_goes_away_does_not_undo_the_commit(store: FlakyStore) -> None:
     committer = GroupCommitter(store)
     async with committer:
-        store.gate.clear()
+        store.faults.gate.clear()
         task = asyncio.create_task(committer.submit(one("gone")))
         await asyncio.sleep(0.01)
         task.cancel()
-        store.gate.set()
+        store.faults.gate.set()
         await asyncio.sleep(0.05)
     assert await store.get(pb.MessageKey(provider="infobip", message_id="gone")) is not None

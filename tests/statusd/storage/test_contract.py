@@ -11,7 +11,14 @@ import pytest
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
 from statusd.committer import GroupCommitter
-from statusd.storage.base import DUPLICATE, STALE, STORED, MessageFilter, Store
+from statusd.storage.base import (
+    DUPLICATE,
+    STALE,
+    STORED,
+    InvalidPosition,
+    MessageFilter,
+    Store,
+)
 from tests.helpers.reports import BASE_MICROS, report
 
 DELIVERED = pb.DELIVERY_STATUS_DELIVERED
@@ -149,18 +156,74 @@ async def test_list_filters_and_pages_in_first_seen_order(store: Store) -> None:
 
 
 async def test_changes_follow_every_new_report(store: Store) -> None:
-    assert await store.last_position() is None
+    initial = await store.last_position()  # None, or a position naming "now"
+    if initial is not None:
+        assert await store.changes(MessageFilter(), after=initial, limit=10) == []
     sent, delivered = filled(
         report(status=SENT, event_offset=1), report(status=DELIVERED, event_offset=2)
     )
     await store.commit([sent])
     start = await store.last_position()
+    assert start is not None
     await store.commit([delivered, sent])
     changes = await store.changes(MessageFilter(), after=start, limit=10)
     assert [change.report.status for change in changes] == [DELIVERED]
     assert changes[0].message_status.status == DELIVERED
-    everything = await store.changes(MessageFilter(), after=None, limit=10)
-    assert [change.report.status for change in everything] == [SENT, DELIVERED]
+    assert changes[0].message_status.report_count == 2
+    for since in (initial, None):
+        everything = await store.changes(MessageFilter(), after=since, limit=10)
+        assert [change.report.status for change in everything] == [SENT, DELIVERED]
+    assert await store.changes(MessageFilter(), after=changes[-1].position, limit=10) == []
+
+
+async def test_changes_filter_and_limit_resume_where_they_stopped(store: Store) -> None:
+    start = await store.last_position()
+    for index in range(6):
+        status = DELIVERED if index % 2 else SENT
+        await store.commit(filled(report(message_id=f"w-{index}", status=status)))
+    delivered = MessageFilter(statuses=frozenset({DELIVERED}))
+    seen: list[str] = []
+    position = start
+    while True:
+        batch = await store.changes(delivered, after=position, limit=1)
+        if not batch:
+            break
+        assert len(batch) == 1
+        seen.append(batch[0].report.message_id)
+        position = batch[0].position
+    assert seen == ["w-1", "w-3", "w-5"]
+    newest = await store.last_position()
+    await store.commit(filled(report(message_id="w-9", status=DELIVERED)))
+    later = await store.changes(delivered, after=newest, limit=10)
+    assert [change.report.message_id for change in later] == ["w-9"]
+
+
+async def test_another_instances_commits_reach_changes_after_a_wait(
+    store: Store, reopen: Callable[[], Store]
+) -> None:
+    await store.commit(filled(report(message_id="first")))
+    position = await store.last_position()
+    other = reopen()
+    await other.open()
+    try:
+        waiting = asyncio.create_task(store.wait_for_changes(position, 0.5))
+        await asyncio.sleep(0)
+        await other.commit(filled(report(message_id="from-another-replica")))
+        await store.commit(filled(report(message_id="own")))  # a single-writer feed needs it
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        await other.close()
+    found = await store.changes(MessageFilter(), after=position, limit=10)
+    assert {change.report.message_id for change in found} == {"from-another-replica", "own"}
+
+
+async def test_positions_and_cursors_from_elsewhere_are_refused(store: Store) -> None:
+    await store.commit(filled(report()))
+    for bad in ("garbage", "-1", "0x10", "c", "s", "\u00e9"):
+        with pytest.raises(InvalidPosition):
+            await store.changes(MessageFilter(), after=bad, limit=10)
+        with pytest.raises(InvalidPosition):
+            await store.list_messages(MessageFilter(), after=bad, limit=10)
 
 
 async def test_purge_drops_messages_not_updated_since(store: Store) -> None:
@@ -230,3 +293,162 @@ async def test_parts_are_found_by_parent_message_id(store: Store) -> None:
     )
     assert [item.message_id for item in found.items] == ["part-1", "part-2"]
     assert all(item.parent_message_id == "whole-1" for item in found.items)
+
+
+async def test_several_store_instances_at_once_end_in_the_fold(
+    store: Store, reopen: Callable[[], Store]
+) -> None:
+    """Three independent store instances over one database (three statusd replicas), each
+    group-committing its share of shuffled, duplicated reports at the same time: the final
+    state is the pure fold, and stored + stale + duplicates are exact."""
+    rng = random.Random(11)
+    statuses = [value for value in pb.DeliveryStatus.values() if value != 0]
+    distinct = filled(
+        *[
+            report(
+                message_id=f"r-{rng.randint(0, 5)}",
+                status=rng.choice(statuses),
+                event_offset=rng.choice([None, *range(4)]),
+                received_offset=index,
+                provider_status=f"s-{index}",
+                recipient=rng.choice(["", "+41790000001"]),
+            )
+            for index in range(90)
+        ]
+    )
+    arrivals = distinct * 3
+    rng.shuffle(arrivals)
+    batches = [arrivals[index : index + 5] for index in range(0, len(arrivals), 5)]
+    replicas = [store, reopen(), reopen()]
+    for replica in replicas[1:]:
+        await replica.open()
+    committers = [GroupCommitter(replica, max_reports=15) for replica in replicas]
+    try:
+        for committer in committers:
+            committer.start()
+        results = await asyncio.gather(
+            *(committers[i % 3].submit(batch) for i, batch in enumerate(batches))
+        )
+    finally:
+        for committer in committers:
+            await committer.stop()
+    outcomes = [outcome for result in results for outcome in result]
+    assert outcomes.count(DUPLICATE) == len(arrivals) - len(distinct)
+    assert outcomes.count(STORED) + outcomes.count(STALE) == len(distinct)
+    try:
+        for replica in replicas:
+            for message_key, state in model.fold(distinct).items():
+                status = await replica.get(
+                    key(message_key[2], message_key[0], message_key[1]), full=True
+                )
+                assert status is not None
+                assert status.latest_report == state.latest
+                assert status.report_count == state.report_count
+                assert status.conflict == state.conflict
+                assert list(status.history) == list(state.history)
+    finally:
+        for replica in replicas[1:]:
+            await replica.close()
+
+
+async def test_operator_like_provider_data_is_stored_as_data(store: Store) -> None:
+    """``$``-prefixed and dotted keys and values from a provider are never interpreted."""
+    tricky = report(message_id='$where.x", "y', client_ref="$gt", recipient="+41790000009")
+    tricky.raw = '{"$set": {"a.b": 1}, "$where": "sleep(1)", "x.y": {"$ne": null}}'
+    tricky.provider_status = "$inc"
+    tricky.error.description = "{$regex: '.*'}"
+    [tricky] = filled(tricky)
+    assert await store.commit([tricky]) == [STORED]
+    status = await store.get(key('$where.x", "y'), full=True)
+    assert status is not None
+    assert status.latest_report == tricky
+    assert list(status.history) == [tricky]
+    by_ref = await store.list_messages(MessageFilter(client_ref="$gt"), after=None, limit=5)
+    assert [item.message_id for item in by_ref.items] == ['$where.x", "y']
+    assert (
+        await store.list_messages(MessageFilter(client_ref="x"), after=None, limit=5)
+    ).items == []
+
+
+async def test_fields_are_filled_by_the_first_report_that_has_them(store: Store) -> None:
+    delivered = report(status=DELIVERED, event_offset=9, recipient="")
+    late = report(status=SENT, event_offset=1, recipient="+41790000002", client_ref="ref-9")
+    other = report(status=QUEUED, event_offset=0, recipient="+41790000003", client_ref="ref-8")
+    assert await store.commit(filled(delivered)) == [STORED]
+    assert await store.commit(filled(late, other)) == [STALE, STALE]
+    status = await store.get(key())
+    assert status is not None
+    assert (status.recipient, status.client_ref) == ("+41790000002", "ref-9")
+    assert status.status == DELIVERED
+    found = await store.list_messages(MessageFilter(recipient="+41790000002"), after=None, limit=5)
+    assert [item.message_id for item in found.items] == ["m-1"]
+
+
+async def test_list_by_update_time_provider_and_account(store: Store) -> None:
+    await store.commit(filled(report(message_id="a", provider="plivo", account="eu")))
+    first = await store.get(key("a", "plivo", "eu"))
+    assert first is not None
+    boundary = first.update_time.ToMicroseconds() + 1
+    await asyncio.sleep(0.002)
+    await store.commit(filled(report(message_id="b", provider="plivo")))
+    newer = await store.list_messages(
+        MessageFilter(update_time_start=boundary), after=None, limit=10
+    )
+    assert [item.message_id for item in newer.items] == ["b"]
+    older = await store.list_messages(MessageFilter(update_time_end=boundary), after=None, limit=10)
+    assert [item.message_id for item in older.items] == ["a"]
+    eu = await store.list_messages(
+        MessageFilter(provider="plivo", account="eu"), after=None, limit=10
+    )
+    assert [item.message_id for item in eu.items] == ["a"]
+    plivo = await store.list_messages(MessageFilter(provider="plivo"), after=None, limit=10)
+    assert [item.message_id for item in plivo.items] == ["a", "b"]
+
+
+async def test_pages_neither_skip_nor_repeat_while_reports_keep_arriving(store: Store) -> None:
+    for index in range(6):
+        await store.commit(filled(report(message_id=f"p-{index}", status=SENT)))
+    first = await store.list_messages(MessageFilter(), after=None, limit=3)
+    # Every message gets a newer report and new messages arrive before the next page.
+    await store.commit(
+        filled(
+            *[
+                report(message_id=f"p-{index}", status=DELIVERED, event_offset=5)
+                for index in range(6)
+            ],
+            report(message_id="p-new"),
+        )
+    )
+    rest: list[str] = []
+    cursor = first.cursor
+    while cursor is not None:
+        page = await store.list_messages(MessageFilter(), after=cursor, limit=3)
+        rest += [item.message_id for item in page.items]
+        cursor = page.cursor
+    listed = [item.message_id for item in first.items] + rest
+    assert listed == [f"p-{index}" for index in range(6)] + ["p-new"]
+
+
+async def test_batch_get_full_keeps_the_order_of_the_keys(store: Store) -> None:
+    await store.commit(
+        filled(
+            report(message_id="x", status=SENT, event_offset=1),
+            report(message_id="x", status=DELIVERED, event_offset=2),
+            report(message_id="y"),
+        )
+    )
+    found = await store.batch_get([key("y"), key("missing"), key("x")], full=True)
+    assert [item.message_id for item in found] == ["y", "x"]
+    assert [len(item.history) for item in found] == [1, 2]
+
+
+async def test_purge_keeps_what_was_updated_since(store: Store) -> None:
+    await store.commit(filled(report(message_id="kept")))
+    kept = await store.get(key("kept"))
+    assert kept is not None
+    assert await store.purge(before_micros=kept.update_time.ToMicroseconds()) == 0
+    assert await store.get(key("kept"), full=True) is not None
+    item = pb.QuarantinedItem(provider="infobip", reason="bad", raw="{}")
+    await store.commit([], [item])
+    assert await store.purge(before_micros=2**62) == 1
+    assert await store.quarantined(after=None, limit=10) == []
