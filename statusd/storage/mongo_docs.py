@@ -239,9 +239,8 @@ def cursor_query(cursor: str) -> Document:
         raise InvalidPosition(f"not a list cursor of the mongodb store: {cursor[:40]!r}") from exc
     if not isinstance(first_seen, int) or not isinstance(message, str):
         raise InvalidPosition(f"not a list cursor of the mongodb store: {cursor[:40]!r}")
+    # The plain lower bound lets the index scan start at the cursor; the $or settles ties.
     return {
-        "$or": [
-            {"first_seen": {"$gt": first_seen}},
-            {"first_seen": first_seen, "_id": {"$gt": message}},
-        ]
+        "first_seen": {"$gte": first_seen},
+        "$or": [{"first_seen": {"$gt": first_seen}}, {"_id": {"$gt": message}}],
     }

@@ -206,7 +206,7 @@ async def test_another_instances_commits_reach_changes_after_a_wait(
     other = reopen()
     await other.open()
     try:
-        waiting = asyncio.create_task(store.wait_for_changes(position, 0.5))
+        waiting = asyncio.create_task(store.wait_for_changes(position, 0.2))
         await asyncio.sleep(0)
         await other.commit(filled(report(message_id="from-another-replica")))
         await store.commit(filled(report(message_id="own")))  # a single-writer feed needs it
