@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd import model
 
 STATUSES = [
     value for value in pb.DeliveryStatus.values() if value != pb.DELIVERY_STATUS_UNSPECIFIED
@@ -65,3 +66,12 @@ def reports(
         error_code=draw(st.sampled_from(["", "20"])),
         event_id=draw(st.sampled_from(["", "", "", "evt-1", "evt-2"])),
     )
+
+
+def filled(*items: pb.DeliveryReport) -> list[pb.DeliveryReport]:
+    """The reports with their dedupe keys, as statusd hands them to a store."""
+    return [model.with_event_id(item) for item in items]
+
+
+def key(message_id: str = "m-1", provider: str = "infobip", account: str = "") -> pb.MessageKey:
+    return pb.MessageKey(provider=provider, account=account, message_id=message_id)
