@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import strategies as st
 
 from dlrhub.v1 import delivery_report_pb2 as pb
@@ -75,3 +77,23 @@ def filled(*items: pb.DeliveryReport) -> list[pb.DeliveryReport]:
 
 def key(message_id: str = "m-1", provider: str = "infobip", account: str = "") -> pb.MessageKey:
     return pb.MessageKey(provider=provider, account=account, message_id=message_id)
+
+
+def random_reports(seed: int, count: int, *, messages: int = 5) -> list[pb.DeliveryReport]:
+    """``count`` distinct reports (dedupe keys filled) for a few messages, with colliding
+    statuses and times, some without an event time or a recipient: the fold's hard cases."""
+    rng = random.Random(seed)
+    return filled(
+        *[
+            report(
+                message_id=f"m-{rng.randrange(messages)}",
+                status=rng.choice(STATUSES),
+                event_offset=rng.choice([None, *range(6)]),
+                received_offset=seed * 10_000 + index,
+                provider_status=f"s-{seed}-{index}",
+                recipient=rng.choice(["", "+41790000001"]),
+                client_ref=rng.choice(["", "ref"]),
+            )
+            for index in range(count)
+        ]
+    )

@@ -16,6 +16,8 @@ import os
 import uuid
 from pathlib import Path
 
+from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd import model
 from statusd.storage.base import Store
 from statusd.storage.mongo import MongoStore, mongo_client
 from statusd.storage.sqlite import SqliteStore
@@ -50,3 +52,16 @@ class Backend:
                 await client.drop_database(self.database)
             finally:
                 await client.close()
+
+
+async def assert_in_the_fold(store: Store, reports: list[pb.DeliveryReport]) -> None:
+    """Every message's stored state is what the pure fold of ``reports`` computes."""
+    for (provider, account, message_id), state in model.fold(reports).items():
+        key = pb.MessageKey(provider=provider, account=account, message_id=message_id)
+        status = await store.get(key, full=True)
+        assert status is not None, key
+        assert status.latest_report == state.latest
+        assert status.status == state.status
+        assert status.report_count == state.report_count == len(status.history)
+        assert status.conflict == state.conflict
+        assert list(status.history) == list(state.history)

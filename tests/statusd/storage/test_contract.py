@@ -10,7 +10,6 @@ from collections.abc import Callable
 import pytest
 
 from dlrhub.v1 import delivery_report_pb2 as pb
-from statusd import model
 from statusd.committer import GroupCommitter
 from statusd.storage.base import (
     DUPLICATE,
@@ -19,7 +18,8 @@ from statusd.storage.base import (
     MessageFilter,
     Store,
 )
-from tests.helpers.reports import BASE_MICROS, filled, key, report
+from tests.helpers.reports import BASE_MICROS, filled, key, random_reports, report
+from tests.helpers.stores import assert_in_the_fold
 
 DELIVERED = pb.DELIVERY_STATUS_DELIVERED
 UNDELIVERED = pb.DELIVERY_STATUS_UNDELIVERED
@@ -158,22 +158,9 @@ async def test_purge_drops_messages_not_updated_since(store: Store) -> None:
 async def test_concurrent_shuffled_duplicated_ingests_end_in_the_fold(store: Store) -> None:
     """Many concurrent callers, shuffled and duplicated reports for the same messages: the
     final state is what the pure fold computes, and the counts are exact."""
-    rng = random.Random(7)
-    statuses = [value for value in pb.DeliveryStatus.values() if value != 0]
-    distinct = filled(
-        *[
-            report(
-                message_id=f"m-{rng.randint(0, 4)}",
-                status=rng.choice(statuses),
-                event_offset=rng.choice([None, *range(6)]),
-                received_offset=index,
-                provider_status=f"s-{index}",
-            )
-            for index in range(120)
-        ]
-    )
+    distinct = random_reports(7, 120)
     arrivals = distinct * 3
-    rng.shuffle(arrivals)
+    random.Random(7).shuffle(arrivals)
     batches = [arrivals[index : index + 7] for index in range(0, len(arrivals), 7)]
     committer = GroupCommitter(store, max_reports=50)
     async with committer:
@@ -182,15 +169,7 @@ async def test_concurrent_shuffled_duplicated_ingests_end_in_the_fold(store: Sto
     assert outcomes.count(DUPLICATE) == len(arrivals) - len(distinct)
     assert outcomes.count(STORED) + outcomes.count(STALE) == len(distinct)
     assert committer.commits < len(batches)
-    for message_key, state in model.fold(distinct).items():
-        status = await store.get(key(message_key[2], message_key[0], message_key[1]), full=True)
-        assert status is not None
-        assert status.latest_report == state.latest
-        assert status.report_count == state.report_count
-        assert status.conflict == state.conflict
-        assert [item.event_id for item in status.history] == [
-            item.event_id for item in state.history
-        ]
+    await assert_in_the_fold(store, distinct)
 
 
 @pytest.mark.parametrize("limit", [1, 2, 100])
@@ -222,23 +201,9 @@ async def test_several_store_instances_at_once_end_in_the_fold(
     """Three independent store instances over one database (three statusd replicas), each
     group-committing its share of shuffled, duplicated reports at the same time: the final
     state is the pure fold, and stored + stale + duplicates are exact."""
-    rng = random.Random(11)
-    statuses = [value for value in pb.DeliveryStatus.values() if value != 0]
-    distinct = filled(
-        *[
-            report(
-                message_id=f"r-{rng.randint(0, 5)}",
-                status=rng.choice(statuses),
-                event_offset=rng.choice([None, *range(4)]),
-                received_offset=index,
-                provider_status=f"s-{index}",
-                recipient=rng.choice(["", "+41790000001"]),
-            )
-            for index in range(90)
-        ]
-    )
+    distinct = random_reports(11, 90, messages=6)
     arrivals = distinct * 3
-    rng.shuffle(arrivals)
+    random.Random(11).shuffle(arrivals)
     batches = [arrivals[index : index + 5] for index in range(0, len(arrivals), 5)]
     replicas = [store, reopen(), reopen()]
     for replica in replicas[1:]:
@@ -258,15 +223,7 @@ async def test_several_store_instances_at_once_end_in_the_fold(
     assert outcomes.count(STORED) + outcomes.count(STALE) == len(distinct)
     try:
         for replica in replicas:
-            for message_key, state in model.fold(distinct).items():
-                status = await replica.get(
-                    key(message_key[2], message_key[0], message_key[1]), full=True
-                )
-                assert status is not None
-                assert status.latest_report == state.latest
-                assert status.report_count == state.report_count
-                assert status.conflict == state.conflict
-                assert list(status.history) == list(state.history)
+            await assert_in_the_fold(replica, distinct)
     finally:
         for replica in replicas[1:]:
             await replica.close()

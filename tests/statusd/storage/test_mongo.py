@@ -6,7 +6,6 @@ store shares is in test_contract.py)."""
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,7 +26,8 @@ from statusd.storage.base import (
 )
 from statusd.storage.mongo import MongoStore, mongo_client
 from tests.helpers.mongomock_async import MockServer
-from tests.helpers.reports import report
+from tests.helpers.reports import random_reports, report
+from tests.helpers.stores import assert_in_the_fold
 
 DELIVERED = pb.DELIVERY_STATUS_DELIVERED
 
@@ -58,35 +58,6 @@ async def stores() -> AsyncIterator[Callable[..., Any]]:
         await made.close()
 
 
-def mixed_reports(seed: int, count: int, messages: int = 4) -> list[pb.DeliveryReport]:
-    rng = random.Random(seed)
-    statuses = [value for value in pb.DeliveryStatus.values() if value != 0]
-    return [
-        model.with_event_id(
-            report(
-                message_id=f"m-{rng.randrange(messages)}",
-                status=rng.choice(statuses),
-                event_offset=rng.choice([None, *range(5)]),
-                received_offset=seed * 1000 + index,
-                provider_status=f"{seed}-{index}",
-                client_ref=rng.choice(["", "ref"]),
-            )
-        )
-        for index in range(count)
-    ]
-
-
-async def assert_in_the_fold(store: MongoStore, reports: list[pb.DeliveryReport]) -> None:
-    for (provider, account, message_id), state in model.fold(reports).items():
-        key = pb.MessageKey(provider=provider, account=account, message_id=message_id)
-        status = await store.get(key, full=True)
-        assert status is not None
-        assert status.latest_report == state.latest
-        assert status.report_count == state.report_count == len(status.history)
-        assert status.conflict == state.conflict
-        assert list(status.history) == list(state.history)
-
-
 async def test_a_batch_takes_the_same_few_requests_whatever_its_size(
     server: MockServer, stores: Callable[..., Any]
 ) -> None:
@@ -94,7 +65,7 @@ async def test_a_batch_takes_the_same_few_requests_whatever_its_size(
     counts = []
     for size, seed in ((3, 1), (300, 2)):
         server.calls.clear()
-        reports = mixed_reports(seed, size, messages=size // 3)
+        reports = random_reports(seed, size, messages=size // 3)
         await store.commit(reports + reports[:2])  # two duplicates inside the batch
         counts.append(dict(server.calls))
     assert counts[0] == counts[1]
@@ -103,7 +74,7 @@ async def test_a_batch_takes_the_same_few_requests_whatever_its_size(
         expected[("meta", "find_one_and_update")] = 1  # reserves the batch's change numbers
     assert counts[0] == expected
     server.calls.clear()
-    again = mixed_reports(2, 300, messages=100)
+    again = random_reports(2, 300, messages=100)
     assert set(await store.commit(again)) == {DUPLICATE}
     assert server.calls[("events", "find")] == 1  # one read of the stored duplicates
 
@@ -130,9 +101,9 @@ async def test_an_interrupted_commit_is_healed_by_its_retry_on_another_replica(
     (here by another replica) ends in the fold with exact counts and a complete history."""
     collection, method, skip, after = cut
     first, second = await stores(server), await stores(server)
-    earlier = mixed_reports(1, 12)
+    earlier = random_reports(1, 12)
     await first.commit(earlier)
-    batch = mixed_reports(2, 16) + earlier[:5]
+    batch = random_reports(2, 16) + earlier[:5]
     quarantined = [pb.QuarantinedItem(provider="infobip", reason="no status", raw="{}")]
     server.fail_once(collection, method, skip=skip, after=after)
     with pytest.raises(StoreUnavailable):
