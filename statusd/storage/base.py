@@ -143,7 +143,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def changes(self, query: MessageFilter, *, after: str | None, limit: int) -> list[Change]:
-        """New distinct reports after position ``after`` (None: from the start), oldest first."""
+        """New distinct reports after position ``after`` (None: from the start), oldest first:
+        at most ``limit`` that pass ``query`` (the scan goes on past reports it drops), each
+        with the state its message reaches with it."""
 
     async def wait_for_changes(self, after: str | None, timeout: float) -> None:
         """Returns when changes after position ``after`` may exist, or after ``timeout``.

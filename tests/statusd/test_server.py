@@ -64,7 +64,7 @@ async def test_readiness_follows_a_mongodb_that_comes_and_goes(
             grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
         ):
             assert await health(channel) == NOT_SERVING
-            assert await health(channel, "") == NOT_SERVING
+            assert await health(channel, "dlrhub.v1.StatusService") == NOT_SERVING
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await ingest(channel, "early")
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
