@@ -34,8 +34,6 @@ LIST_ORDER: Final = [("first_seen", ASCENDING), ("_id", ASCENDING)]
 FILLED_FIELDS: Final = ("recipient", "client_ref", "parent_message_id")
 _MAX_MICROS: Final = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 
-_ORDER = [("first_seen", ASCENDING), ("_id", ASCENDING)]
-
 
 def _partial(field: str) -> dict[str, Any]:
     return {"partialFilterExpression": {field: {"$gt": ""}}}
@@ -44,12 +42,22 @@ def _partial(field: str) -> dict[str, Any]:
 #: ``(collection, name, keys, options)`` of every index, created idempotently at start-up.
 #: The TTL indexes get ``expireAfterSeconds`` from the retention setting.
 INDEXES: Final[list[tuple[str, str, list[tuple[str, int]], dict[str, Any]]]] = [
-    ("messages", "list_all", _ORDER, {}),
-    ("messages", "list_provider", [("provider", ASCENDING), *_ORDER], {}),
-    ("messages", "list_account", [("provider", ASCENDING), ("account", ASCENDING), *_ORDER], {}),
-    ("messages", "list_status", [("status", ASCENDING), *_ORDER], {}),
-    ("messages", "list_recipient", [("recipient", ASCENDING), *_ORDER], _partial("recipient")),
-    ("messages", "list_client_ref", [("client_ref", ASCENDING), *_ORDER], _partial("client_ref")),
+    ("messages", "list_all", LIST_ORDER, {}),
+    ("messages", "list_provider", [("provider", ASCENDING), *LIST_ORDER], {}),
+    (
+        "messages",
+        "list_account",
+        [("provider", ASCENDING), ("account", ASCENDING), *LIST_ORDER],
+        {},
+    ),
+    ("messages", "list_status", [("status", ASCENDING), *LIST_ORDER], {}),
+    ("messages", "list_recipient", [("recipient", ASCENDING), *LIST_ORDER], _partial("recipient")),
+    (
+        "messages",
+        "list_client_ref",
+        [("client_ref", ASCENDING), *LIST_ORDER],
+        _partial("client_ref"),
+    ),
     (
         "messages",
         "list_parent",
@@ -57,11 +65,11 @@ INDEXES: Final[list[tuple[str, str, list[tuple[str, int]], dict[str, Any]]]] = [
             ("provider", ASCENDING),
             ("account", ASCENDING),
             ("parent_message_id", ASCENDING),
-            *_ORDER,
+            *LIST_ORDER,
         ],
         _partial("parent_message_id"),
     ),
-    ("messages", "list_updated", [("updated", ASCENDING), *_ORDER], {}),
+    ("messages", "list_updated", [("updated", ASCENDING), *LIST_ORDER], {}),
     ("messages", "retention", [("updated_at", ASCENDING)], {"ttl": True}),
     ("events", "history", [("key", ASCENDING)], {}),
     ("events", "retention", [("stored_at", ASCENDING)], {"ttl": True}),
