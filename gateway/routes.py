@@ -7,6 +7,7 @@ after statusd confirmed the commit of every report it carried.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -21,7 +22,8 @@ from common.status_names import status_label
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from gateway import errors, metrics
 from gateway.forwarder import Forwarder
-from gateway.providers import PROVIDERS, InboundRequest, Provider
+from gateway.guard import Guard
+from gateway.providers import PROVIDERS, InboundRequest, Parsed, Provider
 from gateway.settings import GatewayConfig
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -34,9 +36,15 @@ _RESULT_LABELS = {
 
 def register(app: Sanic[Any, Any]) -> None:
     methods = ["GET", "POST"]
-    app.add_route(webhook, "/webhooks/<provider:str>", methods=methods, name="webhook")
+    # Streamed, so the body is read under our own deadline (Sanic's request timeout covers
+    # only the headers): a client trickling its body is cut off with 408.
+    app.add_route(webhook, "/webhooks/<provider:str>", methods=methods, name="webhook", stream=True)
     app.add_route(
-        webhook, "/webhooks/<provider:str>/<account:str>", methods=methods, name="webhook_account"
+        webhook,
+        "/webhooks/<provider:str>/<account:str>",
+        methods=methods,
+        name="webhook_account",
+        stream=True,
     )
     app.add_route(healthz, "/healthz", methods=["GET"])
     app.add_route(readyz, "/readyz", methods=["GET"])
@@ -56,7 +64,10 @@ async def webhook(request: Request, provider: str, account: str = "") -> HTTPRes
     request_id = _request_id(request)
     label = provider if provider in PROVIDERS else "unknown"
     outcome = "ok"
+    guard: Guard = request.app.ctx.guard
+    client = guard.client(request)
     try:
+        guard.admit(request, client, label, account)
         endpoint = config.endpoints.get((provider, account))
         if endpoint is None:
             raise errors.NotFound(_not_found_reason(config, provider, account))
@@ -64,22 +75,31 @@ async def webhook(request: Request, provider: str, account: str = "") -> HTTPRes
             raise errors.MethodNotAllowed(
                 f"{provider} calls with {' or '.join(sorted(endpoint.methods))}"
             )
+        await _receive_body(request, config.settings.request_timeout_seconds)
         inbound = inbound_request(request, config.settings.public_base, request_id)
-        return await _accept(request.app.ctx.forwarder, endpoint, inbound)
+        parsed = endpoint.handle(inbound)
+        guard.check_replay(parsed.replay_key)
+        if len(parsed.reports) + len(parsed.quarantined) > config.settings.max_items_per_request:
+            raise errors.PayloadTooLarge(
+                f"more than {config.settings.max_items_per_request} reports in one request"
+            )
+        response = await _forward(request.app.ctx.forwarder, endpoint, inbound, parsed)
+        guard.accepted(parsed.replay_key)
+        return response
     except errors.WebhookError as exc:
         outcome = exc.kind
         if isinstance(exc, errors.Unauthenticated):
             metrics.SIGNATURE_FAILURES.labels(label, exc.label).inc()
+            guard.failed_authentication(client)
         return error_response(exc, request_id)
     finally:
         metrics.REQUESTS.labels(label, outcome).inc()
         metrics.REQUEST_LATENCY.labels(label).observe(time.perf_counter() - started)
 
 
-async def _accept(
-    forwarder: Forwarder, endpoint: Provider, inbound: InboundRequest
+async def _forward(
+    forwarder: Forwarder, endpoint: Provider, inbound: InboundRequest, parsed: Parsed
 ) -> HTTPResponse:
-    parsed = endpoint.handle(inbound)
     answer = await forwarder.ingest(
         parsed.reports, parsed.quarantined, request_id=inbound.request_id
     )
@@ -102,6 +122,20 @@ async def _accept(
         },
         headers={"X-Request-Id": inbound.request_id},
     )
+
+
+async def _receive_body(request: Request, timeout: float) -> None:
+    receive: Any = request.receive_body  # untyped in Sanic
+    try:
+        await asyncio.wait_for(receive(), timeout)
+    except TimeoutError:
+        # Answer 408, then drop the connection rather than wait for the rest of the body.
+        stream: Any = request.stream  # Sanic's Http: keep_alive decides "connection: close"
+        if stream is not None:
+            stream.keep_alive = False
+        transport = request.transport
+        asyncio.get_running_loop().call_later(0.2, transport.close)
+        raise errors.RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
 
 
 def inbound_request(request: Request, public_base: str, request_id: str) -> InboundRequest:

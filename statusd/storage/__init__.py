@@ -17,4 +17,4 @@ def open_store(settings: StatusdSettings) -> Store:
             "DLRHUB_MONGODB_URI: the MongoDB store is not part of this build yet; "
             "unset it to use the embedded SQLite store"
         )
-    return SqliteStore(settings.sqlite_path)
+    return SqliteStore(settings.sqlite_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
