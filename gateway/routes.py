@@ -75,7 +75,9 @@ async def webhook(request: Request, provider: str, account: str = "") -> HTTPRes
             raise errors.MethodNotAllowed(
                 f"{provider} calls with {' or '.join(sorted(endpoint.methods))}"
             )
-        await _receive_body(request, config.settings.request_timeout_seconds)
+        await _receive_body(
+            request, config.settings.max_body_bytes, config.settings.request_timeout_seconds
+        )
         inbound = inbound_request(request, config.settings.public_base, request_id)
         parsed = endpoint.handle(inbound)
         guard.check_replay(parsed.replay_key)
@@ -124,17 +126,32 @@ async def _forward(
     )
 
 
-async def _receive_body(request: Request, timeout: float) -> None:
-    receive: Any = request.receive_body  # untyped in Sanic
+async def _receive_body(request: Request, limit: int, timeout: float) -> None:
+    """Reads the body into ``request.body``: at most ``limit`` bytes (413), within ``timeout``
+    seconds (408). Streamed routes get neither check from Sanic, so both live here."""
+    declared = request.headers.get("content-length", "")
+    stream: Any = request.stream  # Sanic's Http; untyped
+
+    async def read() -> bytes:
+        if declared.isdigit() and int(declared) > limit:
+            raise errors.PayloadTooLarge(f"body is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while (chunk := await stream.read()) is not None:
+            size += len(chunk)
+            if size > limit:
+                raise errors.PayloadTooLarge(f"body is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     try:
-        await asyncio.wait_for(receive(), timeout)
-    except TimeoutError:
-        # Answer 408, then drop the connection rather than wait for the rest of the body.
-        stream: Any = request.stream  # Sanic's Http: keep_alive decides "connection: close"
-        if stream is not None:
-            stream.keep_alive = False
-        transport = request.transport
-        asyncio.get_running_loop().call_later(0.2, transport.close)
+        request.body = await asyncio.wait_for(read(), timeout)
+    except (TimeoutError, errors.PayloadTooLarge) as exc:
+        # Answer, then drop the connection rather than wait for the rest of the body.
+        stream.keep_alive = False
+        asyncio.get_running_loop().call_later(0.2, request.transport.close)
+        if isinstance(exc, errors.PayloadTooLarge):
+            raise
         raise errors.RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
 
 
