@@ -47,7 +47,7 @@ connection.execute("ROLLBACK")
 
 def lock_database(path: Path, seconds: float) -> subprocess.Popen[str]:
     """Another process holds an exclusive lock on the store for ``seconds``."""
-    locker = subprocess.Popen(  # noqa: S603
+    locker = subprocess.Popen(
         [sys.executable, "-c", LOCKER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
     )
     assert locker.stdout is not None

@@ -14,6 +14,7 @@ import random
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -45,7 +46,7 @@ class Delivery:
 def infobip_deliveries(messages: int, basic: str, rng: random.Random) -> list[Delivery]:
     """Every message goes ACCEPTED → ENROUTE → DELIVERED; reports are shuffled into batches
     of one to five, so they arrive out of order."""
-    items = []
+    items: list[dict[str, Any]] = []
     for index in range(messages):
         for step, (group, name) in enumerate(STATUS_FLOW):
             items.append(
