@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test proto proto-check lint fmt clean
+.PHONY: help venv run test proto proto-check lint fmt chart-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -37,11 +37,15 @@ proto-check: $(STAMP)  ## fail when the committed stubs differ from what proto/ 
 		echo "gen/python is out of date with proto/: run 'make proto' and commit the result" >&2; exit 1; \
 	fi
 
-lint: $(STAMP)  ## ruff, ruff format --check, mypy --strict, buf lint
+lint: $(STAMP)  ## ruff, ruff format --check, mypy --strict, buf lint, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/buf lint proto
+	$(BIN)/hadolint deploy/Dockerfile
+
+chart-check: $(STAMP)  ## render, lint and validate the Helm chart (no cluster, no helm binary)
+	$(BIN)/python -m pytest tests/deploy -q
 
 fmt: $(STAMP)  ## format and autofix
 	$(BIN)/ruff format .

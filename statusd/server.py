@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 
 INGEST_SERVICE = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 STATUS_SERVICE = status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name
-#: Services whose health follows the store ("" is the server as a whole).
-HEALTH_SERVICES = ("", INGEST_SERVICE, STATUS_SERVICE)
+#: Services whose health follows the store. The server as a whole ("") is SERVING while the
+#: process runs, so a liveness probe on "" never restarts statusd for a store outage, while
+#: readiness probes on these services take it out of rotation.
+HEALTH_SERVICES = (INGEST_SERVICE, STATUS_SERVICE)
 HEALTH_INTERVAL_SECONDS = 2.0
 PURGE_INTERVAL_SECONDS = 3600.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -79,12 +81,13 @@ class Statusd:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (*HEALTH_SERVICES[1:], health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+            (*HEALTH_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         self.port = self.server.add_insecure_port(self.settings.grpc_address)
         if self.port == 0:
             raise OSError(f"cannot bind gRPC to {self.settings.grpc_address}")
         await self.server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._check_store()
         if self.settings.statusd_metrics_port:
             self._metrics_server, _ = start_http_server(

@@ -13,6 +13,7 @@ from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from statusd.server import Statusd
+from statusd.storage.base import StoreUnavailable
 from tests.helpers.reports import report
 
 DELIVERED = pb.DELIVERY_STATUS_DELIVERED
@@ -141,3 +142,23 @@ async def test_graceful_stop_turns_health_not_serving(statusd: Statusd) -> None:
         )
         answer = await check(health_pb2.HealthCheckRequest(service="dlrhub.v1.IngestService"))
     assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_liveness_ignores_the_store_while_readiness_follows_it(
+    statusd: Statusd, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+
+    async def outage() -> None:
+        raise StoreUnavailable("disk gone")
+
+    monkeypatch.setattr(statusd.store, "ping", outage)  # the store goes away under statusd
+    assert not await statusd._check_store()
+    whole = await check(health_pb2.HealthCheckRequest(service=""))
+    ingest = await check(health_pb2.HealthCheckRequest(service="dlrhub.v1.IngestService"))
+    assert whole.status == health_pb2.HealthCheckResponse.SERVING
+    assert ingest.status == health_pb2.HealthCheckResponse.NOT_SERVING
