@@ -12,7 +12,6 @@ import re
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sanic import Request, Sanic
@@ -24,6 +23,7 @@ from gateway import errors, metrics
 from gateway.forwarder import Forwarder
 from gateway.guard import Guard
 from gateway.providers import PROVIDERS, InboundRequest, Parsed, Provider
+from gateway.providers.base import build_request
 from gateway.settings import GatewayConfig
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -157,31 +157,14 @@ async def _receive_body(request: Request, limit: int, timeout: float) -> None:
 
 def inbound_request(request: Request, public_base: str, request_id: str) -> InboundRequest:
     """The framework-free view of a request, with the public URL the provider signed."""
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        headers.setdefault(name.lower(), value)
-    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     query_string = request.query_string
-    url = public_base + request.path + (f"?{query_string}" if query_string else "")
-    form: tuple[tuple[str, str], ...] = ()
-    body = request.body or b""
-    if request.method == "POST" and content_type == "application/x-www-form-urlencoded":
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise errors.Malformed("form body is not valid UTF-8") from None
-        form = tuple(parse_qsl(text, keep_blank_values=True, max_num_fields=1000))
-    return InboundRequest(
-        method=request.method,
-        url=url,
-        path=request.path,
-        headers=headers,
-        body=body,
-        content_type=content_type,
-        query=tuple(parse_qsl(query_string, keep_blank_values=True, max_num_fields=1000)),
-        form=form,
-        received_micros=time.time_ns() // 1_000,
+    return build_request(
+        request.method,
+        public_base + request.path + (f"?{query_string}" if query_string else ""),
+        request.headers.items(),
+        request.body or b"",
         request_id=request_id,
+        received_micros=time.time_ns() // 1_000,
     )
 
 

@@ -145,7 +145,8 @@ class GatewayConfig:
                     extra={"provider": name},
                 )
             else:
-                log.info("webhook enabled", extra={"path": path, "provider": name})
+                secrets = provider.credentials.redacted_names()
+                log.info("webhook enabled", extra={"path": path, "provider": name, "auth": secrets})
         enabled = {name for name, _ in self.endpoints}
         for name in PROVIDERS:
             if name not in enabled:

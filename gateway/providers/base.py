@@ -14,11 +14,12 @@ from __future__ import annotations
 import abc
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -60,6 +61,54 @@ class InboundRequest:
         return dict(self.form if self.method == "POST" else self.query)
 
 
+#: Most query or form parameters parsed from one request.
+MAX_PARAMETERS = 1000
+
+
+def build_request(
+    method: str,
+    url: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    *,
+    request_id: str = "",
+    received_micros: int = 0,
+) -> InboundRequest:
+    """An InboundRequest from what arrived: header names lower-cased (first value kept),
+    query and urlencoded form parsed with blank values kept. Raises Malformed for a form that
+    is not UTF-8 or has more than MAX_PARAMETERS parameters."""
+    lowered: dict[str, str] = {}
+    for name, value in headers:
+        lowered.setdefault(name.lower(), value)
+    content_type = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
+    parts = urlsplit(url)
+    form: tuple[tuple[str, str], ...] = ()
+    if method == "POST" and content_type == "application/x-www-form-urlencoded":
+        try:
+            form = _pairs(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Malformed("form body is not valid UTF-8") from None
+    return InboundRequest(
+        method=method,
+        url=url,
+        path=parts.path,
+        headers=lowered,
+        body=body,
+        content_type=content_type,
+        query=_pairs(parts.query),
+        form=form,
+        received_micros=received_micros,
+        request_id=request_id,
+    )
+
+
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        return tuple(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARAMETERS))
+    except ValueError:
+        raise Malformed(f"more than {MAX_PARAMETERS} parameters") from None
+
+
 class InvalidItem(Exception):
     """One item of an authentic request cannot be normalized; it goes to quarantine."""
 
@@ -95,6 +144,10 @@ class Credentials(BaseModel):
     def configured(self) -> bool:
         """True when at least one secret is set."""
         return any(_is_set_secret(value) for _, value in self)
+
+    def redacted_names(self) -> list[str]:
+        """Which credentials are set, by name only (for start-up logs): ``["basic_auth"]``."""
+        return [name for name, value in self if _is_set_secret(value)]
 
 
 def _is_set_secret(value: object) -> bool:

@@ -195,6 +195,8 @@ class Plivo(Provider):
 
 def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     """One callback's parameters → a report (provider-level fields are stamped later)."""
+    if not isinstance(params, dict):
+        raise InvalidItem("callback parameters are not an object")
     uuid = text(params.get("MessageUUID"), "MessageUUID", limit=128).strip()
     if not uuid:
         raise InvalidItem("MessageUUID is missing")
