@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test proto proto-check lint fmt chart-check clean
+.PHONY: help venv run test fuzz proto proto-check lint fmt chart-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -50,6 +50,12 @@ chart-check: $(STAMP)  ## render, lint and validate the Helm chart (no cluster, 
 fmt: $(STAMP)  ## format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+FUZZ_EXAMPLES ?= 100000
+FUZZ_HTTP_EXAMPLES ?= 10000
+fuzz: $(STAMP)  ## long fuzz run: 100,000 hostile inputs per provider, 10,000 over HTTP
+	DLRHUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) DLRHUB_FUZZ_HTTP_EXAMPLES=$(FUZZ_HTTP_EXAMPLES) \
+		$(BIN)/python -m pytest tests/fuzz -p no:cacheprovider -q --hypothesis-show-statistics
 
 test: $(STAMP) proto-check lint  ## set up and run every test (stub drift, lint, types, pytest)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -32,6 +32,16 @@ def _parser() -> argparse.ArgumentParser:
         "--status", default="delivered", help="canonical status to report (default: delivered)"
     )
 
+    quarantine = commands.add_parser(
+        "quarantine", help="list or replay authentic items that failed to parse"
+    )
+    quarantine.add_argument("action", choices=["list", "replay"])
+    quarantine.add_argument("--json", action="store_true", help="print JSON")
+    quarantine.add_argument(
+        "--dry-run", action="store_true", help="replay: parse only, change nothing"
+    )
+    quarantine.add_argument("--target", default="", help="statusd host:port")
+
     status = commands.add_parser("status", help="read message statuses from statusd")
     status_commands = status.add_subparsers(dest="status_command", required=True, metavar="ACTION")
     get = status_commands.add_parser("get", help="one message's status")
@@ -61,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = args.url or _local_webhook_url(args.provider, args.account)
         return send_sample(
             args.provider, url, account=args.account, message_id=args.message_id, status=args.status
+        )
+    if args.command == "quarantine":
+        from cli.quarantine import main as quarantine
+
+        return quarantine(
+            args.target or _statusd_target(), args.action, as_json=args.json, dry_run=args.dry_run
         )
     from cli.status import get
 

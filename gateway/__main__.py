@@ -22,6 +22,7 @@ def main() -> None:
     logs.configure(
         settings.log_level, settings.log_format, mask_phones=not settings.log_phone_numbers
     )
+    log.info("configuration", extra={"settings": settings.redacted()})
     config.describe()
     app = create_app(config)
     log.info(

@@ -18,6 +18,7 @@ from sanic.response import HTTPResponse, json
 
 from gateway import errors, metrics, routes
 from gateway.forwarder import Forwarder
+from gateway.guard import Guard
 from gateway.routes import error_response
 from gateway.settings import GatewayConfig
 
@@ -39,14 +40,17 @@ def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> San
     settings = config.settings
     app: Sanic[Any, Any] = Sanic(APP_NAME, configure_logging=False)
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
-    app.config.REQUEST_TIMEOUT = 15
-    app.config.RESPONSE_TIMEOUT = settings.ingest_deadline_seconds + 10
-    app.config.KEEP_ALIVE_TIMEOUT = 75
+    app.config.REQUEST_TIMEOUT = settings.request_timeout_seconds
+    app.config.RESPONSE_TIMEOUT = (
+        settings.request_timeout_seconds + settings.ingest_deadline_seconds + 5
+    )
+    app.config.KEEP_ALIVE_TIMEOUT = settings.keep_alive_timeout_seconds
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.shutdown_grace_seconds
     app.config.NOISY_EXCEPTIONS = False
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.config = config
     app.ctx.forwarder = forwarder
+    app.ctx.guard = Guard(settings)
 
     @app.before_server_start
     async def _connect(app: Sanic[Any, Any]) -> None:

@@ -51,6 +51,12 @@ class MethodNotAllowed(WebhookError):
     kind = "method_not_allowed"
 
 
+class RequestTimeout(WebhookError):
+    """The client did not send the whole request in time."""
+
+    kind = "request_timeout"
+
+
 class PayloadTooLarge(WebhookError):
     """The body is larger than DLRHUB_MAX_BODY_BYTES."""
 
@@ -61,6 +67,12 @@ class UnsupportedMediaType(WebhookError):
     """The content type is not one the provider sends."""
 
     kind = "unsupported_media_type"
+
+
+class HeadersTooLarge(WebhookError):
+    """Too many request headers, or too large."""
+
+    kind = "headers_too_large"
 
 
 class RateLimited(WebhookError):
@@ -87,9 +99,11 @@ HTTP_STATUS: dict[type[WebhookError], int] = {
     Unauthenticated: 401,
     NotFound: 404,
     MethodNotAllowed: 405,
+    RequestTimeout: 408,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     RateLimited: 429,
+    HeadersTooLarge: 431,
     UpstreamUnavailable: 503,
     NotReady: 503,
 }

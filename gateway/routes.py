@@ -7,11 +7,11 @@ after statusd confirmed the commit of every report it carried.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sanic import Request, Sanic
@@ -21,7 +21,9 @@ from common.status_names import status_label
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from gateway import errors, metrics
 from gateway.forwarder import Forwarder
-from gateway.providers import PROVIDERS, InboundRequest, Provider
+from gateway.guard import Guard
+from gateway.providers import PROVIDERS, InboundRequest, Parsed, Provider
+from gateway.providers.base import build_request
 from gateway.settings import GatewayConfig
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -34,9 +36,15 @@ _RESULT_LABELS = {
 
 def register(app: Sanic[Any, Any]) -> None:
     methods = ["GET", "POST"]
-    app.add_route(webhook, "/webhooks/<provider:str>", methods=methods, name="webhook")
+    # Streamed, so the body is read under our own deadline (Sanic's request timeout covers
+    # only the headers): a client trickling its body is cut off with 408.
+    app.add_route(webhook, "/webhooks/<provider:str>", methods=methods, name="webhook", stream=True)
     app.add_route(
-        webhook, "/webhooks/<provider:str>/<account:str>", methods=methods, name="webhook_account"
+        webhook,
+        "/webhooks/<provider:str>/<account:str>",
+        methods=methods,
+        name="webhook_account",
+        stream=True,
     )
     app.add_route(healthz, "/healthz", methods=["GET"])
     app.add_route(readyz, "/readyz", methods=["GET"])
@@ -56,7 +64,10 @@ async def webhook(request: Request, provider: str, account: str = "") -> HTTPRes
     request_id = _request_id(request)
     label = provider if provider in PROVIDERS else "unknown"
     outcome = "ok"
+    guard: Guard = request.app.ctx.guard
+    client = guard.client(request)
     try:
+        guard.admit(request, client, label, account)
         endpoint = config.endpoints.get((provider, account))
         if endpoint is None:
             raise errors.NotFound(_not_found_reason(config, provider, account))
@@ -64,22 +75,33 @@ async def webhook(request: Request, provider: str, account: str = "") -> HTTPRes
             raise errors.MethodNotAllowed(
                 f"{provider} calls with {' or '.join(sorted(endpoint.methods))}"
             )
+        await _receive_body(
+            request, config.settings.max_body_bytes, config.settings.request_timeout_seconds
+        )
         inbound = inbound_request(request, config.settings.public_base, request_id)
-        return await _accept(request.app.ctx.forwarder, endpoint, inbound)
+        parsed = endpoint.handle(inbound)
+        guard.check_replay(parsed.replay_key)
+        if len(parsed.reports) + len(parsed.quarantined) > config.settings.max_items_per_request:
+            raise errors.PayloadTooLarge(
+                f"more than {config.settings.max_items_per_request} reports in one request"
+            )
+        response = await _forward(request.app.ctx.forwarder, endpoint, inbound, parsed)
+        guard.accepted(parsed.replay_key)
+        return response
     except errors.WebhookError as exc:
         outcome = exc.kind
         if isinstance(exc, errors.Unauthenticated):
             metrics.SIGNATURE_FAILURES.labels(label, exc.label).inc()
+            guard.failed_authentication(client)
         return error_response(exc, request_id)
     finally:
         metrics.REQUESTS.labels(label, outcome).inc()
         metrics.REQUEST_LATENCY.labels(label).observe(time.perf_counter() - started)
 
 
-async def _accept(
-    forwarder: Forwarder, endpoint: Provider, inbound: InboundRequest
+async def _forward(
+    forwarder: Forwarder, endpoint: Provider, inbound: InboundRequest, parsed: Parsed
 ) -> HTTPResponse:
-    parsed = endpoint.handle(inbound)
     answer = await forwarder.ingest(
         parsed.reports, parsed.quarantined, request_id=inbound.request_id
     )
@@ -104,33 +126,45 @@ async def _accept(
     )
 
 
+async def _receive_body(request: Request, limit: int, timeout: float) -> None:
+    """Reads the body into ``request.body``: at most ``limit`` bytes (413), within ``timeout``
+    seconds (408). Streamed routes get neither check from Sanic, so both live here."""
+    declared = request.headers.get("content-length", "")
+    stream: Any = request.stream  # Sanic's Http; untyped
+
+    async def read() -> bytes:
+        if declared.isdigit() and int(declared) > limit:
+            raise errors.PayloadTooLarge(f"body is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while (chunk := await stream.read()) is not None:
+            size += len(chunk)
+            if size > limit:
+                raise errors.PayloadTooLarge(f"body is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        request.body = await asyncio.wait_for(read(), timeout)
+    except (TimeoutError, errors.PayloadTooLarge) as exc:
+        # Answer, then drop the connection rather than wait for the rest of the body.
+        stream.keep_alive = False
+        asyncio.get_running_loop().call_later(0.2, request.transport.close)
+        if isinstance(exc, errors.PayloadTooLarge):
+            raise
+        raise errors.RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
+
+
 def inbound_request(request: Request, public_base: str, request_id: str) -> InboundRequest:
     """The framework-free view of a request, with the public URL the provider signed."""
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        headers.setdefault(name.lower(), value)
-    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     query_string = request.query_string
-    url = public_base + request.path + (f"?{query_string}" if query_string else "")
-    form: tuple[tuple[str, str], ...] = ()
-    body = request.body or b""
-    if request.method == "POST" and content_type == "application/x-www-form-urlencoded":
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise errors.Malformed("form body is not valid UTF-8") from None
-        form = tuple(parse_qsl(text, keep_blank_values=True, max_num_fields=1000))
-    return InboundRequest(
-        method=request.method,
-        url=url,
-        path=request.path,
-        headers=headers,
-        body=body,
-        content_type=content_type,
-        query=tuple(parse_qsl(query_string, keep_blank_values=True, max_num_fields=1000)),
-        form=form,
-        received_micros=time.time_ns() // 1_000,
+    return build_request(
+        request.method,
+        public_base + request.path + (f"?{query_string}" if query_string else ""),
+        request.headers.items(),
+        request.body or b"",
         request_id=request_id,
+        received_micros=time.time_ns() // 1_000,
     )
 
 

@@ -14,6 +14,7 @@ from pydantic import AnyHttpUrl, Field, field_validator
 
 from common.settings import BaseConfig, CommaList, ConfigError, load
 from gateway.providers import PROVIDERS, Provider
+from gateway.ratelimit import parse_networks
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,37 @@ class GatewaySettings(BaseConfig):
     shutdown_grace_seconds: float = Field(
         10.0, gt=0, description="How long requests in flight may finish after SIGTERM."
     )
+    max_items_per_request: int = Field(
+        1000, ge=1, le=100_000, description="Most reports one webhook request may carry (413)."
+    )
+    max_headers: int = Field(100, ge=10, le=1000, description="Most request headers (431).")
+    request_timeout_seconds: float = Field(
+        15.0, gt=0, le=300, description="Time a client has to send a whole request."
+    )
+    keep_alive_timeout_seconds: float = Field(
+        30.0, ge=0, le=600, description="How long an idle keep-alive connection stays open."
+    )
+    trusted_proxies: CommaList = Field(
+        (), description="Proxies (IPs or CIDRs) whose X-Forwarded-For names the client."
+    )
+    rate_limit_per_ip: float = Field(
+        0.0, ge=0, description="Requests per second per client IP (0: no limit)."
+    )
+    rate_limit_per_account: float = Field(
+        0.0, ge=0, description="Requests per second per provider account (0: no limit)."
+    )
+    rate_limit_burst_seconds: float = Field(
+        2.0, gt=0, le=60, description="A limit's bucket holds this many seconds of its rate."
+    )
+    auth_failure_limit_per_minute: float = Field(
+        60.0, ge=0, description="Failed-authentication requests per minute per IP (0: no limit)."
+    )
+    nonce_ttl_seconds: float = Field(
+        86_400.0, ge=0, description="How long an accepted nonce is refused as a replay."
+    )
+    nonce_cache_size: int = Field(
+        100_000, ge=0, description="Most nonces remembered per gateway process."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     log_phone_numbers: bool = Field(False, description="Log phone numbers unmasked.")
@@ -54,6 +86,12 @@ class GatewaySettings(BaseConfig):
             raise ValueError(
                 f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(PROVIDERS)}"
             )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(value)
         return value
 
     @property
@@ -107,7 +145,8 @@ class GatewayConfig:
                     extra={"provider": name},
                 )
             else:
-                log.info("webhook enabled", extra={"path": path, "provider": name})
+                secrets = provider.credentials.redacted_names()
+                log.info("webhook enabled", extra={"path": path, "provider": name, "auth": secrets})
         enabled = {name for name, _ in self.endpoints}
         for name in PROVIDERS:
             if name not in enabled:

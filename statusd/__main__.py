@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 from common import logs
@@ -19,6 +20,7 @@ def main() -> None:
     logs.configure(
         settings.log_level, settings.log_format, mask_phones=not settings.log_phone_numbers
     )
+    logging.getLogger("statusd").info("configuration", extra={"settings": settings.redacted()})
     try:
         asyncio.run(serve(settings))
     except ConfigError as exc:

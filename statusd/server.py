@@ -156,6 +156,9 @@ class Statusd:
         for service in HEALTH_SERVICES:
             await self.health.set(service, status)
         metrics.STORE_UP.labels(self.store.name).set(1 if serving else 0)
+        if serving:
+            with contextlib.suppress(StoreUnavailable):
+                metrics.QUARANTINE_SIZE.set(await self.store.count_quarantined())
         return serving
 
     async def _watch_store(self) -> None:

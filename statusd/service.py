@@ -6,6 +6,7 @@ them into gRPC status codes through that module's one table and records the call
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import time
@@ -144,6 +145,59 @@ class IngestService(ingest_grpc.IngestServiceServicer):
         for item in quarantined:
             metrics.QUARANTINED.labels(item.provider).inc()
         return response
+
+    @rpc("ListQuarantinedItems")
+    async def ListQuarantinedItems(
+        self,
+        request: ingest_pb.ListQuarantinedItemsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> ingest_pb.ListQuarantinedItemsResponse:
+        size = page_size(request.page_size)
+        after = quarantine_cursor(request.page_token)
+        items = await self.committer.store.quarantined(after=after, limit=size + 1)
+        response = ingest_pb.ListQuarantinedItemsResponse(quarantined_items=items[:size])
+        if len(items) > size:
+            response.next_page_token = quarantine_token(items[size - 1].id)
+        return response
+
+    @rpc("DeleteQuarantinedItems")
+    async def DeleteQuarantinedItems(
+        self,
+        request: ingest_pb.DeleteQuarantinedItemsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> ingest_pb.DeleteQuarantinedItemsResponse:
+        if len(request.ids) > MAX_PAGE_SIZE:
+            raise errors.InvalidArgument(f"ids: at most {MAX_PAGE_SIZE} per call")
+        deleted = await self.committer.store.release(list(request.ids))
+        return ingest_pb.DeleteQuarantinedItemsResponse(deleted=deleted)
+
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+_QUARANTINE_CURSOR_PREFIX = "quarantine:"
+
+
+def page_size(requested: int) -> int:
+    """AIP-158: 0 is the default, larger than the maximum is clamped, negative is an error."""
+    if requested < 0:
+        raise errors.InvalidArgument("page_size: must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def quarantine_token(item_id: str) -> str:
+    return base64.urlsafe_b64encode((_QUARANTINE_CURSOR_PREFIX + item_id).encode()).decode()
+
+
+def quarantine_cursor(token: str) -> str | None:
+    if not token:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise errors.InvalidArgument("page_token: not a token this service issued") from None
+    if not text.startswith(_QUARANTINE_CURSOR_PREFIX):
+        raise errors.InvalidArgument("page_token: not a token this service issued")
+    return text.removeprefix(_QUARANTINE_CURSOR_PREFIX)
 
 
 class StatusService(status_grpc.StatusServiceServicer):

@@ -22,6 +22,9 @@ class StatusdSettings(BaseConfig):
     sqlite_path: Path = Field(
         Path("var/dlrhub.sqlite3"), description="SQLite file of the embedded store."
     )
+    sqlite_busy_timeout_ms: int = Field(
+        5000, ge=0, le=600_000, description="How long a commit waits for a locked SQLite file."
+    )
     mongodb_uri: SecretStr | None = Field(
         None, description="MongoDB connection string; when set, statusd stores in MongoDB."
     )

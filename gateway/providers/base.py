@@ -14,11 +14,12 @@ from __future__ import annotations
 import abc
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -28,6 +29,8 @@ from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
 
 #: Longest message id accepted from a provider.
 MAX_MESSAGE_ID_LENGTH = 128
+#: Deepest nesting of arrays and objects accepted in a JSON body.
+MAX_JSON_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,54 @@ class InboundRequest:
         return dict(self.form if self.method == "POST" else self.query)
 
 
+#: Most query or form parameters parsed from one request.
+MAX_PARAMETERS = 1000
+
+
+def build_request(
+    method: str,
+    url: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    *,
+    request_id: str = "",
+    received_micros: int = 0,
+) -> InboundRequest:
+    """An InboundRequest from what arrived: header names lower-cased (first value kept),
+    query and urlencoded form parsed with blank values kept. Raises Malformed for a form that
+    is not UTF-8 or has more than MAX_PARAMETERS parameters."""
+    lowered: dict[str, str] = {}
+    for name, value in headers:
+        lowered.setdefault(name.lower(), value)
+    content_type = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
+    parts = urlsplit(url)
+    form: tuple[tuple[str, str], ...] = ()
+    if method == "POST" and content_type == "application/x-www-form-urlencoded":
+        try:
+            form = _pairs(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Malformed("form body is not valid UTF-8") from None
+    return InboundRequest(
+        method=method,
+        url=url,
+        path=parts.path,
+        headers=lowered,
+        body=body,
+        content_type=content_type,
+        query=_pairs(parts.query),
+        form=form,
+        received_micros=received_micros,
+        request_id=request_id,
+    )
+
+
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        return tuple(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARAMETERS))
+    except ValueError:
+        raise Malformed(f"more than {MAX_PARAMETERS} parameters") from None
+
+
 class InvalidItem(Exception):
     """One item of an authentic request cannot be normalized; it goes to quarantine."""
 
@@ -74,10 +125,15 @@ class SampleRequest:
 
 @dataclass
 class Parsed:
-    """What a request carried: normalized reports and quarantined items."""
+    """What a request carried: normalized reports and quarantined items.
+
+    ``replay_key`` names the signed nonce for schemes that sign one but no time; the gateway
+    refuses a second request with the same key once the first was accepted.
+    """
 
     reports: list[pb.DeliveryReport] = field(default_factory=list)
     quarantined: list[pb.QuarantinedItem] = field(default_factory=list)
+    replay_key: str = ""
 
 
 class Credentials(BaseModel):
@@ -88,6 +144,10 @@ class Credentials(BaseModel):
     def configured(self) -> bool:
         """True when at least one secret is set."""
         return any(_is_set_secret(value) for _, value in self)
+
+    def redacted_names(self) -> list[str]:
+        """Which credentials are set, by name only (for start-up logs): ``["basic_auth"]``."""
+        return [name for name, value in self if _is_set_secret(value)]
 
 
 def _is_set_secret(value: object) -> bool:
@@ -152,7 +212,20 @@ class Provider(abc.ABC):
             item.content_type = request.content_type
             item.request_id = request.request_id
             item.received_time.FromMicroseconds(request.received_micros)
+        nonce = "" if self.insecure else self.signed_nonce(request)
+        if nonce:
+            parsed.replay_key = f"{self.name}/{self.account}/{nonce}"
         return parsed
+
+    def signed_nonce(self, request: InboundRequest) -> str:
+        """The nonce the request's signature covers, for schemes that sign a nonce but no
+        time (replay protection); empty for the others."""
+        return ""
+
+    @abc.abstractmethod
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """One quarantined item (``QuarantinedItem.raw``) parsed again with today's code, for
+        ``dlrhub quarantine replay``; raises InvalidItem when it still does not parse."""
 
     @abc.abstractmethod
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
@@ -174,13 +247,44 @@ class Provider(abc.ABC):
 
 
 def json_body(request: InboundRequest) -> Any:
-    """The decoded JSON body; raises Malformed with the reason."""
+    """The decoded JSON body; raises Malformed with the reason (also when it nests deeper
+    than MAX_JSON_DEPTH, which no provider does)."""
     try:
-        return json.loads(request.body)
+        decoded = json.loads(request.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Malformed(f"body is not valid JSON: {exc}") from None
     except RecursionError:
-        raise Malformed("body is nested too deeply") from None
+        raise Malformed(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if json_depth(decoded) > MAX_JSON_DEPTH:
+        raise Malformed(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return decoded
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a decoded JSON value (a scalar is 0)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def json_item(raw: str) -> Any:
+    """A quarantined item's JSON text decoded; raises InvalidItem when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise InvalidItem("quarantined item is not JSON") from None
 
 
 def quarantine(reason: str, raw: str) -> pb.QuarantinedItem:

@@ -31,6 +31,7 @@ from gateway.providers.base import (
     decimal_text,
     e164,
     json_body,
+    json_item,
     message_id,
     quarantine,
     raw_json,
@@ -89,8 +90,6 @@ STATUS_IDS: dict[int, str] = {
 }
 #: Error names that mean "no error".
 NO_ERROR = frozenset({"", "NO_ERROR", "OK"})
-#: Most reports one request may carry (Infobip's default bucket is 100).
-MAX_RESULTS = 1000
 
 
 class InfobipCredentials(Credentials):
@@ -148,6 +147,9 @@ class Infobip(Provider):
             raise self.unauthenticated("credentials do not match")
         raise self.unauthenticated("no credentials in the request", label="missing")
 
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        return normalize(json_item(raw))
+
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         group_id, group, status_id, name = SAMPLE_STATUSES.get(status, SAMPLE_STATUSES["delivered"])
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
@@ -187,10 +189,6 @@ class Infobip(Provider):
         results = body["results"]
         if not isinstance(results, list) or not results:
             raise Malformed('"results" must be a non-empty array')
-        if len(results) > MAX_RESULTS:
-            raise Malformed(
-                f'"results" has {len(results)} items; at most {MAX_RESULTS} are accepted'
-            )
         parsed = Parsed()
         for item in results:
             try:

@@ -32,6 +32,7 @@ from gateway.providers.base import (
     SampleRequest,
     decimal_text,
     e164,
+    json_item,
     quarantine,
     raw_json,
     set_time,
@@ -139,6 +140,9 @@ class Plivo(Provider):
             raise self.unauthenticated("X-Plivo-Signature-V2 does not match")
         raise self.unauthenticated("no X-Plivo-Signature-V3 or -V2 header", label="missing")
 
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        return normalize(json_item(raw))
+
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         plivo_status = SAMPLE_STATUSES.get(status, "delivered")
         now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -171,6 +175,12 @@ class Plivo(Provider):
         }
         return SampleRequest("POST", url, headers, urlencode(form).encode("utf-8"))
 
+    def signed_nonce(self, request: InboundRequest) -> str:
+        # V3 when any V3 header is present (verify() required it), else V2.
+        if any(request.header(name) for name in V3_HEADERS):
+            return request.header("X-Plivo-Signature-V3-Nonce") or ""
+        return request.header("X-Plivo-Signature-V2-Nonce") or ""
+
     def parse(self, request: InboundRequest) -> Parsed:
         if request.method == "POST":
             self.require_content_type(request, "application/x-www-form-urlencoded")
@@ -185,6 +195,8 @@ class Plivo(Provider):
 
 def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     """One callback's parameters → a report (provider-level fields are stamped later)."""
+    if not isinstance(params, dict):
+        raise InvalidItem("callback parameters are not an object")
     uuid = text(params.get("MessageUUID"), "MessageUUID", limit=128).strip()
     if not uuid:
         raise InvalidItem("MessageUUID is missing")

@@ -17,7 +17,7 @@ def open_store(settings: StatusdSettings) -> Store:
     hold a password); an unreachable server is not: statusd starts and retries.
     """
     if settings.mongodb_uri is None:
-        return SqliteStore(settings.sqlite_path)
+        return SqliteStore(settings.sqlite_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     from pymongo.errors import PyMongoError
 
     from statusd.storage.mongo import MongoStore, mongo_client

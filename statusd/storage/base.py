@@ -171,6 +171,14 @@ class Store(abc.ABC):
     async def quarantined(self, *, after: str | None, limit: int) -> list[pb.QuarantinedItem]:
         """Quarantined items in the order they arrived, starting after id ``after``."""
 
+    async def count_quarantined(self) -> int:
+        """How many items wait in quarantine (for the quarantine-size gauge)."""
+        count, after = 0, None
+        while page := await self.quarantined(after=after, limit=1000):
+            count += len(page)
+            after = page[-1].id
+        return count
+
     @abc.abstractmethod
     async def release(self, ids: Sequence[str]) -> int:
         """Removes quarantined items (after a successful replay); returns how many."""

@@ -293,6 +293,12 @@ class SqliteStore(Store):
 
         return await self._read(last)
 
+    async def count_quarantined(self) -> int:
+        def count(connection: sqlite3.Connection) -> int:
+            return int(connection.execute("SELECT count(*) FROM quarantine").fetchone()[0])
+
+        return await self._read(count)
+
     async def quarantined(self, *, after: str | None, limit: int) -> list[pb.QuarantinedItem]:
         start = int(after) if after and after.isdigit() else 0
 

@@ -173,3 +173,20 @@ def test_sigterm_stops_both_cleanly(stack: Stack) -> None:
     assert stack.statusd.stop() == 0
     log = (stack.statusd.log).read_text()
     assert "statusd stopped" in log
+
+
+def test_logs_dump_the_configuration_without_secrets(stack: Stack) -> None:
+    stack.stop()
+    for service in (stack.gateway, stack.statusd):
+        lines = [json.loads(line) for line in service.log.read_text().splitlines()]
+        dumps = [line for line in lines if line["message"] == "configuration"]
+        assert len(dumps) == 1
+        assert dumps[0]["settings"]
+        text = service.log.read_text()
+        assert "s3cret" not in text
+        assert "plivo-token" not in text
+    gateway = [json.loads(line) for line in stack.gateway.log.read_text().splitlines()]
+    enabled = {
+        line["provider"]: line["auth"] for line in gateway if line["message"] == "webhook enabled"
+    }
+    assert enabled == {"infobip": ["basic_auth"], "plivo": ["auth_token"]}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode
 
-from gateway.providers.base import InboundRequest, SampleRequest
+from gateway.providers.base import InboundRequest, SampleRequest, build_request
 
 RECEIVED_MICROS = 1_767_225_600_000_000
 
@@ -19,29 +19,21 @@ def inbound(
     form: Mapping[str, str] | None = None,
     content_type: str | None = None,
 ) -> InboundRequest:
-    """A request as the gateway would build it (``form`` also becomes the body)."""
-    lowered = {name.lower(): value for name, value in (headers or {}).items()}
+    """A request as the gateway builds it (``form`` also becomes the body); raises Malformed
+    where the gateway would answer 400 before any provider code runs."""
+    pairs = dict(headers or {})
     if form is not None:
         body = urlencode(list(form.items())).encode("utf-8")
         content_type = content_type or "application/x-www-form-urlencoded"
-    if content_type is not None:
-        lowered.setdefault("content-type", content_type)
-    mime = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
-    form_pairs: tuple[tuple[str, str], ...] = ()
-    if method == "POST" and mime == "application/x-www-form-urlencoded":
-        form_pairs = tuple(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    parts = urlsplit(url)
-    return InboundRequest(
-        method=method,
-        url=url,
-        path=parts.path,
-        headers=lowered,
-        body=body,
-        content_type=mime,
-        query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
-        form=form_pairs,
-        received_micros=RECEIVED_MICROS,
+    if content_type is not None and not any(name.lower() == "content-type" for name in pairs):
+        pairs["Content-Type"] = content_type
+    return build_request(
+        method,
+        url,
+        pairs.items(),
+        body,
         request_id="test-request",
+        received_micros=RECEIVED_MICROS,
     )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator, Mapping
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sanic import Sanic
 
@@ -18,6 +21,8 @@ from gateway.settings import GatewayConfig, GatewaySettings
 from statusd.server import Statusd
 from statusd.settings import StatusdSettings
 from statusd.storage.base import Store
+
+_T = TypeVar("_T")
 
 
 def statusd_settings(tmp_path: Path, **overrides: Any) -> StatusdSettings:
@@ -103,3 +108,51 @@ async def running_gateway(
         await server.close()
         await server.after_stop()
         await forwarder.close()
+
+
+class BackgroundStack:
+    """statusd and the gateway on their own event loop in a thread, for synchronous tests
+    (Hypothesis drives those): ``url`` to send requests to, ``run`` to query statusd's store."""
+
+    def __init__(self, tmp_path: Path, env: Mapping[str, str], **gateway_settings: Any) -> None:
+        self._tmp_path = tmp_path
+        self._env = env
+        self._settings = gateway_settings
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._stop = asyncio.Event()
+        self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.url = ""
+        self.port = 0
+        self.statusd: Statusd | None = None
+
+    async def _serve(self) -> None:
+        try:
+            async with running_statusd(statusd_settings(self._tmp_path)) as daemon:
+                target = f"127.0.0.1:{daemon.port}"
+                async with running_gateway(self._env, target, **self._settings) as gateway:
+                    self.statusd = daemon
+                    self.url = gateway.url
+                    self.port = gateway.port
+                    self._ready.set_result(None)
+                    await self._stop.wait()
+        except BaseException as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            raise
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+
+    def __enter__(self) -> BackgroundStack:
+        self._thread.start()
+        self._task = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
+        self._ready.result(timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._task.result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()

@@ -279,10 +279,3 @@ def test_wrong_content_type_is_unsupported() -> None:
     request = inbound(URL, headers=basic("pw"), body=body(), content_type="application/xml")
     with pytest.raises(UnsupportedMediaType):
         endpoint(basic_auth="infobip:pw").handle(request)
-
-
-def test_too_many_results_are_refused() -> None:
-    many = {"results": ONE["results"] * 1001}
-    request = inbound(URL, headers=basic("pw"), body=body(many), content_type="application/json")
-    with pytest.raises(Malformed):
-        endpoint(basic_auth="infobip:pw").handle(request)

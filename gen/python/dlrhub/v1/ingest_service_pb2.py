@@ -25,19 +25,27 @@ _sym_db = _symbol_database.Default()
 from dlrhub.v1 import delivery_report_pb2 as dlrhub_dot_v1_dot_delivery__report__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x64lrhub/v1/ingest_service.proto\x12\tdlrhub.v1\x1a\x1f\x64lrhub/v1/delivery_report.proto\"y\n\x14IngestReportsRequest\x12*\n\x07reports\x18\x01 \x03(\x0b\x32\x19.dlrhub.v1.DeliveryReport\x12\x35\n\x11quarantined_items\x18\x02 \x03(\x0b\x32\x1a.dlrhub.v1.QuarantinedItem\"\x8b\x01\n\x15IngestReportsResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\r\n\x05stale\x18\x03 \x01(\x05\x12\x13\n\x0bquarantined\x18\x04 \x01(\x05\x12*\n\x08outcomes\x18\x05 \x03(\x0e\x32\x18.dlrhub.v1.IngestOutcome*\x82\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15INGEST_OUTCOME_STORED\x10\x01\x12\x1c\n\x18INGEST_OUTCOME_DUPLICATE\x10\x02\x12\x18\n\x14INGEST_OUTCOME_STALE\x10\x03\x32\x63\n\rIngestService\x12R\n\rIngestReports\x12\x1f.dlrhub.v1.IngestReportsRequest\x1a .dlrhub.v1.IngestReportsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x64lrhub/v1/ingest_service.proto\x12\tdlrhub.v1\x1a\x1f\x64lrhub/v1/delivery_report.proto\"y\n\x14IngestReportsRequest\x12*\n\x07reports\x18\x01 \x03(\x0b\x32\x19.dlrhub.v1.DeliveryReport\x12\x35\n\x11quarantined_items\x18\x02 \x03(\x0b\x32\x1a.dlrhub.v1.QuarantinedItem\"\x8b\x01\n\x15IngestReportsResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\r\n\x05stale\x18\x03 \x01(\x05\x12\x13\n\x0bquarantined\x18\x04 \x01(\x05\x12*\n\x08outcomes\x18\x05 \x03(\x0e\x32\x18.dlrhub.v1.IngestOutcome\"D\n\x1bListQuarantinedItemsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"n\n\x1cListQuarantinedItemsResponse\x12\x35\n\x11quarantined_items\x18\x01 \x03(\x0b\x32\x1a.dlrhub.v1.QuarantinedItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x1d\x44\x65leteQuarantinedItemsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"1\n\x1e\x44\x65leteQuarantinedItemsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05*\x82\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15INGEST_OUTCOME_STORED\x10\x01\x12\x1c\n\x18INGEST_OUTCOME_DUPLICATE\x10\x02\x12\x18\n\x14INGEST_OUTCOME_STALE\x10\x03\x32\xbb\x02\n\rIngestService\x12R\n\rIngestReports\x12\x1f.dlrhub.v1.IngestReportsRequest\x1a .dlrhub.v1.IngestReportsResponse\x12g\n\x14ListQuarantinedItems\x12&.dlrhub.v1.ListQuarantinedItemsRequest\x1a\'.dlrhub.v1.ListQuarantinedItemsResponse\x12m\n\x16\x44\x65leteQuarantinedItems\x12(.dlrhub.v1.DeleteQuarantinedItemsRequest\x1a).dlrhub.v1.DeleteQuarantinedItemsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dlrhub.v1.ingest_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INGESTOUTCOME']._serialized_start=344
-  _globals['_INGESTOUTCOME']._serialized_end=474
+  _globals['_INGESTOUTCOME']._serialized_start=623
+  _globals['_INGESTOUTCOME']._serialized_end=753
   _globals['_INGESTREPORTSREQUEST']._serialized_start=78
   _globals['_INGESTREPORTSREQUEST']._serialized_end=199
   _globals['_INGESTREPORTSRESPONSE']._serialized_start=202
   _globals['_INGESTREPORTSRESPONSE']._serialized_end=341
-  _globals['_INGESTSERVICE']._serialized_start=476
-  _globals['_INGESTSERVICE']._serialized_end=575
+  _globals['_LISTQUARANTINEDITEMSREQUEST']._serialized_start=343
+  _globals['_LISTQUARANTINEDITEMSREQUEST']._serialized_end=411
+  _globals['_LISTQUARANTINEDITEMSRESPONSE']._serialized_start=413
+  _globals['_LISTQUARANTINEDITEMSRESPONSE']._serialized_end=523
+  _globals['_DELETEQUARANTINEDITEMSREQUEST']._serialized_start=525
+  _globals['_DELETEQUARANTINEDITEMSREQUEST']._serialized_end=569
+  _globals['_DELETEQUARANTINEDITEMSRESPONSE']._serialized_start=571
+  _globals['_DELETEQUARANTINEDITEMSRESPONSE']._serialized_end=620
+  _globals['_INGESTSERVICE']._serialized_start=756
+  _globals['_INGESTSERVICE']._serialized_end=1071
 # @@protoc_insertion_point(module_scope)

@@ -119,3 +119,105 @@ class IngestReportsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IngestReportsResponse: _TypeAlias = IngestReportsResponse  # noqa: Y015
+
+@_typing.final
+class ListQuarantinedItemsRequest(_message.Message):
+    """ListQuarantinedItemsRequest pages through the quarantine."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Page size: 0 means the default (100); larger than 1000 is clamped to 1000;
+    negative is INVALID_ARGUMENT.
+    """
+    page_token: _builtins.str
+    """Token from a previous response's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQuarantinedItemsRequest: _TypeAlias = ListQuarantinedItemsRequest  # noqa: Y015
+
+@_typing.final
+class ListQuarantinedItemsResponse(_message.Message):
+    """ListQuarantinedItemsResponse is one page of the quarantine."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUARANTINED_ITEMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when this is the last page."""
+    @_builtins.property
+    def quarantined_items(self) -> _containers.RepeatedCompositeFieldContainer[_delivery_report_pb2.QuarantinedItem]:
+        """The page's items, oldest first, each with its id."""
+
+    def __init__(
+        self,
+        *,
+        quarantined_items: _abc.Iterable[_delivery_report_pb2.QuarantinedItem] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "quarantined_items", b"quarantined_items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQuarantinedItemsResponse: _TypeAlias = ListQuarantinedItemsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteQuarantinedItemsRequest(_message.Message):
+    """DeleteQuarantinedItemsRequest names the items to delete."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the items (QuarantinedItem.id); unknown ids are ignored. At most 1000."""
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteQuarantinedItemsRequest: _TypeAlias = DeleteQuarantinedItemsRequest  # noqa: Y015
+
+@_typing.final
+class DeleteQuarantinedItemsResponse(_message.Message):
+    """DeleteQuarantinedItemsResponse counts what was deleted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.int
+    """How many items were deleted."""
+    def __init__(
+        self,
+        *,
+        deleted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteQuarantinedItemsResponse: _TypeAlias = DeleteQuarantinedItemsResponse  # noqa: Y015

@@ -42,6 +42,16 @@ class IngestServiceStub:
                 request_serializer=dlrhub_dot_v1_dot_ingest__service__pb2.IngestReportsRequest.SerializeToString,
                 response_deserializer=dlrhub_dot_v1_dot_ingest__service__pb2.IngestReportsResponse.FromString,
                 _registered_method=True)
+        self.ListQuarantinedItems = channel.unary_unary(
+                '/dlrhub.v1.IngestService/ListQuarantinedItems',
+                request_serializer=dlrhub_dot_v1_dot_ingest__service__pb2.ListQuarantinedItemsRequest.SerializeToString,
+                response_deserializer=dlrhub_dot_v1_dot_ingest__service__pb2.ListQuarantinedItemsResponse.FromString,
+                _registered_method=True)
+        self.DeleteQuarantinedItems = channel.unary_unary(
+                '/dlrhub.v1.IngestService/DeleteQuarantinedItems',
+                request_serializer=dlrhub_dot_v1_dot_ingest__service__pb2.DeleteQuarantinedItemsRequest.SerializeToString,
+                response_deserializer=dlrhub_dot_v1_dot_ingest__service__pb2.DeleteQuarantinedItemsResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -59,6 +69,20 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQuarantinedItems(self, request, context):
+        """Lists quarantined items, oldest first, in pages (for `dlrhub quarantine`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteQuarantinedItems(self, request, context):
+        """Deletes quarantined items, after their reports were replayed successfully.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -66,6 +90,16 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.IngestReports,
                     request_deserializer=dlrhub_dot_v1_dot_ingest__service__pb2.IngestReportsRequest.FromString,
                     response_serializer=dlrhub_dot_v1_dot_ingest__service__pb2.IngestReportsResponse.SerializeToString,
+            ),
+            'ListQuarantinedItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQuarantinedItems,
+                    request_deserializer=dlrhub_dot_v1_dot_ingest__service__pb2.ListQuarantinedItemsRequest.FromString,
+                    response_serializer=dlrhub_dot_v1_dot_ingest__service__pb2.ListQuarantinedItemsResponse.SerializeToString,
+            ),
+            'DeleteQuarantinedItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteQuarantinedItems,
+                    request_deserializer=dlrhub_dot_v1_dot_ingest__service__pb2.DeleteQuarantinedItemsRequest.FromString,
+                    response_serializer=dlrhub_dot_v1_dot_ingest__service__pb2.DeleteQuarantinedItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -98,6 +132,60 @@ class IngestService:
             '/dlrhub.v1.IngestService/IngestReports',
             dlrhub_dot_v1_dot_ingest__service__pb2.IngestReportsRequest.SerializeToString,
             dlrhub_dot_v1_dot_ingest__service__pb2.IngestReportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQuarantinedItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dlrhub.v1.IngestService/ListQuarantinedItems',
+            dlrhub_dot_v1_dot_ingest__service__pb2.ListQuarantinedItemsRequest.SerializeToString,
+            dlrhub_dot_v1_dot_ingest__service__pb2.ListQuarantinedItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteQuarantinedItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dlrhub.v1.IngestService/DeleteQuarantinedItems',
+            dlrhub_dot_v1_dot_ingest__service__pb2.DeleteQuarantinedItemsRequest.SerializeToString,
+            dlrhub_dot_v1_dot_ingest__service__pb2.DeleteQuarantinedItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

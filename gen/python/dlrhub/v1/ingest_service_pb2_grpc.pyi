@@ -41,6 +41,10 @@ class IngestServiceStub:
     before is counted as a duplicate and changes nothing. UNAVAILABLE means
     nothing of the request is promised stored; the caller retries the whole request.
     """
+    ListQuarantinedItems: _grpc.UnaryUnaryMultiCallable[_ingest_service_pb2.ListQuarantinedItemsRequest, _ingest_service_pb2.ListQuarantinedItemsResponse]
+    """Lists quarantined items, oldest first, in pages (for `dlrhub quarantine`)."""
+    DeleteQuarantinedItems: _grpc.UnaryUnaryMultiCallable[_ingest_service_pb2.DeleteQuarantinedItemsRequest, _ingest_service_pb2.DeleteQuarantinedItemsResponse]
+    """Deletes quarantined items, after their reports were replayed successfully."""
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
@@ -55,6 +59,10 @@ class IngestServiceAsyncStub(IngestServiceStub):
     before is counted as a duplicate and changes nothing. UNAVAILABLE means
     nothing of the request is promised stored; the caller retries the whole request.
     """
+    ListQuarantinedItems: _aio.UnaryUnaryMultiCallable[_ingest_service_pb2.ListQuarantinedItemsRequest, _ingest_service_pb2.ListQuarantinedItemsResponse]  # type: ignore[assignment]
+    """Lists quarantined items, oldest first, in pages (for `dlrhub quarantine`)."""
+    DeleteQuarantinedItems: _aio.UnaryUnaryMultiCallable[_ingest_service_pb2.DeleteQuarantinedItemsRequest, _ingest_service_pb2.DeleteQuarantinedItemsResponse]  # type: ignore[assignment]
+    """Deletes quarantined items, after their reports were replayed successfully."""
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
     """IngestService takes normalized reports from the gateway. It answers only
@@ -72,5 +80,21 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         before is counted as a duplicate and changes nothing. UNAVAILABLE means
         nothing of the request is promised stored; the caller retries the whole request.
         """
+
+    @_abc_1.abstractmethod
+    def ListQuarantinedItems(
+        self,
+        request: _ingest_service_pb2.ListQuarantinedItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_service_pb2.ListQuarantinedItemsResponse, _abc.Awaitable[_ingest_service_pb2.ListQuarantinedItemsResponse]]:
+        """Lists quarantined items, oldest first, in pages (for `dlrhub quarantine`)."""
+
+    @_abc_1.abstractmethod
+    def DeleteQuarantinedItems(
+        self,
+        request: _ingest_service_pb2.DeleteQuarantinedItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_service_pb2.DeleteQuarantinedItemsResponse, _abc.Awaitable[_ingest_service_pb2.DeleteQuarantinedItemsResponse]]:
+        """Deletes quarantined items, after their reports were replayed successfully."""
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,65 @@
+"""``dlrhub quarantine list|replay`` against a running statusd: items that parse with today's
+code are ingested and deleted; items that still fail stay with their reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cli.quarantine import replay
+from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
+from dlrhub.v1 import status_service_pb2 as status_pb
+from dlrhub.v1 import status_service_pb2_grpc as status_grpc
+from tests.helpers.processes import Stack
+
+pytestmark = pytest.mark.e2e
+
+FIXED = {
+    "messageId": "fixed-1",
+    "to": "41793026727",
+    "status": {"groupName": "DELIVERED", "name": "DELIVERED_TO_HANDSET"},
+}
+BROKEN = {"to": "41793026727", "status": {"groupName": "DELIVERED"}}
+
+
+def test_replay_ingests_what_parses_now(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, {})
+    stack.start_statusd()
+    try:
+        with grpc.insecure_channel(stack.target) as channel:
+            items = [
+                pb.QuarantinedItem(
+                    provider="infobip", reason="old parser", raw=json.dumps(FIXED), request_id="r1"
+                ),
+                pb.QuarantinedItem(provider="infobip", reason="no id", raw=json.dumps(BROKEN)),
+                pb.QuarantinedItem(provider="nosuch", reason="gone", raw="{}"),
+            ]
+            ingest_grpc.IngestServiceStub(channel).IngestReports(
+                ingest_pb.IngestReportsRequest(quarantined_items=items)
+            )
+            dry = replay(channel, dry_run=True)
+            assert len(dry.replayed) == 1
+            assert len(dry.failing) == 2
+            result = replay(channel, dry_run=False)
+            assert len(result.replayed) == 1
+            assert sorted(result.failing.values()) == [
+                "messageId is missing or not a string",
+                "unknown provider 'nosuch'",
+            ]
+            status = status_grpc.StatusServiceStub(channel).GetMessageStatus(
+                status_pb.GetMessageStatusRequest(provider="infobip", message_id="fixed-1")
+            )
+            assert status.message_status.status == pb.DELIVERY_STATUS_DELIVERED
+            assert status.message_status.latest_report.auth_method == "quarantine_replay"
+            assert status.message_status.latest_report.request_id == "r1"
+            left = ingest_grpc.IngestServiceStub(channel).ListQuarantinedItems(
+                ingest_pb.ListQuarantinedItemsRequest()
+            )
+            assert len(left.quarantined_items) == 2
+    finally:
+        stack.stop()

@@ -1,0 +1,76 @@
+"""SIGTERM under load: requests in flight complete with their real answer, and the process
+exits within its grace period. Commits are held back by a lock on the store, so the
+requests are provably in flight when the signal arrives."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.providers import signing
+from tests.e2e.test_faults import lock_database
+from tests.helpers.processes import Stack
+
+pytestmark = pytest.mark.e2e
+
+GRACE = 8
+ENV = {
+    "DLRHUB_INFOBIP_BASIC_AUTH": "acme:s3cret",
+    "DLRHUB_SQLITE_BUSY_TIMEOUT_MS": "6000",
+    "DLRHUB_INGEST_DEADLINE_SECONDS": "10",
+    "DLRHUB_SHUTDOWN_GRACE_SECONDS": str(GRACE),
+}
+HEADERS = {
+    "Authorization": signing.basic_authorization("acme:s3cret"),
+    "Content-Type": "application/json",
+}
+
+
+def body(index: int) -> bytes:
+    item = {
+        "messageId": f"term-{index}",
+        "status": {"groupName": "DELIVERED", "name": "DELIVERED_TO_HANDSET"},
+    }
+    return json.dumps({"results": [item]}).encode()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    running = Stack(tmp_path, ENV).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("process", ["gateway", "statusd"])
+def test_sigterm_lets_requests_in_flight_finish(stack: Stack, tmp_path: Path, process: str) -> None:
+    locker = lock_database(tmp_path / "dlrhub.sqlite3", 1.5)
+    pool = ThreadPoolExecutor(12)
+    client = httpx.Client(base_url=stack.url, timeout=30)
+    futures = [
+        pool.submit(client.post, "/webhooks/infobip", content=body(i), headers=HEADERS)
+        for i in range(12)
+    ]
+    time.sleep(0.5)  # the requests are now waiting on the locked store
+    service = stack.gateway if process == "gateway" else stack.statusd
+    started = time.monotonic()
+    exited: list[int] = []
+    stopper = threading.Thread(target=lambda: exited.append(service.stop(signal.SIGTERM)))
+    stopper.start()
+    answers = [future.result(timeout=30).status_code for future in futures]
+    stopper.join(timeout=GRACE + 5)
+    locker.communicate()
+    pool.shutdown()
+    client.close()
+    assert answers == [200] * 12
+    assert exited == [0]
+    assert time.monotonic() - started < GRACE + 2

@@ -1,0 +1,113 @@
+"""The HTTP layer under hostile requests, over real HTTP to a running gateway and statusd:
+random methods, paths, headers, content types, charsets and bodies. Never a 5xx, never a
+crash; without valid credentials nothing reaches the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.providers import PROVIDERS, signing
+from gateway.providers.base import SampleRequest
+from statusd.storage.base import MessageFilter
+from tests.fuzz.raw_http import Answer, request_bytes, send
+from tests.fuzz.strategies import CONTENT_TYPES, HTTP_FUZZ, hostile_body
+from tests.helpers.servers import BackgroundStack
+
+ENV = {"DLRHUB_INFOBIP_BASIC_AUTH": "infobip:pw", "DLRHUB_PLIVO_AUTH_TOKEN": "plivo-token"}
+SEED = SampleRequest(
+    "POST",
+    "",
+    {},
+    b'{"results":[{"messageId":"m-1","to":"41793026727","status":{"groupName":"DELIVERED"}}]}',
+)
+PATHS = [f"/webhooks/{name}" for name in PROVIDERS] + [
+    "/webhooks/infobip/eu",
+    "/webhooks/",
+    "/webhooks/%00",
+    "/webhooks/../metrics",
+    "/healthz",
+    "/readyz",
+    "/nope",
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundStack]:
+    with BackgroundStack(
+        tmp_path_factory.mktemp("http-fuzz"), ENV, max_body_bytes=64 * 1024
+    ) as running:
+        yield running
+
+
+def check(answer: Answer | None) -> None:
+    assert answer is not None, "the server closed without answering"
+    assert answer.status < 500, (answer.status, answer.body)
+    if answer.status >= 400 and answer.headers.get("content-type") == "application/json":
+        body = answer.json()
+        assert body["error"]
+        assert body["reason"]
+
+
+header_bytes = st.binary(max_size=60).filter(
+    lambda value: b"\r" not in value and b"\n" not in value
+)
+
+
+@HTTP_FUZZ
+@given(
+    method=st.sampled_from(["POST", "GET", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+    path=st.sampled_from(PATHS),
+    content_type=st.sampled_from(CONTENT_TYPES).map(str.encode) | header_bytes,
+    headers=st.lists(
+        st.tuples(st.from_regex(rb"X-[A-Za-z-]{1,20}", fullmatch=True), header_bytes), max_size=5
+    ),
+    authorization=st.one_of(
+        st.none(), header_bytes, st.just(b"Basic aW5mb2JpcDp4"), st.just(b"Basic %%%")
+    ),
+    body=hostile_body(SEED),
+    query=st.text(
+        st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="#"), max_size=30
+    ),
+)
+def test_hostile_requests_without_credentials(
+    stack: BackgroundStack,
+    method: str,
+    path: str,
+    content_type: bytes,
+    headers: list[tuple[bytes, bytes]],
+    authorization: bytes | None,
+    body: bytes,
+    query: str,
+) -> None:
+    sent = [*headers, (b"Content-Type", content_type)]
+    if authorization is not None:
+        sent.append((b"Authorization", authorization))
+    target = path + (f"?{query}" if query else "")
+    check(send(stack.port, request_bytes(method, target, sent, body)))
+
+
+@HTTP_FUZZ
+@given(body=hostile_body(SEED), content_type=st.sampled_from(CONTENT_TYPES))
+def test_hostile_bodies_with_valid_credentials(
+    stack: BackgroundStack, body: bytes, content_type: str
+) -> None:
+    headers = [
+        (b"Authorization", signing.basic_authorization("infobip:pw").encode()),
+        (b"Content-Type", content_type.encode()),
+    ]
+    check(send(stack.port, request_bytes("POST", "/webhooks/infobip", headers, body)))
+
+
+def test_nothing_without_credentials_reached_the_store(
+    stack: BackgroundStack, tmp_path: Path
+) -> None:
+    """Runs after the fuzzing above (file order): only authenticated requests stored anything."""
+    assert stack.statusd is not None
+    page = stack.run(stack.statusd.store.list_messages(MessageFilter(), after=None, limit=10_000))
+    assert all(item.provider == "infobip" and item.account == "" for item in page.items)
+    assert all(item.latest_report.auth_method == "basic" for item in page.items)
