@@ -274,6 +274,11 @@ class MongoStore(Store):
         with self._operation("changes"):
             return await feed.last_position()
 
+    async def count_quarantined(self) -> int:
+        self._opened()
+        with self._operation("read"):
+            return int(await self._quarantine.count_documents({}))
+
     async def quarantined(self, *, after: str | None, limit: int) -> list[pb.QuarantinedItem]:
         self._opened()
         selection = {"_id": {"$gt": ObjectId(after)}} if after and ObjectId.is_valid(after) else {}

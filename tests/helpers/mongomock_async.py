@@ -235,6 +235,10 @@ class MockCollection:
         self.server.check(self.name, "find_one_and_update")
         return self.backend.find_one_and_update(selector, update, **options)
 
+    async def count_documents(self, selector: Document) -> int:
+        self.server.check(self.name, "count_documents")
+        return int(self.backend.count_documents(selector))
+
     def find(self, selector: Document | None = None, projection: Any = None) -> MockCursor:
         return MockCursor(self, self.backend.find(selector or {}, projection))
 

@@ -116,7 +116,9 @@ async def test_quarantine_is_kept_until_released(store: Store) -> None:
     kept = await store.quarantined(after=None, limit=10)
     assert [entry.reason for entry in kept] == ["status is missing"] * 2
     assert all(entry.id for entry in kept)
+    assert await store.count_quarantined() == 2
     assert await store.release([kept[0].id]) == 1
+    assert await store.count_quarantined() == 1
     left = await store.quarantined(after=None, limit=10)
     assert [entry.id for entry in left] == [kept[1].id]
 
