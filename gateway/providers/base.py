@@ -14,9 +14,10 @@ from __future__ import annotations
 import abc
 import json
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -62,6 +63,11 @@ class InvalidItem(Exception):
     """One item of an authentic request cannot be normalized; it goes to quarantine."""
 
 
+class SampleUnavailable(Exception):
+    """``sample()`` cannot sign: the configuration lacks what only the provider holds (a
+    private key); the message says which setting supplies it for development."""
+
+
 @dataclass(frozen=True)
 class SampleRequest:
     """A correctly signed webhook request, ready to send (``dlrhub send-sample``, tests)."""
@@ -70,6 +76,8 @@ class SampleRequest:
     url: str
     headers: dict[str, str]
     body: bytes
+    #: The message id the sample reports on, where the provider composes it (Sinch).
+    message_id: str = ""
 
 
 @dataclass
@@ -123,10 +131,19 @@ class Provider(abc.ABC):
     #: HTTP methods the provider calls with.
     methods: ClassVar[frozenset[str]] = frozenset({"POST"})
 
-    def __init__(self, account: str, credentials: Credentials, *, insecure: bool = False) -> None:
+    def __init__(
+        self,
+        account: str,
+        credentials: Credentials,
+        *,
+        insecure: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.account = account
         self.credentials = credentials
         self.insecure = insecure and not credentials.configured()
+        #: Seconds since the epoch; injected by tests to check time-bound signatures.
+        self.clock = clock
 
     @abc.abstractmethod
     def verify(self, request: InboundRequest) -> str:
@@ -267,6 +284,36 @@ def text(value: object, field_name: str, *, limit: int = 4000) -> str:
     if len(value) > limit:
         raise InvalidItem(f"{field_name} is longer than {limit} characters")
     return value
+
+
+def iso_time(value: object, field_name: str) -> datetime | None:
+    """An RFC 3339 / ISO 8601 date-time with an offset (``Z`` or ``+00:00``); None when absent."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidItem(f"{field_name} is not a date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidItem(f"{field_name} is not a date-time: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        raise InvalidItem(f"{field_name} has no UTC offset")
+    return parsed
+
+
+def epoch_millis(value: object, field_name: str) -> datetime | None:
+    """Milliseconds since the epoch (a number or digit string) as a UTC date-time."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidItem(f"{field_name} is not a number of milliseconds")
+    try:
+        millis = float(value)
+    except ValueError:
+        raise InvalidItem(f"{field_name} is not a number of milliseconds") from None
+    if not 0 <= millis < 1e14:
+        raise InvalidItem(f"{field_name} is out of range")
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
 def set_time(target: Any, value: datetime | None) -> None:
