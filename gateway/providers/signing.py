@@ -80,14 +80,14 @@ def sha256_hex(data: bytes) -> str:
 
 
 def check_timestamp(
-    value: str | None, *, now: float, max_age: float, max_future: float = 300.0, name: str
+    value: object, *, now: float, max_age: float, max_future: float = 300.0, name: str
 ) -> int:
     """The Unix-seconds timestamp ``value``; raises Unauthenticated (``stale``) when it is more
     than ``max_age`` seconds old or ``max_future`` seconds ahead (clock skew), ``missing``
     when absent and ``invalid`` when not a number. ``max_age`` 0 turns the age check off."""
-    if not value:
+    if value is None or value == "":
         raise Unauthenticated(f"{name} is missing", label="missing")
-    text = value.strip()
+    text = str(value).strip()
     if not text.isdigit() or len(text) > 12:
         raise Unauthenticated(f"{name} is not a Unix timestamp")
     stamp = int(text)
