@@ -30,6 +30,8 @@ class ProviderContract(abc.ABC):
     provider: ClassVar[type[Provider]]
     #: Canonical statuses ``sample()`` must round-trip through ``parse()``.
     sample_statuses: ClassVar[tuple[str, ...]] = ("delivered", "undelivered")
+    #: A message id in the provider's own form (Sinch composes ``<batch>:<recipient>``).
+    message_id: ClassVar[str] = "msg-1"
 
     @abc.abstractmethod
     def credentials(self, *secrets: str) -> Credentials:
@@ -78,9 +80,10 @@ class ProviderContract(abc.ABC):
     # -- the cases --------------------------------------------------------------------------
 
     def test_good_credentials_pass(self) -> None:
-        parsed = self.endpoint("secret-one").handle(self.signed_request("secret-one"))
+        request = self.signed_request("secret-one", self.message_id)
+        parsed = self.endpoint("secret-one").handle(request)
         assert parsed.reports
-        assert {report.message_id for report in parsed.reports} >= {"msg-1"}
+        assert {report.message_id for report in parsed.reports} >= {self.message_id}
 
     def test_wrong_secret_is_rejected(self) -> None:
         with pytest.raises(Unauthenticated) as caught:
