@@ -11,6 +11,7 @@ what stops an attacker from pointing at their own certificate.
 from __future__ import annotations
 
 import base64
+import datetime
 import re
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 
 #: Hosts SNS signing certificates and subscription URLs may come from.
 SNS_HOST = re.compile(r"^sns\.[a-zA-Z0-9-]{3,}\.amazonaws\.com(\.cn)?$")
@@ -187,3 +189,27 @@ def certificate_matching(trusted_dir: Path, private_key_pem: bytes) -> str | Non
         if der == wanted:
             return path.name
     return None
+
+
+def signing_pair(common_name: str) -> tuple[bytes, bytes]:
+    """A self-signed certificate and its RSA key, both PEM, standing in for SNS's signing
+    certificate (development and tests: serve it through the trusted directory)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=20 * 365))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM), key_pem

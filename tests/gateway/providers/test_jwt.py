@@ -43,7 +43,14 @@ def test_algorithms_are_pinned() -> None:
     token = pyjwt.encode({"a": 1}, KEY, algorithm="HS512")
     with pytest.raises(jwt.TokenError, match="not accepted"):
         jwt.decode(token, [KEY], now=NOW)  # HS256 only by default
-    for header in ({"alg": "none"}, {"alg": "RS256"}, {"alg": "hs256"}, {}, {"alg": 256}):
+    headers: list[dict[str, object]] = [
+        {"alg": "none"},
+        {"alg": "RS256"},
+        {"alg": "hs256"},
+        {},
+        {"alg": 256},
+    ]
+    for header in headers:
         with pytest.raises(jwt.TokenError, match="not accepted"):
             jwt.decode(token_with(header, {"a": 1}), [KEY], now=NOW)
     unsigned = token_with({"alg": "none"}, {"a": 1}).rsplit(".", 1)[0] + "."

@@ -177,9 +177,11 @@ def test_twilio_sdk_signatures_are_accepted(form: list[tuple[str, str]], token: 
     for key, value in pairs:
         multi.setdefault(key, []).append(value)
 
-    class MultiDict(dict[str, str]):
+    class MultiDict(dict[str, list[str]]):
+        """What the SDK reads repeated names from (Flask's getall)."""
+
         def getall(self, key: str) -> list[str]:
-            return multi[key]
+            return self[key]
 
     sdk_signature = RequestValidator(token).compute_signature(URL, MultiDict(multi))
     request = inbound(
