@@ -286,6 +286,40 @@ def text(value: object, field_name: str, *, limit: int = 4000) -> str:
     return value
 
 
+#: A provider's error codes: code → (description, permanent or None when the provider does
+#: not say, the canonical status a failure with this code gets or None to keep the mapped one).
+ErrorCodes = Mapping[str, tuple[str, bool | None, "pb.DeliveryStatus.ValueType | None"]]
+#: The mapped statuses an error code may refine: failures, never progress or delivery.
+FAILURES = frozenset({pb.DELIVERY_STATUS_UNDELIVERED, pb.DELIVERY_STATUS_FAILED})
+
+
+def apply_error_code(
+    report: pb.DeliveryReport,
+    code: str,
+    table: ErrorCodes,
+    refinable: frozenset[pb.DeliveryStatus.ValueType] = FAILURES,
+) -> None:
+    """Sets ``report.error`` from ``code`` and its table entry, and refines a failure's status
+    (``report.status`` must be set) when the entry names a better one."""
+    description, permanent, refined = table.get(code, ("", None, None))
+    report.error.code = code
+    report.error.description = description
+    if permanent is not None:
+        report.error.permanent = permanent
+    if refined is not None and report.status in refinable:
+        report.status = refined
+
+
+def network_code(value: object, field_name: str) -> tuple[str, str]:
+    """MCC and MNC from an MCCMNC of 5 or 6 digits (``23410`` → 234, 10); empty when absent."""
+    network = text(value, field_name, limit=8).strip()
+    if not network:
+        return "", ""
+    if not network.isdigit() or len(network) not in (5, 6):
+        raise InvalidItem(f"{field_name} is not 5 or 6 digits")
+    return network[:3], network[3:]
+
+
 def iso_time(value: object, field_name: str) -> datetime | None:
     """An RFC 3339 / ISO 8601 date-time with an offset (``Z`` or ``+00:00``); None when absent."""
     if value is None or value == "":

@@ -36,6 +36,7 @@ from gateway.providers.base import (
     decimal_text,
     e164,
     iso_time,
+    network_code,
     quarantine,
     raw_json,
     set_time,
@@ -199,11 +200,7 @@ def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
         report.error.description = reason
     report.price.amount = decimal_text(params.get("price[amount]"), "price[amount]")
     report.price.currency = text(params.get("price[currency]"), "price[currency]", limit=8)
-    network = text(params.get("mccmnc"), "mccmnc", limit=8).strip()
-    if network:
-        if not network.isdigit() or len(network) not in (5, 6):
-            raise InvalidItem("mccmnc is not 5 or 6 digits")
-        report.mcc, report.mnc = network[:3], network[3:]
+    report.mcc, report.mnc = network_code(params.get("mccmnc"), "mccmnc")
     set_time(report.event_time, iso_time(params.get("statusDatetime"), "statusDatetime"))
     return report
 

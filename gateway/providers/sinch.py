@@ -30,12 +30,14 @@ from gateway.errors import Malformed, Unauthenticated
 from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
+    ErrorCodes,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
     ProviderSettings,
     SampleRequest,
+    apply_error_code,
     e164,
     iso_time,
     json_body,
@@ -63,28 +65,26 @@ STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
 }
 #: Sinch detail codes: (description, permanent or None when Sinch does not say, the
 #: canonical status a failure with this code gets, or None to keep the mapped one).
-CODES: dict[int, tuple[str, bool | None, pb.DeliveryStatus.ValueType | None]] = {
-    400: ("Queued", None, None),
-    401: ("Dispatched", None, None),
-    402: ("Message unroutable", True, pb.DELIVERY_STATUS_FAILED),
-    403: ("Internal error", None, pb.DELIVERY_STATUS_FAILED),
-    404: ("Temporary delivery failure", False, None),
-    405: ("Unmatched parameter", True, pb.DELIVERY_STATUS_FAILED),
-    406: ("Internal expiry", None, pb.DELIVERY_STATUS_EXPIRED),
-    407: ("Cancelled", None, pb.DELIVERY_STATUS_FAILED),
-    408: ("Internal reject", True, pb.DELIVERY_STATUS_FAILED),
-    410: ("Unmatched default originator", True, pb.DELIVERY_STATUS_FAILED),
-    411: ("Exceeded parts limit", True, pb.DELIVERY_STATUS_REJECTED),
-    412: ("Unprovisioned region", True, pb.DELIVERY_STATUS_FAILED),
-    413: ("Blocked", True, pb.DELIVERY_STATUS_FAILED),
-    414: ("Bad media", True, pb.DELIVERY_STATUS_REJECTED),
-    415: ("Delivery report rejected by the MMSC", None, None),
-    416: ("Not supported", True, pb.DELIVERY_STATUS_REJECTED),
-    417: ("Unreachable", None, None),
-    418: ("Unrecognized", None, None),
+CODES: ErrorCodes = {
+    "400": ("Queued", None, None),
+    "401": ("Dispatched", None, None),
+    "402": ("Message unroutable", True, pb.DELIVERY_STATUS_FAILED),
+    "403": ("Internal error", None, pb.DELIVERY_STATUS_FAILED),
+    "404": ("Temporary delivery failure", False, None),
+    "405": ("Unmatched parameter", True, pb.DELIVERY_STATUS_FAILED),
+    "406": ("Internal expiry", None, pb.DELIVERY_STATUS_EXPIRED),
+    "407": ("Cancelled", None, pb.DELIVERY_STATUS_FAILED),
+    "408": ("Internal reject", True, pb.DELIVERY_STATUS_FAILED),
+    "410": ("Unmatched default originator", True, pb.DELIVERY_STATUS_FAILED),
+    "411": ("Exceeded parts limit", True, pb.DELIVERY_STATUS_REJECTED),
+    "412": ("Unprovisioned region", True, pb.DELIVERY_STATUS_FAILED),
+    "413": ("Blocked", True, pb.DELIVERY_STATUS_FAILED),
+    "414": ("Bad media", True, pb.DELIVERY_STATUS_REJECTED),
+    "415": ("Delivery report rejected by the MMSC", None, None),
+    "416": ("Not supported", True, pb.DELIVERY_STATUS_REJECTED),
+    "417": ("Unreachable", None, None),
+    "418": ("Unrecognized", None, None),
 }
-#: Statuses a detail code may refine (failures only).
-REFINABLE = frozenset({pb.DELIVERY_STATUS_UNDELIVERED, pb.DELIVERY_STATUS_FAILED})
 RECIPIENT_TYPES = frozenset({"recipient_delivery_report_sms", "recipient_delivery_report_mms"})
 BATCH_TYPES = frozenset({"delivery_report_sms", "delivery_report_mms"})
 #: Most recipients one batch report may name.
@@ -239,13 +239,7 @@ def _apply_code(report: pb.DeliveryReport, number: int | None) -> None:
         return
     if number in (400, 401):  # Queued/Dispatched progress codes, not errors
         return
-    description, permanent, refined = CODES.get(number, ("", None, None))
-    report.error.code = str(number)
-    report.error.description = description
-    if permanent is not None:
-        report.error.permanent = permanent
-    if refined is not None and report.status in REFINABLE:
-        report.status = refined
+    apply_error_code(report, str(number), CODES)
 
 
 def recipient_report(item: dict[str, Any]) -> pb.DeliveryReport:

@@ -27,12 +27,14 @@ from gateway.errors import Malformed
 from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
+    ErrorCodes,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
     ProviderSettings,
     SampleRequest,
+    apply_error_code,
     e164,
     quarantine,
     raw_json,
@@ -59,7 +61,7 @@ STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
 }
 #: Twilio error codes seen in status callbacks: (description, permanent or None when Twilio
 #: does not say, the canonical status a failure with this code gets, or None to keep it).
-ERROR_CODES: dict[str, tuple[str, bool | None, pb.DeliveryStatus.ValueType | None]] = {
+ERROR_CODES: ErrorCodes = {
     "30001": ("Queue overflow", False, pb.DELIVERY_STATUS_FAILED),
     "30002": ("Account suspended", None, pb.DELIVERY_STATUS_FAILED),
     "30003": ("Unreachable destination handset", False, None),
@@ -73,8 +75,6 @@ ERROR_CODES: dict[str, tuple[str, bool | None, pb.DeliveryStatus.ValueType | Non
     "30034": ("US A2P 10DLC: unregistered number", True, pb.DELIVERY_STATUS_REJECTED),
     "30036": ("Validity period expired", True, pb.DELIVERY_STATUS_EXPIRED),
 }
-#: Statuses whose canonical value an error code may refine (failures only).
-REFINABLE = frozenset({pb.DELIVERY_STATUS_UNDELIVERED, pb.DELIVERY_STATUS_FAILED})
 #: Inbound statuses: a message someone sent *to* you, not a delivery report.
 INBOUND = frozenset({"receiving", "received"})
 #: Twilio statuses and error codes for ``dlrhub send-sample``.
@@ -203,16 +203,10 @@ def normalize(params: dict[str, str]) -> pb.DeliveryReport:
         batch_id=text(params.get("MessagingServiceSid"), "MessagingServiceSid", limit=64),
         raw=raw_json(params),
     )
+    report.status = status
     code = text(params.get("ErrorCode"), "ErrorCode", limit=16).strip()
     if code and code != "0":
-        description, permanent, refined = ERROR_CODES.get(code, ("", None, None))
-        report.error.code = code
-        report.error.description = description
-        if permanent is not None:
-            report.error.permanent = permanent
-        if refined is not None and status in REFINABLE:
-            status = refined
-    report.status = status
+        apply_error_code(report, code, ERROR_CODES)
     return report
 
 

@@ -33,15 +33,18 @@ from gateway.errors import Malformed
 from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
+    ErrorCodes,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
     ProviderSettings,
     SampleRequest,
+    apply_error_code,
     decimal_text,
     e164,
     json_body,
+    network_code,
     quarantine,
     raw_json,
     set_time,
@@ -61,7 +64,7 @@ STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
 }
 #: ``err-code`` values: (description, permanent or None when Vonage does not say, the
 #: canonical status a failure with this code gets, or None to keep the mapped one).
-ERROR_CODES: dict[str, tuple[str, bool | None, pb.DeliveryStatus.ValueType | None]] = {
+ERROR_CODES: ErrorCodes = {
     "1": ("Unknown", None, None),
     "2": ("Absent Subscriber - Temporary", False, None),
     "3": ("Absent Subscriber - Permanent", True, None),
@@ -249,22 +252,11 @@ def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
         raw=raw_json(params),
     )
     report.price.amount = decimal_text(params.get("price"), "price")
-    network = text(params.get("network-code"), "network-code", limit=8).strip()
-    if network:
-        if not network.isdigit() or len(network) not in (5, 6):
-            raise InvalidItem("network-code is not 5 or 6 digits")
-        report.mcc, report.mnc = network[:3], network[3:]
-    code = text(params.get("err-code"), "err-code", limit=16).strip()
-    if code and code.lstrip("0"):
-        code = code.lstrip("0")
-        description, permanent, refined = ERROR_CODES.get(code, ("", None, None))
-        report.error.code = code
-        report.error.description = description
-        if permanent is not None:
-            report.error.permanent = permanent
-        if refined is not None and status in REFINABLE:
-            status = refined
+    report.mcc, report.mnc = network_code(params.get("network-code"), "network-code")
     report.status = status
+    code = text(params.get("err-code"), "err-code", limit=16).strip().lstrip("0")
+    if code:
+        apply_error_code(report, code, ERROR_CODES, REFINABLE)
     # scts is when the carrier's receipt arrived (minute precision); message-timestamp is
     # when Vonage started pushing it: the former is closer to the event. Both are UTC.
     event = parse_scts(params.get("scts")) or parse_timestamp(params.get("message-timestamp"))

@@ -33,6 +33,7 @@ from gateway.providers.base import (
     e164,
     iso_time,
     json_body,
+    network_code,
     quarantine,
     raw_json,
     set_time,
@@ -187,11 +188,8 @@ def normalize(item: dict[str, Any]) -> pb.DeliveryReport:
         raise InvalidItem("usage is not an object")
     destination = item.get("destination")
     if isinstance(destination, dict):
-        network = text(destination.get("network_code"), "destination.network_code", limit=8)
-        if network:
-            if not network.isdigit() or len(network) not in (5, 6):
-                raise InvalidItem("destination.network_code is not 5 or 6 digits")
-            report.mcc, report.mnc = network[:3], network[3:]
+        network = destination.get("network_code")
+        report.mcc, report.mnc = network_code(network, "destination.network_code")
     sms = item.get("sms")
     if isinstance(sms, dict):
         report.segments = whole_number(sms.get("count_total"), "sms.count_total")
