@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,12 +79,8 @@ async def running_gateway(
         config = GatewayConfig.load(gateway_settings)
     forwarder = Forwarder(statusd_target, deadline=gateway_settings.ingest_deadline_seconds)
     app = create_app(config, forwarder=forwarder)
-    # A socket bound here: Sanic turns port=0 into its default 8000, which collides with any
-    # other gateway on this machine.
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
     server: Any = await app.create_server(
-        sock=listener, return_asyncio_server=True, access_log=False
+        host="127.0.0.1", port=0, return_asyncio_server=True, access_log=False
     )
     assert server is not None
     await server.startup()
