@@ -42,6 +42,7 @@ from gateway.providers.base import (
     epoch_millis,
     iso_time,
     json_body,
+    json_object,
     quarantine,
     raw_json,
     set_time,
@@ -186,6 +187,13 @@ class AwsSns(Provider):
             return Parsed(quarantined=[quarantine(str(exc), raw_json(message))])
         report.event_id = text(message.get("MessageId"), "MessageId", limit=128)
         return Parsed(reports=[report])
+
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined Notification parsed again with today's code (quarantine replay)."""
+        message = json_object(raw)
+        report = normalize(_event(message))
+        report.event_id = text(message.get("MessageId"), "MessageId", limit=128)
+        return report
 
     def _subscription(self, message: dict[str, Any]) -> None:
         url = str(message.get("SubscribeURL", ""))

@@ -358,3 +358,27 @@ def set_time(target: Any, value: datetime | None) -> None:
 
 def strings(values: Sequence[object]) -> list[str]:
     return [str(value) for value in values]
+
+
+def json_item(raw: str) -> Any:
+    """A quarantined item's JSON text decoded; raises InvalidItem when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise InvalidItem("quarantined item is not JSON") from None
+
+
+def json_object(raw: str) -> dict[str, Any]:
+    """A quarantined item that must be a JSON object; raises InvalidItem otherwise."""
+    item = json_item(raw)
+    if not isinstance(item, dict):
+        raise InvalidItem("quarantined item is not a JSON object")
+    return item
+
+
+def only_report(reports: list[pb.DeliveryReport]) -> pb.DeliveryReport:
+    """The one report a quarantined item replays into; InvalidItem for several (replay them
+    as a request instead)."""
+    if len(reports) != 1:
+        raise InvalidItem(f"the item holds {len(reports)} reports, not one")
+    return reports[0]

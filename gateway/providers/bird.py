@@ -32,6 +32,7 @@ from gateway.providers.base import (
     e164,
     iso_time,
     json_body,
+    json_object,
     quarantine,
     raw_json,
     set_time,
@@ -114,6 +115,10 @@ class Bird(Provider):
         except InvalidItem as exc:
             return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
 
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined item parsed again with today's code (quarantine replay)."""
+        return normalize(json_object(raw))
+
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         bird_status = SAMPLE_STATUSES.get(status, "delivered")
         now = datetime.fromtimestamp(self.clock(), tz=UTC).isoformat(timespec="milliseconds")
@@ -153,7 +158,9 @@ def normalize(body: dict[str, Any]) -> pb.DeliveryReport:
     event = text(body.get("event"), "event", limit=64)
     if event and not event.endswith(".outbound"):
         raise InvalidItem(f"event {event!r} is not an outbound message status")
-    payload: dict[str, Any] = body["payload"]
+    payload = body.get("payload")
+    if not isinstance(payload, dict):
+        raise InvalidItem("payload is not an object")
     message = text(payload.get("id"), "payload.id", limit=128).strip()
     raw_status = text(payload.get("status"), "payload.status", limit=64).strip()
     if not message or not raw_status:

@@ -36,6 +36,7 @@ from gateway.providers.base import (
     decimal_text,
     e164,
     iso_time,
+    json_object,
     network_code,
     quarantine,
     raw_json,
@@ -160,6 +161,10 @@ class MessageBird(Provider):
         except InvalidItem as exc:
             return Parsed(quarantined=[quarantine(str(exc), raw_json(params))])
 
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined item parsed again with today's code (quarantine replay)."""
+        return normalize(json_object(raw))
+
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         now = datetime.fromtimestamp(self.clock(), tz=UTC).replace(microsecond=0)
         params = {
@@ -181,6 +186,8 @@ class MessageBird(Provider):
 def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     """One status report → a report (provider-level fields are stamped later)."""
     message = text(params.get("id"), "id", limit=128).strip()
+    if not message:
+        raise InvalidItem("id is missing")
     raw_status = text(params.get("status"), "status", limit=64).strip()
     if not raw_status:
         raise InvalidItem("status is missing")

@@ -41,6 +41,8 @@ from gateway.providers.base import (
     e164,
     iso_time,
     json_body,
+    json_object,
+    only_report,
     quarantine,
     raw_json,
     set_time,
@@ -176,6 +178,10 @@ class Sinch(Provider):
         except InvalidItem as exc:
             return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
 
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined item parsed again with today's code (quarantine replay)."""
+        return only_report(reports_of(json_object(raw)))
+
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         sinch_status, code = SAMPLE_STATUSES.get(status, SAMPLE_STATUSES["delivered"])
         # A Sinch message is <batch_id>:<recipient>; a bare id becomes the batch id.
@@ -211,7 +217,7 @@ class Sinch(Provider):
 
 def reports_of(body: dict[str, Any]) -> list[pb.DeliveryReport]:
     """A recipient or batch report → reports; anything else (inbound ``mo_*``) is invalid."""
-    kind = str(body["type"])
+    kind = text(body.get("type"), "type", limit=64)
     if kind in RECIPIENT_TYPES:
         return [recipient_report(body)]
     if kind in BATCH_TYPES:
@@ -289,6 +295,8 @@ def batch_reports(item: dict[str, Any]) -> list[pb.DeliveryReport]:
         status, raw_status, code = _status(bucket.get("status"), bucket.get("code"))
         for recipient in recipients:
             number = text(recipient, "recipients[]", limit=64).strip()
+            if not number:
+                raise InvalidItem("statuses[].recipients has an empty entry")
             report = pb.DeliveryReport(
                 message_id=message_key(batch_id, number),
                 batch_id=batch_id,

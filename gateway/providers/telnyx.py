@@ -41,6 +41,8 @@ from gateway.providers.base import (
     e164,
     iso_time,
     json_body,
+    json_object,
+    only_report,
     quarantine,
     raw_json,
     set_time,
@@ -153,13 +155,18 @@ class Telnyx(Provider):
     def parse(self, request: InboundRequest) -> Parsed:
         self.require_content_type(request, "application/json")
         body = json_body(request)
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
-            raise Malformed('body must be a JSON object with "data" and "data.payload"')
+        try:
+            data = event_data(body)
+        except InvalidItem:
+            raise Malformed('body must be a JSON object with "data" and "data.payload"') from None
         try:
             return Parsed(reports=normalize(data))
         except InvalidItem as exc:
             return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
+
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined item parsed again with today's code (quarantine replay)."""
+        return only_report(normalize(event_data(json_object(raw))))
 
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         if not self.credentials.sample_signing_key:
@@ -207,6 +214,14 @@ def _verifies(public_key: bytes, signature: bytes, message: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+def event_data(body: object) -> dict[str, Any]:
+    """The ``data`` of a webhook body, which must hold a ``payload`` object."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
+        raise InvalidItem('not an event with "data" and "data.payload"')
+    return data
 
 
 def normalize(data: dict[str, Any]) -> list[pb.DeliveryReport]:

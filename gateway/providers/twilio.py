@@ -36,6 +36,7 @@ from gateway.providers.base import (
     SampleRequest,
     apply_error_code,
     e164,
+    json_object,
     quarantine,
     raw_json,
     text,
@@ -155,6 +156,10 @@ class Twilio(Provider):
         report.event_id = token.strip()
         return Parsed(reports=[report])
 
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined item parsed again with today's code (quarantine replay)."""
+        return normalize(json_object(raw))
+
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         twilio_status, code = SAMPLE_STATUSES.get(status, SAMPLE_STATUSES["delivered"])
         form = [
@@ -187,6 +192,8 @@ def normalize(params: dict[str, str]) -> pb.DeliveryReport:
     unknown offset, kept in ``raw``), so statusd orders Twilio reports by rank and arrival.
     """
     sid = text(params.get("MessageSid") or params.get("SmsSid"), "MessageSid", limit=128).strip()
+    if not sid:
+        raise InvalidItem("MessageSid is missing")
     raw_status = text(
         params.get("MessageStatus") or params.get("SmsStatus"), "MessageStatus", limit=64
     ).strip()

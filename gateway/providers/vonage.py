@@ -44,6 +44,7 @@ from gateway.providers.base import (
     decimal_text,
     e164,
     json_body,
+    json_object,
     network_code,
     quarantine,
     raw_json,
@@ -161,13 +162,20 @@ class Vonage(Provider):
         if not params.get("messageId"):
             raise Malformed("messageId is missing")
         try:
-            report = normalize(params)
+            return Parsed(reports=[self._with_parent(normalize(params))])
         except InvalidItem as exc:
             return Parsed(quarantined=[quarantine(str(exc), raw_json(params))])
+
+    def _with_parent(self, report: pb.DeliveryReport) -> pb.DeliveryReport:
+        """With ``client_ref_is_parent``, the part's client-ref becomes its parent id."""
         client_ref = report.client_ref.strip()
         if self.credentials.client_ref_is_parent and client_ref != report.message_id:
             report.parent_message_id = client_ref[:128]
-        return Parsed(reports=[report])
+        return report
+
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined item parsed again with today's code (quarantine replay)."""
+        return self._with_parent(normalize(json_object(raw)))
 
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         vonage_status, code = SAMPLE_STATUSES.get(status, SAMPLE_STATUSES["delivered"])
@@ -239,6 +247,8 @@ def sign(params: dict[str, Any], secret: str, method: str = "md5hash") -> str:
 def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     """One receipt → a report (provider-level fields are stamped later)."""
     message = text(params.get("messageId"), "messageId", limit=128).strip()
+    if not message:
+        raise InvalidItem("messageId is missing")
     raw_status = text(params.get("status"), "status", limit=64).strip()
     if not raw_status:
         raise InvalidItem("status is missing")

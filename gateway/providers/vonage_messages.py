@@ -33,6 +33,7 @@ from gateway.providers.base import (
     e164,
     iso_time,
     json_body,
+    json_object,
     network_code,
     quarantine,
     raw_json,
@@ -124,6 +125,10 @@ class VonageMessages(Provider):
         except InvalidItem as exc:
             return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
 
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined item parsed again with today's code (quarantine replay)."""
+        return normalize(json_object(raw))
+
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         vonage_status = SAMPLE_STATUSES.get(status, "delivered")
         item: dict[str, Any] = {
@@ -156,6 +161,8 @@ class VonageMessages(Provider):
 def normalize(item: dict[str, Any]) -> pb.DeliveryReport:
     """One status callback → a report (provider-level fields are stamped later)."""
     uuid_ = text(item.get("message_uuid"), "message_uuid", limit=128).strip()
+    if not uuid_:
+        raise InvalidItem("message_uuid is missing")
     raw_status = text(item.get("status"), "status", limit=64).strip()
     if not raw_status:
         raise InvalidItem("status is missing")
