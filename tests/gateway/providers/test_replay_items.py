@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -53,7 +54,8 @@ def test_a_quarantined_item_replays(name: str, tmp_path: Path) -> None:
         certificate, key = test_aws_sns.key_pair()
         (tmp_path / test_aws_sns.CERT_NAME).write_bytes(certificate)
         contract.cert_dir, contract.key = tmp_path, key.decode()
-    endpoint = contract.endpoint("secret-one")
+    # parse_item is each provider's own here; main's Provider declares it abstract.
+    endpoint: Any = contract.endpoint("secret-one")
     message_id = contract.sample_id("delivered")
     sample = endpoint.sample(contract.url, message_id, "delivered")
     report = endpoint.parse_item(quarantined_form(sample))
