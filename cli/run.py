@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cli import devenv
 from common.settings import ConfigError, load
+from gateway.providers import PROVIDERS
 from gateway.settings import GatewaySettings
 from statusd.settings import StatusdSettings
 
@@ -131,8 +132,7 @@ def _banner(base: str, statusd: StatusdSettings, gateway: GatewaySettings, using
         "",
         "Webhook URLs to give the providers (public base: DLRHUB_PUBLIC_URL"
         f" = {gateway.public_base}):",
-        f"  Infobip  {gateway.public_base}/webhooks/infobip",
-        f"  Plivo    {gateway.public_base}/webhooks/plivo",
+        *(f"  {name:<18} {gateway.public_base}/webhooks/{name}" for name in PROVIDERS),
     ]
     if using_dev:
         lines += ["", f"Development credentials are in {devenv.DEV_ENV} (generated once, reused)."]
@@ -141,6 +141,7 @@ def _banner(base: str, statusd: StatusdSettings, gateway: GatewaySettings, using
         "Send a correctly signed sample report, then read its status over gRPC:",
         f"  {cli} send-sample infobip --url {base}/webhooks/infobip --message-id demo-1",
         f"  {cli} status get infobip demo-1 --target {statusd.statusd_host}:{statusd.statusd_port}",
+        f"  (every provider the same way: {cli} send-sample <provider> --message-id demo-2)",
         "",
         *_curl_hint(base),
         "Ctrl-C stops both.",

@@ -14,6 +14,7 @@ import uuid
 
 from common.settings import load
 from gateway.providers import PROVIDERS
+from gateway.providers.base import SampleUnavailable
 
 
 class SampleError(Exception):
@@ -34,11 +35,16 @@ def send_sample(
     credentials = accounts[account]
     if not credentials.configured():
         raise SampleError(
-            f"no credentials configured for {provider}: set DLRHUB_{provider.upper()}_* "
+            f"no credentials configured for {provider}: set "
+            f"DLRHUB_{provider.upper().replace('-', '_')}_* "
             "(or run `dlrhub run` once to generate development ones)"
         )
     message_id = message_id or f"sample-{uuid.uuid4().hex[:12]}"
-    sample = provider_class(account, credentials).sample(url, message_id, status)
+    try:
+        sample = provider_class(account, credentials).sample(url, message_id, status)
+    except SampleUnavailable as exc:
+        raise SampleError(str(exc)) from None
+    message_id = sample.message_id or message_id
     request = urllib.request.Request(  # noqa: S310 - the user names the URL
         sample.url, data=sample.body, headers=sample.headers, method=sample.method
     )

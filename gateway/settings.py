@@ -125,8 +125,8 @@ class GatewayConfig:
             for account, credentials in provider_settings.account_credentials().items():
                 if account and not account.replace("-", "").replace("_", "").isalnum():
                     raise ConfigError(
-                        f"DLRHUB_{name.upper()}_ACCOUNTS: account names are letters, digits, "
-                        f"'-' and '_' (got {account!r})"
+                        f"DLRHUB_{name.upper().replace('-', '_')}_ACCOUNTS: account names "
+                        f"are letters, digits, '-' and '_' (got {account!r})"
                     )
                 if credentials.configured() or (insecure and not account):
                     endpoints[(name, account)] = provider_class(
@@ -152,6 +152,6 @@ class GatewayConfig:
             if name not in enabled:
                 log.info(
                     "provider disabled: no credentials (set DLRHUB_%s_* variables)",
-                    name.upper(),
+                    name.upper().replace("-", "_"),
                     extra={"provider": name},
                 )

@@ -77,8 +77,8 @@ def status_class(report: pb.DeliveryReport) -> int:
 
 def dedupe_key(report: pb.DeliveryReport) -> str:
     """The provider's event id where it sent one, else a SHA-256 over what makes two
-    reports the same event: provider, account, message id, raw status, error code, and
-    the provider's event time and sequence."""
+    reports the same event: provider, account, message id, raw status, error code, the
+    provider's finality flag, and the provider's event time and sequence."""
     if report.event_id:
         return report.event_id
     event_time = str(micros(report.event_time)) if report.HasField("event_time") else ""
@@ -90,6 +90,7 @@ def dedupe_key(report: pb.DeliveryReport) -> str:
         report.error.code,
         event_time,
         str(report.sequence) if report.sequence else "",
+        "final" if report.final else "",
     )
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
     return "sha256:" + digest

@@ -81,7 +81,7 @@ class Statusd:
             IngestService(self.committer), self.server
         )
         status_service_pb2_grpc.add_StatusServiceServicer_to_server(
-            StatusService(self.store), self.server
+            StatusService(self.store, multipart_policy=self.settings.multipart_policy), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -21,7 +21,7 @@ from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
-from statusd import errors, metrics, model
+from statusd import errors, metrics, model, parts
 from statusd.committer import GroupCommitter
 from statusd.storage.base import Store
 
@@ -203,8 +203,9 @@ def quarantine_cursor(token: str) -> str | None:
 class StatusService(status_grpc.StatusServiceServicer):
     """Reads for internal services."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, multipart_policy: parts.Policy = "worst") -> None:
         self.store = store
+        self.multipart_policy = multipart_policy
 
     @rpc("GetMessageStatus")
     async def GetMessageStatus(
@@ -215,6 +216,8 @@ class StatusService(status_grpc.StatusServiceServicer):
         key = checked_key(request.provider, request.message_id, request.account)
         full = request.view == pb.MESSAGE_STATUS_VIEW_FULL
         found = await self.store.get(key, full=full)
+        if found is None:  # a multipart message's parent id: aggregate its parts
+            found = await parts.read_parent(self.store, key, self.multipart_policy, full=full)
         if found is None:
             raise errors.NotFound(
                 f"no reports for message {request.message_id!r} of provider {request.provider!r}"

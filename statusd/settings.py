@@ -53,6 +53,10 @@ class StatusdSettings(BaseConfig):
         le=1000,
         description="Extra wait before a batch commits, to gather more calls (0: none).",
     )
+    multipart_policy: Literal["worst", "any_delivered"] = Field(
+        "worst",
+        description="How a multipart message's status follows its parts' statuses.",
+    )
     shutdown_grace_seconds: float = Field(
         10.0, gt=0, description="How long calls in flight may finish after SIGTERM."
     )

@@ -14,9 +14,10 @@ from __future__ import annotations
 import abc
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -113,6 +114,11 @@ class InvalidItem(Exception):
     """One item of an authentic request cannot be normalized; it goes to quarantine."""
 
 
+class SampleUnavailable(Exception):
+    """``sample()`` cannot sign: the configuration lacks what only the provider holds (a
+    private key); the message says which setting supplies it for development."""
+
+
 @dataclass(frozen=True)
 class SampleRequest:
     """A correctly signed webhook request, ready to send (``dlrhub send-sample``, tests)."""
@@ -121,6 +127,8 @@ class SampleRequest:
     url: str
     headers: dict[str, str]
     body: bytes
+    #: The message id the sample reports on, where the provider composes it (Sinch).
+    message_id: str = ""
 
 
 @dataclass
@@ -183,10 +191,19 @@ class Provider(abc.ABC):
     #: HTTP methods the provider calls with.
     methods: ClassVar[frozenset[str]] = frozenset({"POST"})
 
-    def __init__(self, account: str, credentials: Credentials, *, insecure: bool = False) -> None:
+    def __init__(
+        self,
+        account: str,
+        credentials: Credentials,
+        *,
+        insecure: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.account = account
         self.credentials = credentials
         self.insecure = insecure and not credentials.configured()
+        #: Seconds since the epoch; injected by tests to check time-bound signatures.
+        self.clock = clock
 
     @abc.abstractmethod
     def verify(self, request: InboundRequest) -> str:
@@ -373,6 +390,70 @@ def text(value: object, field_name: str, *, limit: int = 4000) -> str:
     return value
 
 
+#: A provider's error codes: code → (description, permanent or None when the provider does
+#: not say, the canonical status a failure with this code gets or None to keep the mapped one).
+ErrorCodes = Mapping[str, tuple[str, bool | None, "pb.DeliveryStatus.ValueType | None"]]
+#: The mapped statuses an error code may refine: failures, never progress or delivery.
+FAILURES = frozenset({pb.DELIVERY_STATUS_UNDELIVERED, pb.DELIVERY_STATUS_FAILED})
+
+
+def apply_error_code(
+    report: pb.DeliveryReport,
+    code: str,
+    table: ErrorCodes,
+    refinable: frozenset[pb.DeliveryStatus.ValueType] = FAILURES,
+) -> None:
+    """Sets ``report.error`` from ``code`` and its table entry, and refines a failure's status
+    (``report.status`` must be set) when the entry names a better one."""
+    description, permanent, refined = table.get(code, ("", None, None))
+    report.error.code = code
+    report.error.description = description
+    if permanent is not None:
+        report.error.permanent = permanent
+    if refined is not None and report.status in refinable:
+        report.status = refined
+
+
+def network_code(value: object, field_name: str) -> tuple[str, str]:
+    """MCC and MNC from an MCCMNC of 5 or 6 digits (``23410`` → 234, 10); empty when absent."""
+    network = text(value, field_name, limit=8).strip()
+    if not network:
+        return "", ""
+    if not network.isdigit() or len(network) not in (5, 6):
+        raise InvalidItem(f"{field_name} is not 5 or 6 digits")
+    return network[:3], network[3:]
+
+
+def iso_time(value: object, field_name: str) -> datetime | None:
+    """An RFC 3339 / ISO 8601 date-time with an offset (``Z`` or ``+00:00``); None when absent."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidItem(f"{field_name} is not a date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidItem(f"{field_name} is not a date-time: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        raise InvalidItem(f"{field_name} has no UTC offset")
+    return parsed
+
+
+def epoch_millis(value: object, field_name: str) -> datetime | None:
+    """Milliseconds since the epoch (a number or digit string) as a UTC date-time."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidItem(f"{field_name} is not a number of milliseconds")
+    try:
+        millis = float(value)
+    except ValueError:
+        raise InvalidItem(f"{field_name} is not a number of milliseconds") from None
+    if not 0 <= millis < 1e14:
+        raise InvalidItem(f"{field_name} is out of range")
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
 def set_time(target: Any, value: datetime | None) -> None:
     """Sets a Timestamp field from an aware datetime (leaves it unset for None)."""
     if value is not None:
@@ -381,3 +462,19 @@ def set_time(target: Any, value: datetime | None) -> None:
 
 def strings(values: Sequence[object]) -> list[str]:
     return [str(value) for value in values]
+
+
+def json_object(raw: str) -> dict[str, Any]:
+    """A quarantined item that must be a JSON object; raises InvalidItem otherwise."""
+    item = json_item(raw)
+    if not isinstance(item, dict):
+        raise InvalidItem("quarantined item is not a JSON object")
+    return item
+
+
+def only_report(reports: list[pb.DeliveryReport]) -> pb.DeliveryReport:
+    """The one report a quarantined item replays into; InvalidItem for several (replay them
+    as a request instead)."""
+    if len(reports) != 1:
+        raise InvalidItem(f"the item holds {len(reports)} reports, not one")
+    return reports[0]

@@ -33,6 +33,7 @@ from gateway.providers.base import (
     json_body,
     json_item,
     message_id,
+    network_code,
     quarantine,
     raw_json,
     set_time,
@@ -235,11 +236,7 @@ def normalize(item: Any) -> pb.DeliveryReport:
         report.price.currency = text(price.get("currency"), "price.currency", limit=8)
     elif price is not None:
         raise InvalidItem("price is not an object")
-    mcc_mnc = text(item.get("mccMnc"), "mccMnc", limit=8)
-    if mcc_mnc:
-        if not mcc_mnc.isdigit() or len(mcc_mnc) not in (5, 6):
-            raise InvalidItem("mccMnc is not 5 or 6 digits")
-        report.mcc, report.mnc = mcc_mnc[:3], mcc_mnc[3:]
+    report.mcc, report.mnc = network_code(item.get("mccMnc"), "mccMnc")
     set_time(report.sent_time, parse_time(item.get("sentAt"), "sentAt"))
     set_time(report.event_time, parse_time(item.get("doneAt"), "doneAt"))
     return report

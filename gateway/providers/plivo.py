@@ -24,12 +24,14 @@ from gateway.errors import Malformed
 from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
+    ErrorCodes,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
     ProviderSettings,
     SampleRequest,
+    apply_error_code,
     decimal_text,
     e164,
     json_item,
@@ -51,7 +53,7 @@ STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
 }
 #: Plivo error codes: (description, permanent or None when Plivo does not say, the canonical
 #: status a failure with this code gets, or None to keep the status Plivo sent).
-ERROR_CODES: dict[str, tuple[str, bool | None, pb.DeliveryStatus.ValueType | None]] = {
+ERROR_CODES: ErrorCodes = {
     "10": ("Invalid message", True, pb.DELIVERY_STATUS_REJECTED),
     "20": ("Network error", False, None),
     "30": ("Spam detected", True, pb.DELIVERY_STATUS_REJECTED),
@@ -70,8 +72,6 @@ ERROR_CODES: dict[str, tuple[str, bool | None, pb.DeliveryStatus.ValueType | Non
 }
 #: Codes that mean "no error" (Plivo sends ErrorCode empty, or 000 once delivered).
 NO_ERROR = frozenset({"", "0", "000"})
-#: Statuses whose canonical value an error code may refine (failures only).
-REFINABLE = frozenset({pb.DELIVERY_STATUS_UNDELIVERED, pb.DELIVERY_STATUS_FAILED})
 #: Which time field tells when each status happened.
 EVENT_TIME_FIELDS = {
     "queued": "QueuedTime",
@@ -221,16 +221,10 @@ def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     if parent and parent != uuid:
         report.parent_message_id = parent
     report.part_index, report.part_count = _part_info(params.get("PartInfo"))
+    report.status = status
     code = text(params.get("ErrorCode"), "ErrorCode", limit=16).strip()
     if code not in NO_ERROR:
-        description, permanent, refined = ERROR_CODES.get(code, ("", None, None))
-        report.error.code = code
-        report.error.description = description
-        if permanent is not None:
-            report.error.permanent = permanent
-        if refined is not None and status in REFINABLE:
-            status = refined
-    report.status = status
+        apply_error_code(report, code, ERROR_CODES)
     set_time(report.sent_time, parse_time(params.get("SentTime"), "SentTime"))
     time_field = EVENT_TIME_FIELDS.get(raw_status.lower())
     if time_field:

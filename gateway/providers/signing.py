@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from collections.abc import Iterable
 
@@ -71,3 +72,29 @@ def basic_credentials(authorization: str | None) -> str:
 def basic_authorization(credentials: str) -> str:
     """The ``Authorization`` header value for ``user:password`` (RFC 7617)."""
     return "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+
+
+def sha256_hex(data: bytes) -> str:
+    """Lower-case hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_timestamp(
+    value: object, *, now: float, max_age: float, max_future: float = 300.0, name: str
+) -> int:
+    """The Unix-seconds timestamp ``value``; raises Unauthenticated (``stale``) when it is more
+    than ``max_age`` seconds old or ``max_future`` seconds ahead (clock skew), ``missing``
+    when absent and ``invalid`` when not a number. ``max_age`` 0 turns the age check off."""
+    if value is None or value == "":
+        raise Unauthenticated(f"{name} is missing", label="missing")
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > 12:
+        raise Unauthenticated(f"{name} is not a Unix timestamp")
+    stamp = int(text)
+    if max_age and now - stamp > max_age:
+        raise Unauthenticated(
+            f"{name} is {now - stamp:.0f} s old; at most {max_age:.0f} s is accepted", label="stale"
+        )
+    if stamp - now > max_future:
+        raise Unauthenticated(f"{name} is {stamp - now:.0f} s in the future", label="stale")
+    return stamp

@@ -63,15 +63,18 @@ def test_run_sample_read_stop_and_reuse(tmp_path: Path) -> None:
         dev_env = (tmp_path / "var" / "dev.env").read_text()
         assert "DLRHUB_INFOBIP_BASIC_AUTH=dev:" in dev_env
         assert (tmp_path / "var" / "dev.env").stat().st_mode & 0o077 == 0
-        for provider in ("infobip", "plivo"):
+        assert "/webhooks/aws-sns" in banner
+        # The seed providers and those whose development keys `dlrhub run` generates.
+        for provider in ("infobip", "plivo", "telnyx", "aws-sns", "sinch"):
             sent = dlrhub(
                 tmp_path, env, "send-sample", provider, "--message-id", f"{provider}-demo"
             )
             assert sent.returncode == 0, sent.stdout + sent.stderr
             assert "HTTP 200" in sent.stdout
-            read = dlrhub(tmp_path, env, "status", "get", provider, f"{provider}-demo", "--full")
+            message_id = sent.stdout.split("for message ", 1)[1].split(" ", 1)[0]
+            read = dlrhub(tmp_path, env, "status", "get", provider, message_id, "--full")
             assert read.returncode == 0, read.stderr
-            assert f"{provider}-demo: DELIVERED" in read.stdout
+            assert f"{message_id}: DELIVERED" in read.stdout
         missing = dlrhub(tmp_path, env, "status", "get", "infobip", "nope")
         assert missing.returncode == 1
         assert "NOT_FOUND" in missing.stderr

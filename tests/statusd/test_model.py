@@ -96,6 +96,7 @@ def test_dedupe_key_ignores_received_time_but_not_content() -> None:
     assert model.dedupe_key(one) != model.dedupe_key(report(event_offset=2))
     assert model.dedupe_key(one) != model.dedupe_key(report(sequence=2))
     assert model.dedupe_key(one) != model.dedupe_key(report(account="eu"))
+    assert model.dedupe_key(one) != model.dedupe_key(report(final=True))
 
 
 def test_order_key_is_fixed_width_before_the_event_id() -> None:

@@ -370,6 +370,9 @@ class MessageStatus(_message.Message):
     RECIPIENT_FIELD_NUMBER: _builtins.int
     CLIENT_REF_FIELD_NUMBER: _builtins.int
     PARENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
+    PART_COUNT_FIELD_NUMBER: _builtins.int
+    PARTIAL_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Provider name."""
     account: _builtins.str
@@ -390,6 +393,14 @@ class MessageStatus(_message.Message):
     """The whole message's id when this message is one part of a multipart message
     (from its reports); empty otherwise.
     """
+    part_count: _builtins.int
+    """How many parts the message has: the largest part count its parts report, or the
+    number of parts seen when none reports one; 0 unless the status is aggregated.
+    """
+    partial: _builtins.bool
+    """True when an aggregated status does not hold for every part (some parts DELIVERED
+    and others not, or parts not reported yet); false otherwise.
+    """
     @_builtins.property
     def latest_report(self) -> Global___DeliveryReport:
         """The report that set the current status."""
@@ -405,6 +416,13 @@ class MessageStatus(_message.Message):
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryReport]:
         """Every distinct report, oldest event first (FULL view only)."""
+
+    @_builtins.property
+    def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessagePart]:
+        """The parts this status is aggregated from, in part order, when it is the status of a
+        multipart message that has no report of its own (GetMessageStatus of a parent id);
+        empty otherwise. Each part is also readable by its own message id.
+        """
 
     def __init__(
         self,
@@ -422,14 +440,53 @@ class MessageStatus(_message.Message):
         recipient: _builtins.str = ...,
         client_ref: _builtins.str = ...,
         parent_message_id: _builtins.str = ...,
+        parts: _abc.Iterable[Global___MessagePart] | None = ...,
+        part_count: _builtins.int = ...,
+        partial: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["first_seen_time", b"first_seen_time", "latest_report", b"latest_report", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "client_ref", b"client_ref", "conflict", b"conflict", "first_seen_time", b"first_seen_time", "history", b"history", "latest_report", b"latest_report", "message_id", b"message_id", "parent_message_id", b"parent_message_id", "provider", b"provider", "recipient", b"recipient", "report_count", b"report_count", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "client_ref", b"client_ref", "conflict", b"conflict", "first_seen_time", b"first_seen_time", "history", b"history", "latest_report", b"latest_report", "message_id", b"message_id", "parent_message_id", b"parent_message_id", "part_count", b"part_count", "partial", b"partial", "parts", b"parts", "provider", b"provider", "recipient", b"recipient", "report_count", b"report_count", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MessageStatus: _TypeAlias = MessageStatus  # noqa: Y015
+
+@_typing.final
+class MessagePart(_message.Message):
+    """MessagePart is one part of a multipart message, as its aggregated status lists it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    PART_INDEX_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.str
+    """The part's own message id."""
+    part_index: _builtins.int
+    """Which part it is, counting from 1; 0 when the provider does not say."""
+    status: Global___DeliveryStatus.ValueType
+    """The part's current canonical status."""
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When statusd last stored a new report of this part."""
+
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.str = ...,
+        part_index: _builtins.int = ...,
+        status: Global___DeliveryStatus.ValueType = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id", "part_index", b"part_index", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessagePart: _TypeAlias = MessagePart  # noqa: Y015
 
 @_typing.final
 class QuarantinedItem(_message.Message):

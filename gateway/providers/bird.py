@@ -1,0 +1,216 @@
+"""Bird (the new platform, ``api.bird.com``) Channels API webhooks: ``sms.outbound`` events.
+
+Authenticity: ``messagebird-signature`` is the base64 HMAC-SHA256, keyed with the webhook
+subscription's signing key, of ``<timestamp>\\n<full URL>\\n<SHA-256 of the raw body as 32 raw
+bytes>``, where the timestamp is ``messagebird-request-timestamp``; the timestamp must fall
+inside a window (300 s by default). No official SDK implements this; the algorithm is Bird's
+documented one. See docs/providers/bird.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import Secrets
+from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.errors import Malformed
+from gateway.providers import signing
+from gateway.providers.base import (
+    Credentials,
+    InboundRequest,
+    InvalidItem,
+    Parsed,
+    Provider,
+    ProviderSettings,
+    SampleRequest,
+    e164,
+    iso_time,
+    json_body,
+    json_object,
+    quarantine,
+    raw_json,
+    set_time,
+    text,
+)
+
+STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
+    "accepted": pb.DELIVERY_STATUS_ACCEPTED,
+    "scheduled": pb.DELIVERY_STATUS_ACCEPTED,  # accepted, to be sent later
+    "processing": pb.DELIVERY_STATUS_QUEUED,
+    "sent": pb.DELIVERY_STATUS_SENT,  # handed to the SMS platform
+    "delivered": pb.DELIVERY_STATUS_DELIVERED,
+    "read": pb.DELIVERY_STATUS_DELIVERED,  # interaction on OTT channels: delivered, and read
+    # failed before reaching the platform: a provider-side failure
+    "sending_failed": pb.DELIVERY_STATUS_FAILED,
+    "delivery_failed": pb.DELIVERY_STATUS_UNDELIVERED,
+}
+#: Bird statuses for ``dlrhub send-sample``.
+SAMPLE_STATUSES = {
+    "accepted": "accepted",
+    "queued": "processing",
+    "sent": "sent",
+    "delivered": "delivered",
+    "undelivered": "delivery_failed",
+    "failed": "sending_failed",
+}
+SIGNATURE = "messagebird-signature"
+TIMESTAMP = "messagebird-request-timestamp"
+DEFAULT_TOLERANCE_SECONDS = 300
+
+
+class BirdCredentials(Credentials):
+    """Bird credentials."""
+
+    signing_key: Secrets = Field(
+        (), description="Signing keys of the webhook subscription; several during a rotation."
+    )
+    timestamp_tolerance_seconds: int = Field(
+        DEFAULT_TOLERANCE_SECONDS, ge=0, description="Oldest signed timestamp accepted (0: any)."
+    )
+
+
+class BirdSettings(ProviderSettings, BirdCredentials):
+    """``DLRHUB_BIRD_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="DLRHUB_BIRD_", extra="ignore", frozen=True)
+    credentials_class: ClassVar[type[Credentials]] = BirdCredentials
+    accounts: dict[str, BirdCredentials] = Field(default_factory=dict)
+
+
+class Bird(Provider):
+    name = "bird"
+    settings_class = BirdSettings
+    credentials: BirdCredentials
+
+    def verify(self, request: InboundRequest) -> str:
+        signature, stamp = request.header(SIGNATURE), request.header(TIMESTAMP)
+        if not signature:
+            raise self.unauthenticated(f"no {SIGNATURE} header", label="missing")
+        keys = signing.secret_values(self.credentials.signing_key)
+        message = signing_message(stamp or "", request.url, request.body)
+        expected = [signing.hmac_b64(key, message) for key in keys]
+        if not signing.any_equal(expected, [signature.strip()]):
+            raise self.unauthenticated(f"{SIGNATURE} does not match")
+        signing.check_timestamp(
+            stamp,
+            now=self.clock(),
+            max_age=self.credentials.timestamp_tolerance_seconds,
+            name=f"bird: {TIMESTAMP}",
+        )
+        return "bird_hmac"
+
+    def parse(self, request: InboundRequest) -> Parsed:
+        self.require_content_type(request, "application/json")
+        body = json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("payload"), dict):
+            raise Malformed('body must be a JSON object with a "payload" object')
+        try:
+            return Parsed(reports=[normalize(body)])
+        except InvalidItem as exc:
+            return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
+
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined item parsed again with today's code (quarantine replay)."""
+        return normalize(json_object(raw))
+
+    def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
+        bird_status = SAMPLE_STATUSES.get(status, "delivered")
+        now = datetime.fromtimestamp(self.clock(), tz=UTC).isoformat(timespec="milliseconds")
+        payload: dict[str, Any] = {
+            "id": message_id,
+            "channelId": str(uuid.UUID(int=1)),
+            "receiver": {
+                "contacts": [{"identifierKey": "phonenumber", "identifierValue": "+31612345678"}]
+            },
+            "reference": "sample",
+            "parts": [{"platformReference": uuid.uuid4().hex}],
+            "status": bird_status,
+            "direction": "outgoing",
+            "lastStatusAt": now.replace("+00:00", "Z"),
+            "createdAt": now.replace("+00:00", "Z"),
+            "updatedAt": now.replace("+00:00", "Z"),
+        }
+        if bird_status.endswith("_failed"):
+            payload["reason"] = "details: unknown subscriber; reason: unknown_subscriber; code: 1"
+            payload["details"] = "unknown_subscriber"
+            payload["failure"] = {"code": 15005, "source": {"name": "sms-messagebird", "code": "1"}}
+        body = raw_json({"service": "channels", "event": "sms.outbound", "payload": payload})
+        raw = body.encode("utf-8")
+        keys = self.credentials.signing_key
+        key = keys[0].get_secret_value() if keys else ""
+        stamp = str(int(self.clock()))
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE: sign(stamp, url, raw, key),
+            TIMESTAMP: stamp,
+        }
+        return SampleRequest("POST", url, headers, raw)
+
+
+def normalize(body: dict[str, Any]) -> pb.DeliveryReport:
+    """One ``<channel>.outbound`` event → a report (provider-level fields are stamped later)."""
+    event = text(body.get("event"), "event", limit=64)
+    if event and not event.endswith(".outbound"):
+        raise InvalidItem(f"event {event!r} is not an outbound message status")
+    payload = body.get("payload")
+    if not isinstance(payload, dict):
+        raise InvalidItem("payload is not an object")
+    message = text(payload.get("id"), "payload.id", limit=128).strip()
+    raw_status = text(payload.get("status"), "payload.status", limit=64).strip()
+    if not message or not raw_status:
+        raise InvalidItem("payload.id or payload.status is missing")
+    parts = payload.get("parts")
+    report = pb.DeliveryReport(
+        message_id=message,
+        status=STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN),
+        provider_status=raw_status,
+        provider_status_group=event,
+        recipient=e164(_identifier(payload.get("receiver"), "contacts")),
+        sender=_identifier(payload.get("sender"), "connector"),
+        client_ref=text(payload.get("reference"), "payload.reference"),
+        segments=len(parts) if isinstance(parts, list) else 0,
+        raw=raw_json(body),
+    )
+    failure = payload.get("failure")
+    reason = text(payload.get("reason"), "payload.reason")
+    if isinstance(failure, dict) or reason:
+        failure = failure if isinstance(failure, dict) else {}
+        source = failure.get("source")
+        source = source if isinstance(source, dict) else {}
+        report.error.code = text(failure.get("code"), "failure.code", limit=32)
+        report.error.name = text(payload.get("details"), "payload.details", limit=256)
+        report.error.description = reason
+        report.error.group = text(source.get("name"), "failure.source.name", limit=64)
+    when = iso_time(payload.get("lastStatusAt"), "lastStatusAt") or iso_time(
+        payload.get("updatedAt"), "updatedAt"
+    )
+    set_time(report.event_time, when)
+    return report
+
+
+def _identifier(party: object, key: str) -> str:
+    """``identifierValue`` of a sender's connector or a receiver's first contact."""
+    if not isinstance(party, dict):
+        return ""
+    value = party.get(key)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if not isinstance(value, dict):
+        return ""
+    return text(value.get("identifierValue"), f"{key}.identifierValue", limit=64)
+
+
+def signing_message(timestamp: str, url: str, body: bytes) -> bytes:
+    """``<timestamp>\\n<url>\\n<raw SHA-256 of body>``: what Bird signs."""
+    return f"{timestamp}\n{url}\n".encode() + hashlib.sha256(body).digest()
+
+
+def sign(timestamp: str, url: str, body: bytes, key: str) -> str:
+    """A ``messagebird-signature`` value (for tests and ``dlrhub send-sample``)."""
+    return signing.hmac_b64(key.encode("utf-8"), signing_message(timestamp, url, body))

@@ -1,0 +1,299 @@
+"""Telnyx Messaging v2 webhooks: ``message.sent`` and ``message.finalized`` JSON events.
+
+Authenticity: Ed25519. ``telnyx-signature-ed25519`` is the base64 signature of
+``<telnyx-timestamp>|<raw body>``, verified with the account's public key (nothing secret is
+held here; list several keys while one is rotated). The timestamp must be within 300 s of now
+either way, as in Telnyx's SDK. ``data.id`` is the event id statusd dedupes on.
+
+A message may have several recipients (group MMS), each with its own status. With one
+recipient (every SMS) the message id is ``payload.id``; with several, each recipient is its
+own message ``<payload.id>:<phone number>`` whose parent is ``payload.id``, so the group's
+status is aggregated at read time. See docs/providers/telnyx.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import Secrets
+from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.errors import Malformed
+from gateway.providers import signing
+from gateway.providers.base import (
+    Credentials,
+    InboundRequest,
+    InvalidItem,
+    Parsed,
+    Provider,
+    ProviderSettings,
+    SampleRequest,
+    SampleUnavailable,
+    decimal_text,
+    e164,
+    iso_time,
+    json_body,
+    json_object,
+    only_report,
+    quarantine,
+    raw_json,
+    set_time,
+    text,
+    whole_number,
+)
+
+STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
+    "queued": pb.DELIVERY_STATUS_QUEUED,
+    # judgment: Telnyx is handing it to the carrier, which has not acknowledged it yet
+    "sending": pb.DELIVERY_STATUS_QUEUED,
+    "sent": pb.DELIVERY_STATUS_SENT,
+    "delivered": pb.DELIVERY_STATUS_DELIVERED,
+    "read": pb.DELIVERY_STATUS_DELIVERED,  # RCS/WhatsApp read receipt: delivered, and read
+    "delivery_failed": pb.DELIVERY_STATUS_UNDELIVERED,
+    # judgment: Telnyx could not send it (also when valid_until passed while it was queued,
+    # which could be called EXPIRED; the raw status is kept)
+    "sending_failed": pb.DELIVERY_STATUS_FAILED,
+    "expired": pb.DELIVERY_STATUS_EXPIRED,
+    # judgment: final, but the carrier never confirmed: a final word that says nothing
+    "delivery_unconfirmed": pb.DELIVERY_STATUS_UNKNOWN,
+}
+#: Events that report an outbound message's status; ``message.finalized`` is terminal.
+EVENTS = frozenset({"message.sent", "message.finalized", "message.read"})
+FINAL_EVENT = "message.finalized"
+#: Most recipients one message may have.
+MAX_RECIPIENTS = 100
+SIGNATURE = "telnyx-signature-ed25519"
+TIMESTAMP = "telnyx-timestamp"
+DEFAULT_TOLERANCE_SECONDS = 300
+SAMPLE_STATUSES = {
+    "queued": ("message.sent", "queued"),
+    "sent": ("message.sent", "sent"),
+    "delivered": ("message.finalized", "delivered"),
+    "undelivered": ("message.finalized", "delivery_failed"),
+    "failed": ("message.finalized", "sending_failed"),
+    "expired": ("message.finalized", "expired"),
+    "unknown": ("message.finalized", "delivery_unconfirmed"),
+}
+
+
+def _key_bytes(value: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what} is not base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"{what} is not 32 bytes (an Ed25519 key)")
+    return raw
+
+
+class TelnyxCredentials(Credentials):
+    """Telnyx credentials: public keys (not secret, but kept out of logs all the same)."""
+
+    public_key: Secrets = Field(
+        (), description="Base64 Ed25519 public keys from the Telnyx portal; several to rotate."
+    )
+    timestamp_tolerance_seconds: int = Field(
+        DEFAULT_TOLERANCE_SECONDS, ge=1, description="How far telnyx-timestamp may be from now."
+    )
+    sample_signing_key: Secrets = Field(
+        (), description="Base64 Ed25519 private key (seed) for `dlrhub send-sample`; dev only."
+    )
+
+    @field_validator("public_key", "sample_signing_key")
+    @classmethod
+    def _ed25519_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for key in value:
+            _key_bytes(key.get_secret_value(), "each key")
+        return value
+
+    def configured(self) -> bool:
+        """Only public keys authenticate; a sample signing key alone enables nothing."""
+        return bool(self.public_key)
+
+
+class TelnyxSettings(ProviderSettings, TelnyxCredentials):
+    """``DLRHUB_TELNYX_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="DLRHUB_TELNYX_", extra="ignore", frozen=True)
+    credentials_class: ClassVar[type[Credentials]] = TelnyxCredentials
+    accounts: dict[str, TelnyxCredentials] = Field(default_factory=dict)
+
+
+class Telnyx(Provider):
+    name = "telnyx"
+    settings_class = TelnyxSettings
+    credentials: TelnyxCredentials
+
+    def verify(self, request: InboundRequest) -> str:
+        signature, stamp = request.header(SIGNATURE), request.header(TIMESTAMP)
+        if not signature:
+            raise self.unauthenticated(f"no {SIGNATURE} header", label="missing")
+        try:
+            raw_signature = base64.b64decode(signature.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise self.unauthenticated(f"{SIGNATURE} is not base64") from None
+        message = f"{(stamp or '').strip()}|".encode() + request.body
+        keys = [
+            _key_bytes(key.get_secret_value(), "public key") for key in self.credentials.public_key
+        ]
+        if not any(_verifies(key, raw_signature, message) for key in keys):
+            raise self.unauthenticated(f"{SIGNATURE} does not verify with any public key")
+        tolerance = self.credentials.timestamp_tolerance_seconds
+        signing.check_timestamp(
+            stamp, now=self.clock(), max_age=tolerance, max_future=tolerance, name=TIMESTAMP
+        )
+        return "ed25519"
+
+    def parse(self, request: InboundRequest) -> Parsed:
+        self.require_content_type(request, "application/json")
+        body = json_body(request)
+        try:
+            data = event_data(body)
+        except InvalidItem:
+            raise Malformed('body must be a JSON object with "data" and "data.payload"') from None
+        try:
+            return Parsed(reports=normalize(data))
+        except InvalidItem as exc:
+            return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
+
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined item parsed again with today's code (quarantine replay)."""
+        return only_report(normalize(event_data(json_object(raw))))
+
+    def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
+        if not self.credentials.sample_signing_key:
+            raise SampleUnavailable(
+                "telnyx signs with its private key; set DLRHUB_TELNYX_SAMPLE_SIGNING_KEY "
+                "(development only) to sign samples"
+            )
+        event, telnyx_status = SAMPLE_STATUSES.get(status, SAMPLE_STATUSES["delivered"])
+        now = datetime.fromtimestamp(self.clock(), tz=UTC).isoformat(timespec="milliseconds")
+        envelope = {
+            "data": {
+                "event_type": event,
+                "id": str(uuid.uuid4()),
+                "occurred_at": now,
+                "record_type": "event",
+                "payload": {
+                    "id": message_id,
+                    "record_type": "message",
+                    "direction": "outbound",
+                    "type": "SMS",
+                    "from": {"phone_number": "+18445550001", "carrier": "Telnyx"},
+                    "to": [{"phone_number": "+18665550001", "status": telnyx_status}],
+                    "parts": 1,
+                    "cost": {"amount": "0.0051", "currency": "USD"},
+                    "errors": [],
+                    "sent_at": now,
+                },
+            },
+            "meta": {"attempt": 1, "delivered_to": url},
+        }
+        body = raw_json(envelope).encode("utf-8")
+        seed = _key_bytes(self.credentials.sample_signing_key[0].get_secret_value(), "key")
+        stamp = str(int(self.clock()))
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE: sign(body, stamp, seed),
+            TIMESTAMP: stamp,
+        }
+        return SampleRequest("POST", url, headers, body)
+
+
+def _verifies(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def event_data(body: object) -> dict[str, Any]:
+    """The ``data`` of a webhook body, which must hold a ``payload`` object."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
+        raise InvalidItem('not an event with "data" and "data.payload"')
+    return data
+
+
+def normalize(data: dict[str, Any]) -> list[pb.DeliveryReport]:
+    """One event → a report per recipient (provider-level fields are stamped later)."""
+    event_type = text(data.get("event_type"), "event_type", limit=64)
+    if event_type not in EVENTS:
+        raise InvalidItem(f"event_type {event_type[:64]!r} is not an outbound message status")
+    payload: dict[str, Any] = data["payload"]
+    message = text(payload.get("id"), "payload.id", limit=96).strip()
+    recipients = payload.get("to")
+    if not message or not isinstance(recipients, list) or not recipients:
+        raise InvalidItem("payload.id or payload.to is missing")
+    if len(recipients) > MAX_RECIPIENTS:
+        raise InvalidItem(f"payload.to has more than {MAX_RECIPIENTS} recipients")
+    event_id = text(data.get("id"), "data.id", limit=128).strip()
+    several = len(recipients) > 1
+    reports = []
+    for index, recipient in enumerate(recipients, start=1):
+        if not isinstance(recipient, dict):
+            raise InvalidItem("a payload.to entry is not an object")
+        phone = text(recipient.get("phone_number"), "to[].phone_number", limit=32).strip()
+        raw_status = text(recipient.get("status"), "to[].status", limit=64).strip()
+        if not raw_status or (several and not phone):
+            raise InvalidItem("a payload.to entry lacks a status or phone_number")
+        report = _report(payload, event_type, raw_status, phone)
+        report.message_id = f"{message}:{phone}" if several else message
+        report.event_id = f"{event_id}:{phone}" if several and event_id else event_id
+        if several:
+            report.parent_message_id = message
+            report.part_index, report.part_count = index, len(recipients)
+        set_time(report.event_time, iso_time(data.get("occurred_at"), "occurred_at"))
+        reports.append(report)
+    return reports
+
+
+def _report(
+    payload: dict[str, Any], event_type: str, raw_status: str, phone: str
+) -> pb.DeliveryReport:
+    sender = payload.get("from")
+    report = pb.DeliveryReport(
+        status=STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN),
+        provider_status=raw_status,
+        provider_status_group=event_type,
+        final=event_type == FINAL_EVENT,
+        recipient=e164(phone),
+        sender=text(sender.get("phone_number"), "from.phone_number", limit=64)
+        if isinstance(sender, dict)
+        else "",
+        segments=whole_number(payload.get("parts"), "parts"),
+        raw=raw_json(payload),
+    )
+    cost = payload.get("cost")
+    if isinstance(cost, dict):
+        report.price.amount = decimal_text(cost.get("amount"), "cost.amount")
+        report.price.currency = text(cost.get("currency"), "cost.currency", limit=8)
+    errors = payload.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        report.error.code = text(first.get("code"), "errors[0].code", limit=32)
+        report.error.name = text(first.get("title"), "errors[0].title", limit=256)
+        report.error.description = text(first.get("detail"), "errors[0].detail")
+    set_time(report.sent_time, iso_time(payload.get("sent_at"), "sent_at"))
+    return report
+
+
+def public_key_of(seed: bytes) -> str:
+    """The base64 public key of a 32-byte private key seed."""
+    raw = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    return base64.b64encode(raw).decode("ascii")
+
+
+def sign(body: bytes, timestamp: str, seed: bytes) -> str:
+    """A ``telnyx-signature-ed25519`` value (for tests and ``dlrhub send-sample``)."""
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    return base64.b64encode(key.sign(f"{timestamp}|".encode() + body)).decode("ascii")

@@ -1,0 +1,269 @@
+"""Twilio Programmable Messaging status callbacks: one form POST per status change.
+
+Authenticity: ``X-Twilio-Signature`` is base64 HMAC-SHA1, keyed with the auth token, over the
+URL Twilio called (query included) followed by every form parameter sorted by name, each as
+``name`` + ``value`` (values of a repeated name sorted, duplicates dropped). Twilio is
+inconsistent about the default port, so the URL is tried as received, without its port and
+with ``:443``/``:80`` added. A JSON body is signed through the URL: the query carries
+``bodySHA256`` (hex SHA-256 of the body) and the HMAC covers the URL alone. A webhook signed
+with a SharedKey names its algorithm in ``X-Twilio-Webhooks-Signature-Settings``
+(``HMAC_SHA256``); configure that key's secret beside the auth token. No time is signed:
+duplicates are caught by statusd's dedupe (``I-Twilio-Idempotency-Token`` is the event id when
+Twilio sends it). See docs/providers/twilio.md.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import ClassVar
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import Secrets
+from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.errors import Malformed
+from gateway.providers import signing
+from gateway.providers.base import (
+    Credentials,
+    ErrorCodes,
+    InboundRequest,
+    InvalidItem,
+    Parsed,
+    Provider,
+    ProviderSettings,
+    SampleRequest,
+    apply_error_code,
+    e164,
+    json_object,
+    quarantine,
+    raw_json,
+    text,
+)
+
+STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
+    "accepted": pb.DELIVERY_STATUS_ACCEPTED,
+    "scheduled": pb.DELIVERY_STATUS_ACCEPTED,
+    "queued": pb.DELIVERY_STATUS_QUEUED,
+    # judgment: Twilio is handing it to the carrier, which has not acknowledged it yet
+    "sending": pb.DELIVERY_STATUS_QUEUED,
+    "sent": pb.DELIVERY_STATUS_SENT,
+    "delivered": pb.DELIVERY_STATUS_DELIVERED,
+    "read": pb.DELIVERY_STATUS_DELIVERED,  # WhatsApp/RCS read receipt: delivered, and read
+    "undelivered": pb.DELIVERY_STATUS_UNDELIVERED,
+    "failed": pb.DELIVERY_STATUS_FAILED,
+    # judgment: a cancelled scheduled message never left Twilio: a provider-side end
+    "canceled": pb.DELIVERY_STATUS_FAILED,
+    # judgment: some recipients or parts did not get it; the raw status is kept
+    "partially_delivered": pb.DELIVERY_STATUS_UNDELIVERED,
+    # Unknown to carriers after the validity period (listed in older docs)
+    "delivery_unknown": pb.DELIVERY_STATUS_UNKNOWN,
+}
+#: Twilio error codes seen in status callbacks: (description, permanent or None when Twilio
+#: does not say, the canonical status a failure with this code gets, or None to keep it).
+ERROR_CODES: ErrorCodes = {
+    "30001": ("Queue overflow", False, pb.DELIVERY_STATUS_FAILED),
+    "30002": ("Account suspended", None, pb.DELIVERY_STATUS_FAILED),
+    "30003": ("Unreachable destination handset", False, None),
+    "30004": ("Message blocked", True, pb.DELIVERY_STATUS_REJECTED),
+    "30005": ("Unknown destination handset", True, None),
+    "30006": ("Landline or unreachable carrier", True, pb.DELIVERY_STATUS_REJECTED),
+    "30007": ("Message filtered (carrier violation)", True, pb.DELIVERY_STATUS_REJECTED),
+    "30008": ("Unknown error", None, None),
+    "30009": ("Missing inbound segment", None, None),
+    "30010": ("Message price exceeds max price", True, pb.DELIVERY_STATUS_FAILED),
+    "30034": ("US A2P 10DLC: unregistered number", True, pb.DELIVERY_STATUS_REJECTED),
+    "30036": ("Validity period expired", True, pb.DELIVERY_STATUS_EXPIRED),
+}
+#: Inbound statuses: a message someone sent *to* you, not a delivery report.
+INBOUND = frozenset({"receiving", "received"})
+#: Twilio statuses and error codes for ``dlrhub send-sample``.
+SAMPLE_STATUSES: dict[str, tuple[str, str]] = {
+    "accepted": ("accepted", ""),
+    "queued": ("queued", ""),
+    "sent": ("sent", ""),
+    "delivered": ("delivered", ""),
+    "undelivered": ("undelivered", "30003"),
+    "failed": ("failed", "30001"),
+    "rejected": ("undelivered", "30007"),
+    "expired": ("undelivered", "30036"),
+    "unknown": ("delivery_unknown", ""),
+}
+SIGNATURE_HEADER = "X-Twilio-Signature"
+SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+#: Algorithms a signature-settings header may name (the auth token signs with SHA-1).
+ALGORITHMS = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+class TwilioCredentials(Credentials):
+    """Twilio credentials."""
+
+    auth_token: Secrets = Field(
+        (), description="Auth tokens (and SharedKey secrets); several during a rotation."
+    )
+
+
+class TwilioSettings(ProviderSettings, TwilioCredentials):
+    """``DLRHUB_TWILIO_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="DLRHUB_TWILIO_", extra="ignore", frozen=True)
+    credentials_class: ClassVar[type[Credentials]] = TwilioCredentials
+    accounts: dict[str, TwilioCredentials] = Field(default_factory=dict)
+
+
+class Twilio(Provider):
+    name = "twilio"
+    settings_class = TwilioSettings
+    credentials: TwilioCredentials
+
+    def verify(self, request: InboundRequest) -> str:
+        signature = request.header(SIGNATURE_HEADER)
+        if not signature:
+            raise self.unauthenticated(f"no {SIGNATURE_HEADER} header", label="missing")
+        setting = _algorithm(request.header(SETTINGS_HEADER))
+        algorithm = ALGORITHMS.get(setting)
+        if algorithm is None:
+            raise self.unauthenticated(f"signature algorithm {setting[:32]!r} is not supported")
+        pairs: tuple[tuple[str, str], ...] = request.form
+        body_hash = [value for key, value in request.query if key == "bodySHA256"]
+        if body_hash and not request.form:
+            # A JSON body: the URL carries its hash and the HMAC covers the URL alone.
+            if not signing.equal(signing.sha256_hex(request.body), body_hash[-1].lower()):
+                raise self.unauthenticated("bodySHA256 does not match the body")
+            pairs = ()
+        keys = signing.secret_values(self.credentials.auth_token)
+        expected = [
+            signature_of(url, pairs, key, algorithm)
+            for url in url_variants(request.url)
+            for key in keys
+        ]
+        if signing.any_equal(expected, [signature.strip()]):
+            return "twilio_sha256" if algorithm == "sha256" else "twilio_sha1"
+        raise self.unauthenticated(f"{SIGNATURE_HEADER} does not match")
+
+    def parse(self, request: InboundRequest) -> Parsed:
+        self.require_content_type(request, "application/x-www-form-urlencoded")
+        params = dict(request.form)
+        if not (params.get("MessageSid") or params.get("SmsSid")):
+            raise Malformed("MessageSid is missing")
+        try:
+            report = normalize(params)
+        except InvalidItem as exc:
+            return Parsed(quarantined=[quarantine(str(exc), raw_json(params))])
+        token = text(request.header("I-Twilio-Idempotency-Token"), "idempotency token", limit=256)
+        report.event_id = token.strip()
+        return Parsed(reports=[report])
+
+    def parse_item(self, raw: str) -> pb.DeliveryReport:
+        """A quarantined item parsed again with today's code (quarantine replay)."""
+        return normalize(json_object(raw))
+
+    def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
+        twilio_status, code = SAMPLE_STATUSES.get(status, SAMPLE_STATUSES["delivered"])
+        form = [
+            ("AccountSid", "AC" + "0" * 32),
+            ("ApiVersion", "2010-04-01"),
+            ("From", "+15017122661"),
+            ("To", "+15558675310"),
+            ("MessageSid", message_id),
+            ("SmsSid", message_id),
+            ("MessageStatus", twilio_status),
+            ("SmsStatus", twilio_status),
+            ("MessagingServiceSid", "MG" + "0" * 32),
+        ]
+        if code:
+            form.append(("ErrorCode", code))
+        tokens = self.credentials.auth_token
+        token = tokens[0].get_secret_value() if tokens else ""
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            SIGNATURE_HEADER: sign(url, tuple(form), token),
+            "I-Twilio-Idempotency-Token": secrets.token_hex(16),
+        }
+        return SampleRequest("POST", url, headers, urlencode(form).encode("utf-8"))
+
+
+def normalize(params: dict[str, str]) -> pb.DeliveryReport:
+    """One callback's parameters → a report (provider-level fields are stamped later).
+
+    Twilio sends no event time (``RawDlrDoneDate`` is the carrier's local time with an
+    unknown offset, kept in ``raw``), so statusd orders Twilio reports by rank and arrival.
+    """
+    sid = text(params.get("MessageSid") or params.get("SmsSid"), "MessageSid", limit=128).strip()
+    if not sid:
+        raise InvalidItem("MessageSid is missing")
+    raw_status = text(
+        params.get("MessageStatus") or params.get("SmsStatus"), "MessageStatus", limit=64
+    ).strip()
+    if not raw_status:
+        raise InvalidItem("MessageStatus is missing")
+    if raw_status.lower() in INBOUND:
+        raise InvalidItem(f"MessageStatus {raw_status!r} is an inbound message, not a report")
+    status = STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN)
+    report = pb.DeliveryReport(
+        message_id=sid,
+        provider_status=raw_status,
+        recipient=e164(text(params.get("To"), "To", limit=64)),
+        sender=text(params.get("From"), "From", limit=64),
+        batch_id=text(params.get("MessagingServiceSid"), "MessagingServiceSid", limit=64),
+        raw=raw_json(params),
+    )
+    report.status = status
+    code = text(params.get("ErrorCode"), "ErrorCode", limit=16).strip()
+    if code and code != "0":
+        apply_error_code(report, code, ERROR_CODES)
+    return report
+
+
+def _algorithm(settings: str | None) -> str:
+    """The ``algorithm=`` of a signature-settings header; HMAC_SHA1 when absent."""
+    for part in (settings or "").split(","):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "algorithm" and value.strip():
+            return value.strip().upper()
+    return "HMAC_SHA1"
+
+
+def url_variants(url: str) -> list[str]:
+    """The URL as received, without its port, and with the scheme's default port added."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    userinfo = parts.netloc.rpartition("@")[0]
+    prefix = f"{userinfo}@" if userinfo else ""
+    default = DEFAULT_PORTS.get(parts.scheme, 443)
+    without = urlunsplit(parts._replace(netloc=f"{prefix}{host}"))
+    port = parts.port if parts.port is not None else default
+    with_port = urlunsplit(parts._replace(netloc=f"{prefix}{host}:{port}"))
+    return list(dict.fromkeys([url, without, with_port]))
+
+
+def signing_string(url: str, form: tuple[tuple[str, str], ...]) -> str:
+    """What the signature covers: the URL, then each parameter name and value, sorted."""
+    grouped: dict[str, set[str]] = {}
+    for key, value in form:
+        grouped.setdefault(key, set()).add(value)
+    return url + "".join(
+        f"{key}{value}" for key in sorted(grouped) for value in sorted(grouped[key])
+    )
+
+
+def signature_of(
+    url: str, form: tuple[tuple[str, str], ...], key: bytes, algorithm: str = "sha1"
+) -> str:
+    return signing.hmac_b64(key, signing_string(url, form).encode("utf-8"), algorithm)
+
+
+def sign(url: str, form: tuple[tuple[str, str], ...], token: str) -> str:
+    """An ``X-Twilio-Signature`` value (for tests and ``dlrhub send-sample``)."""
+    return signature_of(url, form, token.encode("utf-8"))
+
+
+def sign_json(url: str, body: bytes, token: str) -> tuple[str, str]:
+    """The URL with ``bodySHA256`` added and its signature, for a JSON body."""
+    separator = "&" if urlsplit(url).query else "?"
+    signed_url = f"{url}{separator}bodySHA256={signing.sha256_hex(body)}"
+    return signed_url, sign(signed_url, (), token)

@@ -1,0 +1,214 @@
+"""Telnyx: Ed25519 signatures (the vector and Telnyx's own verifier), the 300 s window,
+per-recipient statuses."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telnyx.lib.webhook_verification import WebhookVerificationError, verify_webhook_signature
+
+from common.settings import ConfigError, load
+from common.status_names import status_label
+from gateway.errors import Malformed, Unauthenticated
+from gateway.providers.base import InboundRequest, SampleUnavailable
+from gateway.providers.telnyx import (
+    Telnyx,
+    TelnyxCredentials,
+    TelnyxSettings,
+    public_key_of,
+    sign,
+)
+from tests.conftest import signature_vectors
+from tests.gateway.provider_cases import TimestampedProviderContract, first_report
+from tests.helpers.requests import inbound
+
+PAYLOADS = Path(__file__).parent / "payloads" / "telnyx"
+URL = "https://dlr.example.com/webhooks/telnyx"
+
+
+def seed(secret: str) -> bytes:
+    """A test key pair per name: the private key seed is the name's SHA-256."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def event_body(message_id: str = "msg-1", status: str = "delivered") -> bytes:
+    data = json.loads((PAYLOADS / "finalized_delivered.json").read_text())
+    data["data"]["payload"]["id"] = message_id
+    data["data"]["payload"]["to"][0]["status"] = status
+    return json.dumps(data).encode()
+
+
+def signed(body: bytes, secret: str, stamp: int | None = None) -> InboundRequest:
+    stamp_text = str(int(time.time()) if stamp is None else stamp)
+    headers = {
+        "telnyx-signature-ed25519": sign(body, stamp_text, seed(secret)),
+        "telnyx-timestamp": stamp_text,
+    }
+    return inbound(URL, headers=headers, body=body, content_type="application/json")
+
+
+def endpoint(*public_keys: str, now: float | None = None) -> Telnyx:
+    clock = (lambda: now) if now is not None else time.time
+    return Telnyx("", TelnyxCredentials(public_key=",".join(public_keys)), clock=clock)
+
+
+def keyed() -> Telnyx:
+    """An endpoint trusting the test key "k"."""
+    return endpoint(public_key_of(seed("k")))
+
+
+class TestTelnyxContract(TimestampedProviderContract):
+    provider = Telnyx
+    sample_statuses = ("queued", "sent", "delivered", "undelivered", "failed", "expired", "unknown")
+
+    def credentials(self, *secrets: str) -> TelnyxCredentials:
+        keys = ",".join(public_key_of(seed(secret)) for secret in secrets)
+        sample_key = b64(seed(secrets[0])) if secrets else ""
+        return TelnyxCredentials(public_key=keys, sample_signing_key=sample_key)
+
+    def signed_request(self, secret: str, message_id: str = "msg-1") -> InboundRequest:
+        return signed(event_body(message_id), secret)
+
+    def tampered(self, request: InboundRequest) -> InboundRequest:
+        return dataclasses.replace(request, body=request.body.replace(b"delivered", b"sent"))
+
+    def stale_request(self, secret: str) -> InboundRequest:
+        return signed(event_body(), secret, int(time.time()) - 301)
+
+
+@pytest.mark.parametrize("vector", signature_vectors("telnyx"), ids=lambda vector: vector["id"])
+def test_signature_vectors(vector: dict[str, Any]) -> None:
+    stamp = int(vector["headers"]["telnyx-timestamp"])
+    request = inbound(
+        URL,
+        headers=vector["headers"],
+        body=vector["body"].encode(),
+        content_type="application/json",
+    )
+    assert vector["valid"]
+    assert public_key_of(bytes.fromhex(vector["private_key_seed_hex"])) == vector["public_key_b64"]
+    assert endpoint(vector["public_key_b64"], now=stamp + 10).verify(request) == "ed25519"
+    with pytest.raises(Unauthenticated) as caught:
+        endpoint(vector["public_key_b64"], now=stamp + 301).verify(request)
+    assert caught.value.label == "stale"
+    with pytest.raises(Unauthenticated):
+        endpoint(vector["public_key_b64"], now=stamp - 301).verify(request)
+    forged_time = dataclasses.replace(
+        request, headers={**request.headers, "telnyx-timestamp": str(stamp + 1)}
+    )
+    with pytest.raises(Unauthenticated):
+        endpoint(vector["public_key_b64"], now=stamp + 10).verify(forged_time)
+    other_key = public_key_of(seed("someone else"))
+    with pytest.raises(Unauthenticated):
+        endpoint(other_key, now=stamp + 10).verify(request)
+
+
+@pytest.mark.parametrize("status", ["delivered", "sending_failed"])
+def test_telnyx_verifier_accepts_what_we_sign(status: str) -> None:
+    """Telnyx's SDK verifies our signatures (it checks the clock: signed now); and the
+    changed body, timestamp or key it rejects, we reject too."""
+    body = event_body(status=status)
+    request = signed(body, "key-1")
+    public = public_key_of(seed("key-1"))
+    verify_webhook_signature(body, dict(request.headers), public)
+    assert endpoint(public).verify(request) == "ed25519"
+    for changed in (
+        dataclasses.replace(request, body=body + b" "),
+        dataclasses.replace(
+            request,
+            headers={**request.headers, "telnyx-timestamp": str(int(time.time()) - 1)},
+        ),
+    ):
+        with pytest.raises(WebhookVerificationError):
+            verify_webhook_signature(changed.body, dict(changed.headers), public)
+        with pytest.raises(Unauthenticated):
+            endpoint(public).verify(changed)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook_signature(body, dict(request.headers), public_key_of(seed("key-2")))
+
+
+def test_public_keys_are_validated_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLRHUB_TELNYX_PUBLIC_KEY", "bm90IGEga2V5")
+    with pytest.raises(ConfigError) as caught:
+        load(TelnyxSettings)
+    assert "DLRHUB_TELNYX_PUBLIC_KEY" in str(caught.value)
+    assert not TelnyxCredentials(sample_signing_key=b64(seed("x"))).configured()
+
+
+def test_samples_need_a_private_key() -> None:
+    with pytest.raises(SampleUnavailable, match="DLRHUB_TELNYX_SAMPLE_SIGNING_KEY"):
+        endpoint(public_key_of(seed("x"))).sample(URL, "m", "delivered")
+
+
+def test_an_event_is_normalized() -> None:
+    body = (PAYLOADS / "finalized_delivered.json").read_bytes()
+    report = first_report(keyed().handle(signed(body, "k")))
+    assert report.message_id == "b301ed3f-1490-491f-995f-6e64e69674d4"
+    assert report.event_id == "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be"
+    assert (status_label(report.status), report.provider_status) == ("delivered", "delivered")
+    assert (report.provider_status_group, report.final) == ("message.finalized", True)
+    assert (report.recipient, report.sender, report.segments) == ("+18665550001", "+18445550001", 1)
+    assert (report.price.amount, report.price.currency) == ("0.0051", "USD")
+    assert report.event_time.ToJsonString() == "2019-12-09T21:32:14.148Z"
+    assert report.sent_time.ToJsonString() == "2019-12-09T21:32:13.552Z"
+    assert not report.parent_message_id
+
+
+def test_each_recipient_of_a_group_message_is_a_part() -> None:
+    body = (PAYLOADS / "group_mms_finalized.json").read_bytes()
+    parsed = keyed().handle(signed(body, "k"))
+    parent = "40385f64-5717-4562-b3fc-2c963f66afa6"
+    got = [
+        (r.message_id, r.parent_message_id, r.part_index, r.part_count, status_label(r.status))
+        for r in parsed.reports
+    ]
+    assert got == [
+        (f"{parent}:+18665550001", parent, 1, 2, "delivered"),
+        (f"{parent}:+18665550002", parent, 2, 2, "undelivered"),
+    ]
+    assert len({report.event_id for report in parsed.reports}) == 2
+    assert parsed.reports[1].error.code == "40002"
+    assert parsed.reports[1].error.name == "Blocked as spam - temporary"
+
+
+@pytest.mark.parametrize(
+    ("status", "canonical"),
+    [
+        ("queued", "queued"),
+        ("sending", "queued"),
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+        ("read", "delivered"),
+        ("delivery_failed", "undelivered"),
+        ("sending_failed", "failed"),
+        ("expired", "expired"),
+        ("delivery_unconfirmed", "unknown"),
+        ("new_one", "unknown"),
+    ],
+)
+def test_status_table(status: str, canonical: str) -> None:
+    report = first_report(keyed().handle(signed(event_body(status=status), "k")))
+    assert status_label(report.status) == canonical
+
+
+def test_inbound_and_broken_events_are_quarantined() -> None:
+    data = json.loads(event_body())
+    data["data"]["event_type"] = "message.received"
+    parsed = keyed().handle(signed(json.dumps(data).encode(), "k"))
+    assert "not an outbound" in parsed.quarantined[0].reason
+    data["data"]["event_type"] = "message.sent"
+    data["data"]["payload"]["to"] = []
+    assert keyed().handle(signed(json.dumps(data).encode(), "k")).quarantined
+    with pytest.raises(Malformed):
+        keyed().handle(signed(b'{"data": {}}', "k"))
