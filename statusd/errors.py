@@ -36,6 +36,10 @@ class ResourceExhausted(StatusdError):
     """A subscriber fell too far behind; it should resume from its last token."""
 
 
+class Unavailable(StatusdError):
+    """statusd cannot serve the call now (shutting down); the client retries or resumes."""
+
+
 class Unimplemented(StatusdError):
     """The RPC is declared in the contract but not served by this version."""
 
@@ -48,6 +52,7 @@ GRPC_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
 )
 

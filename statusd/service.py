@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -22,20 +22,30 @@ from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from statusd import errors, metrics, model
 from statusd.committer import GroupCommitter
-from statusd.storage.base import Store
+from statusd.filters import message_filter
+from statusd.pagination import Paginator
+from statusd.storage.base import Change, Store
+from statusd.tokens import TokenCodec
+from statusd.watch import ChangeHub
 
 log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 1024
 MAX_NAME_LENGTH = 64
+#: The most keys one BatchGetMessageStatuses call may name.
+MAX_BATCH_KEYS = 1000
+RESUME_KIND = "resume"
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
 _Handler = Callable[[Any, _Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Response]]
 
 
-def rpc(method: str) -> Callable[[_Handler[_Request, _Response]], _Handler[_Request, _Response]]:
-    """Maps expected errors to status codes and records handled/latency metrics for a method."""
+def rpc(
+    method: str, *, unary: bool = True
+) -> Callable[[_Handler[_Request, _Response]], _Handler[_Request, _Response]]:
+    """Maps expected errors to status codes and records handled (and, for ``unary`` calls,
+    latency) metrics for a method."""
 
     def decorate(handler: _Handler[_Request, _Response]) -> _Handler[_Request, _Response]:
         @functools.wraps(handler)
@@ -60,7 +70,8 @@ def rpc(method: str) -> Callable[[_Handler[_Request, _Response]], _Handler[_Requ
                 raise  # unreachable: abort raises
             finally:
                 metrics.GRPC_HANDLED.labels(method, code.name).inc()
-                metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+                if unary:
+                    metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
 
         return wrapper
 
@@ -149,8 +160,14 @@ class IngestService(ingest_grpc.IngestServiceServicer):
 class StatusService(status_grpc.StatusServiceServicer):
     """Reads for internal services."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, hub: ChangeHub, codec: TokenCodec, *, heartbeat_seconds: float
+    ) -> None:
         self.store = store
+        self.hub = hub
+        self.codec = codec
+        self.paginator = Paginator(store, codec)
+        self.heartbeat_seconds = heartbeat_seconds
 
     @rpc("GetMessageStatus")
     async def GetMessageStatus(
@@ -174,7 +191,16 @@ class StatusService(status_grpc.StatusServiceServicer):
         request: status_pb.BatchGetMessageStatusesRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> status_pb.BatchGetMessageStatusesResponse:
-        raise errors.Unimplemented("BatchGetMessageStatuses is not served yet")
+        if len(request.keys) > MAX_BATCH_KEYS:
+            raise errors.InvalidArgument(
+                f"keys: at most {MAX_BATCH_KEYS} keys per call (got {len(request.keys)})"
+            )
+        keys = [
+            checked_key(key.provider, key.message_id, key.account, f"keys[{index}].")
+            for index, key in enumerate(request.keys)
+        ]
+        found = await self.store.batch_get(keys, full=request.view == pb.MESSAGE_STATUS_VIEW_FULL)
+        return status_pb.BatchGetMessageStatusesResponse(message_statuses=found)
 
     @rpc("ListMessageStatuses")
     async def ListMessageStatuses(
@@ -182,12 +208,45 @@ class StatusService(status_grpc.StatusServiceServicer):
         request: status_pb.ListMessageStatusesRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> status_pb.ListMessageStatusesResponse:
-        raise errors.Unimplemented("ListMessageStatuses is not served yet")
+        items, next_token = await self.paginator.page(
+            message_filter(request),
+            token=request.page_token,
+            size=request.page_size,
+            full=request.view == pb.MESSAGE_STATUS_VIEW_FULL,
+        )
+        return status_pb.ListMessageStatusesResponse(
+            message_statuses=items, next_page_token=next_token
+        )
 
-    async def WatchMessageStatuses(
+    # A coroutine that writes (context.write) rather than an async generator: a client that
+    # leaves cancels it at the awaited write, so the subscription is always cleaned up.
+    @rpc("WatchMessageStatuses", unary=False)
+    async def WatchMessageStatuses(  # type: ignore[override]
         self,
         request: status_pb.WatchMessageStatusesRequest,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[status_pb.WatchMessageStatusesResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "WatchMessageStatuses is not served yet")
-        yield status_pb.WatchMessageStatusesResponse()  # unreachable: abort raises
+    ) -> None:
+        query = message_filter(request)
+        after: str | None = None
+        if request.resume_token:
+            payload = self.codec.decode(RESUME_KIND, request.resume_token, "resume_token")
+            after = payload.get("p")
+            if after is not None and not isinstance(after, str):
+                raise errors.InvalidArgument("resume_token: not a valid token")
+
+        async def send(change: Change | None, position: str | None) -> None:
+            response = status_pb.WatchMessageStatusesResponse(
+                resume_token=self.codec.encode(RESUME_KIND, {"p": position})
+            )
+            if change is not None:
+                response.message_status.CopyFrom(change.message_status)
+                response.report.CopyFrom(change.report)
+            await context.write(response)
+
+        await self.hub.watch(
+            query,
+            send,
+            heartbeat=self.heartbeat_seconds,
+            resume=bool(request.resume_token),
+            after=after,
+        )

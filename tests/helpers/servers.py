@@ -77,7 +77,7 @@ async def running_gateway(
             **settings,
         )
         config = GatewayConfig.load(gateway_settings)
-    forwarder = Forwarder(statusd_target, deadline=gateway_settings.ingest_deadline_seconds)
+    forwarder = Forwarder.from_settings(gateway_settings)
     app = create_app(config, forwarder=forwarder)
     server: Any = await app.create_server(
         host="127.0.0.1", port=0, return_asyncio_server=True, access_log=False

@@ -9,21 +9,14 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
-from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from statusd.server import Statusd
 from tests.helpers.reports import report
+from tests.helpers.rpc import ingest
 
 DELIVERED = pb.DELIVERY_STATUS_DELIVERED
 SENT = pb.DELIVERY_STATUS_SENT
-
-
-async def ingest(
-    channel: grpc.aio.Channel, *reports: pb.DeliveryReport
-) -> ingest_pb.IngestReportsResponse:
-    stub = ingest_grpc.IngestServiceStub(channel)
-    return await stub.IngestReports(ingest_pb.IngestReportsRequest(reports=reports))
 
 
 async def get(
