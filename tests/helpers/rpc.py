@@ -33,7 +33,7 @@ def watch(channel: grpc.aio.Channel, resume_token: str = "", **filters: Any) -> 
     return status_stub(channel).WatchMessageStatuses(request)
 
 
-def status_stub(channel: grpc.aio.Channel) -> status_grpc.StatusServiceStub:
+def status_stub(channel: grpc.aio.Channel) -> status_grpc.StatusServiceAsyncStub:
     return status_grpc.StatusServiceStub(channel)
 
 
