@@ -243,6 +243,9 @@ class StatusService(status_grpc.StatusServiceServicer):
                 response.report.CopyFrom(change.report)
             await context.write(response)
 
+        # Headers go out first, on their own: a stream that ends while its first write is
+        # still in flight then only has its status left to send.
+        await context.send_initial_metadata(())
         await self.hub.watch(
             query,
             send,

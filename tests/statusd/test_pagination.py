@@ -231,39 +231,30 @@ async def test_bad_filters_name_the_field(channel: grpc.aio.Channel) -> None:
 
 async def test_paging_while_reports_keep_arriving(channel: grpc.aio.Channel) -> None:
     """Every message that existed before the first page appears exactly once, however many
-    new and updated messages arrive while the client pages."""
+    new and updated messages arrive while the client pages (here: between every two pages,
+    new messages and updates of existing ones are committed)."""
     existing = [f"e-{index}" for index in range(300)]
     await ingest(channel, *[report(message_id, SENT) for message_id in existing])
-    stop = asyncio.Event()
-    written = 0
-
-    async def writer() -> None:
-        nonlocal written
-        while not stop.is_set():
-            batch = [report(f"new-{written}-{part}") for part in range(3)]
-            batch.append(report(existing[written % 300], DELIVERED, event_offset=written + 1))
-            await ingest(channel, *batch)
-            written += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(writer())
-    try:
-        seen: list[str] = []
-        request = ListRequest(page_size=7)
-        while True:
-            response = await status_stub(channel).ListMessageStatuses(request)
-            seen.extend(item.message_id for item in response.message_statuses)
-            if not response.next_page_token:
-                break
-            request.page_token = response.next_page_token
-            await asyncio.sleep(0)
-    finally:
-        stop.set()
-        await task
+    seen: list[str] = []
+    request = ListRequest(page_size=7)
+    pages = 0
+    while True:
+        response = await status_stub(channel).ListMessageStatuses(request)
+        seen.extend(item.message_id for item in response.message_statuses)
+        if not response.next_page_token:
+            break
+        request.page_token = response.next_page_token
+        pages += 1
+        updated = existing[(pages * 37) % 300]
+        news = [report(f"new-{pages}-{part}") for part in range(3)]
+        await asyncio.gather(
+            ingest(channel, *news),
+            ingest(channel, report(updated, DELIVERED, event_offset=pages)),
+        )
     counts = Counter(seen)
     assert all(counts[message_id] == 1 for message_id in existing)
     assert max(counts.values()) == 1  # the new messages too: none twice
-    assert written > 5  # reports really did keep arriving while the pages were read
+    assert pages > 300 // 7  # more pages than the listing had when it started
 
 
 async def test_batch_get_keeps_order_and_omits_unknown(channel: grpc.aio.Channel) -> None:
