@@ -96,7 +96,7 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         except errors.StatusdError as exc:
             code = errors.grpc_code(exc) or grpc.StatusCode.UNAUTHENTICATED
             metrics.GRPC_HANDLED.labels(method, code.name).inc()
-            log.warning("refused a call", extra={"method": method, "code": code.name})
+            log.warning("refused a %s call: %s", method, code.name)
             return _refusal(handler, code, str(exc))
         return handler
 
