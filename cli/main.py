@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import devenv
+from cli import devenv, status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,15 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         "--status", default="delivered", help="canonical status to report (default: delivered)"
     )
 
-    status = commands.add_parser("status", help="read message statuses from statusd")
-    status_commands = status.add_subparsers(dest="status_command", required=True, metavar="ACTION")
-    get = status_commands.add_parser("get", help="one message's status")
-    get.add_argument("provider")
-    get.add_argument("message_id")
-    get.add_argument("--account", default="")
-    get.add_argument("--full", action="store_true", help="include the whole history")
-    get.add_argument("--json", action="store_true", help="print JSON")
-    get.add_argument("--target", default="", help="statusd host:port (default: from settings)")
+    status.add_parser(commands)
     return parser
 
 
@@ -62,17 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return send_sample(
             args.provider, url, account=args.account, message_id=args.message_id, status=args.status
         )
-    from cli.status import get
-
-    target = args.target or _statusd_target()
-    return get(
-        target,
-        args.provider,
-        args.message_id,
-        account=args.account,
-        full=args.full,
-        as_json=args.json,
-    )
+    return status.main(args)
 
 
 def _local_webhook_url(provider: str, account: str) -> str:
@@ -82,13 +64,6 @@ def _local_webhook_url(provider: str, account: str) -> str:
     settings = load(GatewaySettings)
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     return f"{base}/webhooks/{provider}" + (f"/{account}" if account else "")
-
-
-def _statusd_target() -> str:
-    from common.settings import load
-    from statusd.settings import StatusdSettings
-
-    return load(StatusdSettings).grpc_address
 
 
 def entry() -> None:
