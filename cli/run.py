@@ -141,6 +141,8 @@ def _banner(base: str, statusd: StatusdSettings, gateway: GatewaySettings, using
         "Send a correctly signed sample report, then read its status over gRPC:",
         f"  {cli} send-sample infobip --url {base}/webhooks/infobip --message-id demo-1",
         f"  {cli} status get infobip demo-1 --target {statusd.statusd_host}:{statusd.statusd_port}",
+        "Follow every change as it arrives (in another terminal):",
+        f"  {cli} status watch --target {statusd.statusd_host}:{statusd.statusd_port}",
         "",
         *_curl_hint(base),
         "Ctrl-C stops both.",
