@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from cli import connect, render
 from client import DlrhubClient, DlrhubError
@@ -62,6 +63,17 @@ def _filter_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--client-ref", default="")
 
 
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The filter flags as the client's keyword arguments."""
+    return {
+        "provider": args.provider,
+        "account": args.account,
+        "statuses": args.status,
+        "recipient": args.recipient,
+        "client_ref": args.client_ref,
+    }
+
+
 def _time(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -111,11 +123,7 @@ async def _list(client: DlrhubClient, args: argparse.Namespace) -> int:
     if not args.json:
         print(render.table_header())
     async for status in client.list(
-        provider=args.provider,
-        account=args.account,
-        statuses=args.status,
-        recipient=args.recipient,
-        client_ref=args.client_ref,
+        **_filters(args),
         update_time_start=args.updated_since,
         update_time_end=args.updated_before,
         page_size=args.page_size,
@@ -130,11 +138,7 @@ async def _list(client: DlrhubClient, args: argparse.Namespace) -> int:
 
 async def _watch(client: DlrhubClient, args: argparse.Namespace) -> int:
     watch = client.watch(
-        provider=args.provider,
-        account=args.account,
-        statuses=args.status,
-        recipient=args.recipient,
-        client_ref=args.client_ref,
+        **_filters(args),
         resume_token=args.resume_token,
         heartbeats=True,
     )

@@ -40,10 +40,6 @@ class Unavailable(StatusdError):
     """statusd cannot serve the call now (shutting down); the client retries or resumes."""
 
 
-class Unimplemented(StatusdError):
-    """The RPC is declared in the contract but not served by this version."""
-
-
 #: The mapping from expected errors to gRPC codes (the first matching class wins).
 GRPC_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -53,7 +49,6 @@ GRPC_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
 )
 
 

@@ -6,6 +6,8 @@ import asyncio
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
@@ -55,3 +57,28 @@ async def read_changes(
         if response.HasField("message_status"):
             changes.append(response)
     return changes
+
+
+async def health(channel: grpc.aio.Channel, service: str) -> int:
+    """What grpc.health.v1.Health/Check answers for ``service`` (no credentials sent)."""
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    answer = await check(health_pb2.HealthCheckRequest(service=service))
+    status: int = answer.status
+    return status
+
+
+async def reflected_services(channel: grpc.aio.Channel) -> set[str]:
+    """The services server reflection lists (no credentials sent)."""
+    reflect = channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    call = reflect(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    async for response in call:
+        return {service.name for service in response.list_services_response.service}
+    return set()
