@@ -6,6 +6,7 @@ them into gRPC status codes through that module's one table and records the call
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -58,6 +59,9 @@ def rpc(
                 return await handler(self, request, context)
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except asyncio.CancelledError:  # the client left (a Watch stream, typically)
+                code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
                 mapped = errors.grpc_code(exc)

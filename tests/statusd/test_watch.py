@@ -285,11 +285,14 @@ async def test_the_hub_reads_once_per_wake_up_not_per_subscriber(
 
 async def test_watchers_gauge_follows_open_streams(channel: grpc.aio.Channel) -> None:
     base = metrics.WATCHERS._value.get()
+    cancelled = metrics.GRPC_HANDLED.labels("WatchMessageStatuses", "CANCELLED")
+    cancelled_before = cancelled._value.get()
     calls = [(await started(channel))[0] for _ in range(3)]
     await gauge_settles(base + 3)
     for call in calls:
         call.cancel()
     await gauge_settles(base)
+    assert cancelled._value.get() == cancelled_before + 3
 
 
 async def test_shutdown_ends_streams_with_unavailable(tmp_path: Path) -> None:
