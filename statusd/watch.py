@@ -14,10 +14,12 @@ for the hub either: :meth:`ChangeHub.notify` only sets an event.
 
 Resuming from a token: the stream first replays the store's changes after the token's
 position, written at the client's own pace. Then it joins the live feed under the hub's lock:
-it lets the hub catch up with the store (fanning out to the live subscriptions as usual),
-queues the changes between its own position and the hub's, and registers. Positions are
-opaque (each store has its own); they are only ever compared for equality, so this works
-with every store.
+the hub catches up with the store (fanning out to the live subscriptions as usual); the
+subscription queues what it still lacks up to the end of the log and registers; the hub
+catches up once more, and the subscription skips the changes it already queued. Positions
+are opaque (each store has its own, and ``last_position()`` may name "now" rather than a
+change), so they are never ordered: only positions that :meth:`Store.changes` returned are
+compared, for equality. That works with every store.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from statusd import metrics
-from statusd.errors import InvalidArgument, ResourceExhausted, StatusdError, Unavailable
+from statusd.errors import ResourceExhausted, StatusdError, Unavailable
 from statusd.storage.base import Change, MessageFilter, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ class Subscription:
         self.items: deque[Change] = deque()
         #: Every matching change up to this position is queued or written.
         self.position: str | None = None
+        #: Positions queued while joining that the hub may offer once more.
+        self.skip: set[str] = set()
         self.error: StatusdError | None = None
         self.signal = asyncio.Event()  # items arrived, or the subscription ended
         self.ended = asyncio.Event()
@@ -56,7 +60,9 @@ class Subscription:
     def offer(self, changes: Sequence[Change]) -> bool:
         """Queues the changes that pass the filter; False (and ended) when the queue is full."""
         for change in changes:
-            if self.query.matches(change.message_status):
+            if change.position in self.skip:
+                self.skip.discard(change.position)
+            elif self.query.matches(change.message_status):
                 if len(self.items) >= self.capacity:
                     self.end(
                         ResourceExhausted(
@@ -225,28 +231,21 @@ class ChangeHub:
         async with self._lock:
             while await self._read_locked():
                 pass
-            if position != self.position:
-                await self._queue_until_hub(subscription, position)
-            subscription.position = self.position
+            queued: set[str] = set()
+            while True:  # what the subscription still lacks, up to the end of the log
+                changes = await self.store.changes(EVERYTHING, after=position, limit=self.batch)
+                if not subscription.offer(changes):
+                    raise subscription.error or ResourceExhausted("stream ended")
+                queued.update(change.position for change in changes)
+                if changes:
+                    position = changes[-1].position
+                if len(changes) < self.batch:
+                    break
+            subscription.position = position
+            subscription.skip = queued
             self._live.add(subscription)
-
-    async def _queue_until_hub(self, subscription: Subscription, position: str | None) -> None:
-        """Queues the changes after ``position`` up to the hub's position (lock held)."""
-        while True:
-            changes = await self.store.changes(EVERYTHING, after=position, limit=self.batch)
-            for index, change in enumerate(changes):
-                if change.position == self.position:
-                    if not subscription.offer(changes[: index + 1]):
-                        raise subscription.error or ResourceExhausted("stream ended")
-                    return
-            if len(changes) < self.batch:
-                raise InvalidArgument(
-                    "resume_token: names a position this store does not have (was the store "
-                    "replaced?); start again without a resume_token"
-                )
-            if not subscription.offer(changes):
-                raise subscription.error or ResourceExhausted("stream ended")
-            position = changes[-1].position
+            while await self._read_locked():  # what landed meanwhile: queued ones are skipped
+                pass
 
     async def _follow(self, subscription: Subscription, send: Send, heartbeat: float) -> None:
         """The live phase: queued changes as they come, a heartbeat when idle."""

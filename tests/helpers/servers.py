@@ -16,6 +16,7 @@ from gateway.forwarder import Forwarder
 from gateway.settings import GatewayConfig, GatewaySettings
 from statusd.server import Statusd
 from statusd.settings import StatusdSettings
+from statusd.storage import Store
 
 
 def statusd_settings(tmp_path: Path, **overrides: Any) -> StatusdSettings:
@@ -31,8 +32,10 @@ def statusd_settings(tmp_path: Path, **overrides: Any) -> StatusdSettings:
 
 
 @contextlib.asynccontextmanager
-async def running_statusd(settings: StatusdSettings) -> AsyncIterator[Statusd]:
-    daemon = Statusd(settings)
+async def running_statusd(
+    settings: StatusdSettings, store: Store | None = None
+) -> AsyncIterator[Statusd]:
+    daemon = Statusd(settings, store)
     await daemon.start()
     try:
         yield daemon

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from statusd import metrics
 from statusd.server import Statusd
+from statusd.storage.base import Change, MessageFilter
+from statusd.storage.sqlite import SqliteStore
 from tests.helpers.reports import report
 from tests.helpers.rpc import WatchCall, ingest, read, read_changes, status_stub, watch
 from tests.helpers.servers import running_statusd, statusd_settings
@@ -30,10 +33,28 @@ STALLING_OPTIONS = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe
 Response = status_pb.WatchMessageStatusesResponse
 
 
-@pytest.fixture
-async def statusd(tmp_path: Path) -> AsyncIterator[Statusd]:
+class NowNamingStore(SqliteStore):
+    """Positions the way a change-stream store hands them out: each change has its own
+    (``e<id>``), while :meth:`last_position` names "now" (``n<id>``), which no change has.
+    Watch must never rely on the two being equal."""
+
+    async def changes(self, query: MessageFilter, *, after: str | None, limit: int) -> list[Change]:
+        found = await super().changes(query, after=after and after[1:], limit=limit)
+        return [dataclasses.replace(change, position="e" + change.position) for change in found]
+
+    async def last_position(self) -> str | None:
+        last = await super().last_position()
+        return None if last is None else "n" + last
+
+
+def store_for(kind: str, path: Path) -> SqliteStore:
+    return (NowNamingStore if kind == "now-naming" else SqliteStore)(path / "statusd.sqlite3")
+
+
+@pytest.fixture(params=["sqlite", "now-naming"])
+async def statusd(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Statusd]:
     settings = statusd_settings(tmp_path, watch_heartbeat_seconds=0.2, watch_queue_size=16)
-    async with running_statusd(settings) as daemon:
+    async with running_statusd(settings, store_for(request.param, tmp_path)) as daemon:
         yield daemon
 
 
@@ -307,3 +328,32 @@ async def test_shutdown_ends_streams_with_unavailable(tmp_path: Path) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await read(watch(channel))
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "now-naming"])
+async def test_resume_after_a_restart(tmp_path: Path, kind: str) -> None:
+    """A token from before a restart resumes on the new process, whose hub starts from the
+    store's "now" (which, for some stores, is no change's position)."""
+    settings = statusd_settings(tmp_path, statusd_port=0)
+    async with (
+        running_statusd(settings, store_for(kind, tmp_path)) as daemon,
+        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
+    ):
+        call, _ = await started(channel)
+        for index in range(10):
+            await ingest(channel, report(f"before-{index}"))
+        token = (await read_changes(call, 5))[-1].resume_token
+        call.cancel()
+    async with (
+        running_statusd(settings, store_for(kind, tmp_path)) as daemon,
+        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
+    ):
+        resumed = watch(channel, resume_token=token)
+        replayed = await read_changes(resumed, 5)
+        assert [change.report.message_id for change in replayed] == [
+            f"before-{index}" for index in range(5, 10)
+        ]
+        await ingest(channel, report("after-0"))
+        live = await read_changes(resumed, 1)
+        assert [change.report.message_id for change in live] == ["after-0"]
+        resumed.cancel()
