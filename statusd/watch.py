@@ -106,10 +106,18 @@ class ChangeHub:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._ready = False  # the starting position has been read
 
     async def start(self) -> None:
-        self.position = await self.store.last_position()
+        """Starts reading from the store's "now". When the store does not answer yet, the hub
+        keeps trying in the background and Watch answers UNAVAILABLE until it does."""
+        with contextlib.suppress(StoreUnavailable):
+            await self._begin()
         self._task = asyncio.create_task(self._run(), name="change-hub")
+
+    async def _begin(self) -> None:
+        self.position = await self.store.last_position()
+        self._ready = True
 
     def notify(self) -> None:
         """A commit landed: read the log soon (never blocks the caller)."""
@@ -134,10 +142,18 @@ class ChangeHub:
         try:
             while True:
                 try:
+                    if not self._ready:
+                        await self._begin()
                     await self._drain()
-                except StoreUnavailable as exc:
+                except StoreUnavailable as exc:  # streams wait; nothing is lost
                     failures += 1
                     log.warning("watch: cannot read changes: %s", exc)
+                    await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+                    continue
+                except Exception:
+                    failures += 1
+                    log.exception("watch: reading changes failed; streams resume from tokens")
+                    self._restart()
                     await asyncio.sleep(min(5.0, 0.05 * 2**failures))
                     continue
                 failures = 0
@@ -155,6 +171,14 @@ class ChangeHub:
         finally:
             if waiter is not None:
                 waiter.cancel()
+
+    def _restart(self) -> None:
+        """After an unexpected read failure: end the live streams (each resumes from its own
+        token, so nothing is lost) and start again from the store's "now"."""
+        self._ready = False
+        for subscription in list(self._live):
+            subscription.end(Unavailable("the change feed restarted; resume from the last token"))
+        self._live.clear()
 
     async def _drain(self) -> None:
         while True:
@@ -193,6 +217,8 @@ class ChangeHub:
         """
         if self._closed:
             raise Unavailable("statusd is shutting down")
+        if not self._ready:
+            raise Unavailable("statusd cannot read its store yet; retry shortly")
         subscription = Subscription(query, self.capacity)
         self._open.add(subscription)
         metrics.WATCHERS.inc()

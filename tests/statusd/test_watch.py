@@ -17,7 +17,7 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from statusd import metrics
 from statusd.server import Statusd
-from statusd.storage.base import Change, MessageFilter
+from statusd.storage.base import Change, MessageFilter, StoreUnavailable
 from statusd.storage.sqlite import SqliteStore
 from tests.helpers.reports import report
 from tests.helpers.rpc import WatchCall, ingest, read, read_changes, status_stub, watch
@@ -357,3 +357,69 @@ async def test_resume_after_a_restart(tmp_path: Path, kind: str) -> None:
         live = await read_changes(resumed, 1)
         assert [change.report.message_id for change in live] == ["after-0"]
         resumed.cancel()
+
+
+async def when_available(channel: grpc.aio.Channel, resume_token: str = "") -> WatchCall:
+    """A watch opened once statusd stops answering UNAVAILABLE (as the client retries)."""
+    for _ in range(200):
+        call = watch(channel, resume_token=resume_token)
+        try:
+            await read(call)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            await asyncio.sleep(0.05)
+        else:
+            return call
+    raise AssertionError("Watch stayed unavailable")
+
+
+class TroubledStore(SqliteStore):
+    """A store whose change reads fail on demand."""
+
+    fail: Exception | None = None
+
+    async def changes(self, query: MessageFilter, *, after: str | None, limit: int) -> list[Change]:
+        if self.fail is not None:
+            raise self.fail
+        return await super().changes(query, after=after, limit=limit)
+
+    async def last_position(self) -> str | None:
+        if self.fail is not None:
+            raise self.fail
+        return await super().last_position()
+
+
+async def test_an_unexpected_read_failure_ends_streams_that_then_resume(tmp_path: Path) -> None:
+    store = TroubledStore(tmp_path / "statusd.sqlite3")
+    settings = statusd_settings(tmp_path, watch_heartbeat_seconds=0.2)
+    async with (
+        running_statusd(settings, store) as daemon,
+        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
+    ):
+        call, first = await started(channel)
+        store.fail = RuntimeError("a bug in a store")
+        await ingest(channel, report("during-1"))
+        _, token, error = await drain(call)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        store.fail = None
+        resumed = await when_available(channel, resume_token=token or first.resume_token)
+        assert [item.report.message_id for item in await read_changes(resumed, 1)] == ["during-1"]
+        resumed.cancel()
+
+
+async def test_watch_waits_for_a_store_that_is_down_at_start(tmp_path: Path) -> None:
+    store = TroubledStore(tmp_path / "statusd.sqlite3")
+    store.fail = StoreUnavailable("not yet")
+    async with (
+        running_statusd(statusd_settings(tmp_path), store) as daemon,
+        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await read(watch(channel))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        store.fail = None
+        call = await when_available(channel)
+        await ingest(channel, report("later"))
+        assert [item.report.message_id for item in await read_changes(call, 1)] == ["later"]
+        call.cancel()
