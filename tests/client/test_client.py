@@ -14,14 +14,12 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd.server import Statusd
 from tests.helpers.processes import free_port
 from tests.helpers.reports import report
-from tests.helpers.rpc import ingest
+from tests.helpers.rpc import STALLING_OPTIONS, ingest
 from tests.helpers.servers import running_statusd, statusd_settings
 
 DELIVERED = pb.DELIVERY_STATUS_DELIVERED
 SENT = pb.DELIVERY_STATUS_SENT
 QUICK = Backoff(attempts=100, initial=0.02, maximum=0.2)
-#: A channel that reads ahead very little, so a consumer that pauses stalls the stream.
-STALLING_OPTIONS = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]
 
 
 @pytest.fixture

@@ -15,6 +15,10 @@ from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 
+#: A channel that reads ahead very little: a stream it does not read soon blocks the server's
+#: writes (by default gRPC buffers megabytes for a client that is not reading).
+STALLING_OPTIONS = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]
+
 WatchCall = grpc.aio.UnaryStreamCall[
     status_pb.WatchMessageStatusesRequest, status_pb.WatchMessageStatusesResponse
 ]

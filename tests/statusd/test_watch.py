@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -17,38 +15,18 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from statusd import metrics
 from statusd.server import Statusd
-from statusd.storage.base import Change, MessageFilter, StoreUnavailable
-from statusd.storage.sqlite import SqliteStore
 from tests.helpers.reports import report
-from tests.helpers.rpc import WatchCall, ingest, read, read_changes, status_stub, watch
+from tests.helpers.rpc import STALLING_OPTIONS, ingest, read, read_changes, status_stub, watch
 from tests.helpers.servers import running_statusd, statusd_settings
+from tests.helpers.stores import store_for
+from tests.helpers.watching import drain, started
 
 ACCEPTED = pb.DELIVERY_STATUS_ACCEPTED
 SENT = pb.DELIVERY_STATUS_SENT
 DELIVERED = pb.DELIVERY_STATUS_DELIVERED
 PROGRESS = (ACCEPTED, pb.DELIVERY_STATUS_QUEUED, SENT, DELIVERED)
-#: A channel that reads ahead very little: a stream it does not read blocks the server soon.
-STALLING_OPTIONS = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]
 
 Response = status_pb.WatchMessageStatusesResponse
-
-
-class NowNamingStore(SqliteStore):
-    """Positions the way a change-stream store hands them out: each change has its own
-    (``e<id>``), while :meth:`last_position` names "now" (``n<id>``), which no change has.
-    Watch must never rely on the two being equal."""
-
-    async def changes(self, query: MessageFilter, *, after: str | None, limit: int) -> list[Change]:
-        found = await super().changes(query, after=after and after[1:], limit=limit)
-        return [dataclasses.replace(change, position="e" + change.position) for change in found]
-
-    async def last_position(self) -> str | None:
-        last = await super().last_position()
-        return None if last is None else "n" + last
-
-
-def store_for(kind: str, path: Path) -> SqliteStore:
-    return (NowNamingStore if kind == "now-naming" else SqliteStore)(path / "statusd.sqlite3")
 
 
 @pytest.fixture(params=["sqlite", "now-naming"])
@@ -68,15 +46,6 @@ def by_message(changes: list[Response]) -> dict[str, list[int]]:
     for change in changes:
         seen[change.report.message_id].append(change.report.status)
     return dict(seen)
-
-
-async def started(channel: grpc.aio.Channel, **filters: Any) -> tuple[WatchCall, Response]:
-    """A watch and its first response (the heartbeat naming the start)."""
-    call = watch(channel, **filters)
-    first = await read(call)
-    assert not first.HasField("message_status")
-    assert first.resume_token
-    return call, first
 
 
 async def gauge_settles(value: float) -> None:
@@ -238,20 +207,6 @@ async def test_invalid_filter_is_rejected(channel: grpc.aio.Channel) -> None:
     assert "statuses[0]" in (caught.value.details() or "")
 
 
-async def drain(call: WatchCall) -> tuple[list[str], str, grpc.aio.AioRpcError]:
-    """Reads until the stream fails: the message ids it carried, the last token, the error."""
-    delivered: list[str] = []
-    token = ""
-    while True:
-        try:
-            response = await read(call)
-        except grpc.aio.AioRpcError as error:
-            return delivered, token, error
-        token = response.resume_token
-        if response.HasField("message_status"):
-            delivered.append(response.report.message_id)
-
-
 async def test_a_stalled_subscriber_is_cut_off_and_nothing_else_waits(
     statusd: Statusd, channel: grpc.aio.Channel
 ) -> None:
@@ -314,112 +269,3 @@ async def test_watchers_gauge_follows_open_streams(channel: grpc.aio.Channel) ->
         call.cancel()
     await gauge_settles(base)
     assert cancelled._value.get() == cancelled_before + 3
-
-
-async def test_shutdown_ends_streams_with_unavailable(tmp_path: Path) -> None:
-    async with (
-        running_statusd(statusd_settings(tmp_path)) as daemon,
-        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
-    ):
-        call, _ = await started(channel)
-        await daemon.hub.stop()
-        _, _, error = await drain(call)
-        assert error.code() == grpc.StatusCode.UNAVAILABLE
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await read(watch(channel))
-        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "now-naming"])
-async def test_resume_after_a_restart(tmp_path: Path, kind: str) -> None:
-    """A token from before a restart resumes on the new process, whose hub starts from the
-    store's "now" (which, for some stores, is no change's position)."""
-    settings = statusd_settings(tmp_path, statusd_port=0)
-    async with (
-        running_statusd(settings, store_for(kind, tmp_path)) as daemon,
-        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
-    ):
-        call, _ = await started(channel)
-        for index in range(10):
-            await ingest(channel, report(f"before-{index}"))
-        token = (await read_changes(call, 5))[-1].resume_token
-        call.cancel()
-    async with (
-        running_statusd(settings, store_for(kind, tmp_path)) as daemon,
-        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
-    ):
-        resumed = watch(channel, resume_token=token)
-        replayed = await read_changes(resumed, 5)
-        assert [change.report.message_id for change in replayed] == [
-            f"before-{index}" for index in range(5, 10)
-        ]
-        await ingest(channel, report("after-0"))
-        live = await read_changes(resumed, 1)
-        assert [change.report.message_id for change in live] == ["after-0"]
-        resumed.cancel()
-
-
-async def when_available(channel: grpc.aio.Channel, resume_token: str = "") -> WatchCall:
-    """A watch opened once statusd stops answering UNAVAILABLE (as the client retries)."""
-    for _ in range(200):
-        call = watch(channel, resume_token=resume_token)
-        try:
-            await read(call)
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-            await asyncio.sleep(0.05)
-        else:
-            return call
-    raise AssertionError("Watch stayed unavailable")
-
-
-class TroubledStore(SqliteStore):
-    """A store whose change reads fail on demand."""
-
-    fail: Exception | None = None
-
-    async def changes(self, query: MessageFilter, *, after: str | None, limit: int) -> list[Change]:
-        if self.fail is not None:
-            raise self.fail
-        return await super().changes(query, after=after, limit=limit)
-
-    async def last_position(self) -> str | None:
-        if self.fail is not None:
-            raise self.fail
-        return await super().last_position()
-
-
-async def test_an_unexpected_read_failure_ends_streams_that_then_resume(tmp_path: Path) -> None:
-    store = TroubledStore(tmp_path / "statusd.sqlite3")
-    settings = statusd_settings(tmp_path, watch_heartbeat_seconds=0.2)
-    async with (
-        running_statusd(settings, store) as daemon,
-        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
-    ):
-        call, first = await started(channel)
-        store.fail = RuntimeError("a bug in a store")
-        await ingest(channel, report("during-1"))
-        _, token, error = await drain(call)
-        assert error.code() == grpc.StatusCode.UNAVAILABLE
-        store.fail = None
-        resumed = await when_available(channel, resume_token=token or first.resume_token)
-        assert [item.report.message_id for item in await read_changes(resumed, 1)] == ["during-1"]
-        resumed.cancel()
-
-
-async def test_watch_waits_for_a_store_that_is_down_at_start(tmp_path: Path) -> None:
-    store = TroubledStore(tmp_path / "statusd.sqlite3")
-    store.fail = StoreUnavailable("not yet")
-    async with (
-        running_statusd(statusd_settings(tmp_path), store) as daemon,
-        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
-    ):
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await read(watch(channel))
-        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-        store.fail = None
-        call = await when_available(channel)
-        await ingest(channel, report("later"))
-        assert [item.report.message_id for item in await read_changes(call, 1)] == ["later"]
-        call.cancel()
