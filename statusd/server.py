@@ -81,7 +81,10 @@ class Statusd:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
+        #: Plaintext health only (DLRHUB_STATUSD_HEALTH_PORT), for probes that cannot speak TLS.
+        self.health_server: grpc.aio.Server | None = None
         self.port = 0
+        self.health_port = 0
         self.metrics_port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_server: Any = None
@@ -110,6 +113,14 @@ class Statusd:
         if self.port == 0:
             raise OSError(f"cannot bind gRPC to {self.settings.grpc_address}")
         await self.server.start()
+        if self.settings.statusd_health_port:
+            self.health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            address = f"{self.settings.statusd_host}:{self.settings.statusd_health_port}"
+            self.health_port = self.health_server.add_insecure_port(address)
+            if self.health_port == 0:
+                raise OSError(f"cannot bind the health port to {address}")
+            await self.health_server.start()
         await self._check_store()
         if self.settings.statusd_metrics_port:
             self._metrics_server, _ = start_http_server(
@@ -132,6 +143,8 @@ class Statusd:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.committer.stop()
         await self.store.close()
         if self._metrics_server is not None:

@@ -15,6 +15,13 @@ class StatusdSettings(BaseConfig):
 
     statusd_host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
     statusd_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port).")
+    statusd_health_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="A plaintext port (on the gRPC host) serving only grpc.health.v1, for "
+        "Kubernetes' gRPC probes, which cannot speak TLS; 0: off.",
+    )
     statusd_metrics_host: str = Field("127.0.0.1", description="Address of /metrics.")
     statusd_metrics_port: int = Field(
         9464, ge=0, le=65535, description="Prometheus metrics port; 0 turns it off."

@@ -6,13 +6,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 
 from client import Backoff, DlrhubClient, DlrhubError, TLSConfig
 from common.settings import ConfigError, load
+from dlrhub.v1 import status_service_pb2 as status_pb
 from statusd.settings import StatusdSettings
 from tests.helpers.certs import CertificateAuthority, Issued
+from tests.helpers.processes import free_port
 from tests.helpers.reports import report
-from tests.helpers.rpc import ingest
+from tests.helpers.rpc import health, ingest, status_stub
 from tests.helpers.servers import running_statusd, statusd_settings
 
 ONCE = Backoff(attempts=1)
@@ -104,3 +107,25 @@ def test_incomplete_or_bad_tls_settings_name_the_variables(
 def test_client_tls_needs_cert_and_key_together() -> None:
     with pytest.raises(ValueError, match="key"):
         TLSConfig(cert=b"-----BEGIN CERTIFICATE-----")
+
+
+async def test_plaintext_health_port_beside_tls(tmp_path: Path, server_cert: Issued) -> None:
+    """Kubernetes' gRPC probes cannot speak TLS: the health port answers them in plaintext
+    and serves nothing else."""
+    settings = statusd_settings(
+        tmp_path,
+        tls_cert=server_cert.cert.decode(),
+        tls_key=server_cert.key.decode(),
+        statusd_health_port=free_port(),
+    )
+    async with (
+        running_statusd(settings) as daemon,
+        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.health_port}") as channel,
+    ):
+        for service in ("", "dlrhub.v1.StatusService"):
+            assert await health(channel, service) == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await status_stub(channel).GetMessageStatus(
+                status_pb.GetMessageStatusRequest(provider="infobip", message_id="m-1")
+            )
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
