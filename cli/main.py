@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import devenv
+from cli import devenv, quarantine, status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,25 +32,8 @@ def _parser() -> argparse.ArgumentParser:
         "--status", default="delivered", help="canonical status to report (default: delivered)"
     )
 
-    quarantine = commands.add_parser(
-        "quarantine", help="list or replay authentic items that failed to parse"
-    )
-    quarantine.add_argument("action", choices=["list", "replay"])
-    quarantine.add_argument("--json", action="store_true", help="print JSON")
-    quarantine.add_argument(
-        "--dry-run", action="store_true", help="replay: parse only, change nothing"
-    )
-    quarantine.add_argument("--target", default="", help="statusd host:port")
-
-    status = commands.add_parser("status", help="read message statuses from statusd")
-    status_commands = status.add_subparsers(dest="status_command", required=True, metavar="ACTION")
-    get = status_commands.add_parser("get", help="one message's status")
-    get.add_argument("provider")
-    get.add_argument("message_id")
-    get.add_argument("--account", default="")
-    get.add_argument("--full", action="store_true", help="include the whole history")
-    get.add_argument("--json", action="store_true", help="print JSON")
-    get.add_argument("--target", default="", help="statusd host:port (default: from settings)")
+    quarantine.add_parser(commands)
+    status.add_parser(commands)
     return parser
 
 
@@ -73,22 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.provider, url, account=args.account, message_id=args.message_id, status=args.status
         )
     if args.command == "quarantine":
-        from cli.quarantine import main as quarantine
-
-        return quarantine(
-            args.target or _statusd_target(), args.action, as_json=args.json, dry_run=args.dry_run
-        )
-    from cli.status import get
-
-    target = args.target or _statusd_target()
-    return get(
-        target,
-        args.provider,
-        args.message_id,
-        account=args.account,
-        full=args.full,
-        as_json=args.json,
-    )
+        return quarantine.main(args)
+    return status.main(args)
 
 
 def _local_webhook_url(provider: str, account: str) -> str:
@@ -98,13 +67,6 @@ def _local_webhook_url(provider: str, account: str) -> str:
     settings = load(GatewaySettings)
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     return f"{base}/webhooks/{provider}" + (f"/{account}" if account else "")
-
-
-def _statusd_target() -> str:
-    from common.settings import load
-    from statusd.settings import StatusdSettings
-
-    return load(StatusdSettings).grpc_address
 
 
 def entry() -> None:

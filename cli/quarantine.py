@@ -1,17 +1,22 @@
 """``dlrhub quarantine list|replay``: authentic items that failed to parse, and their second
 chance. ``replay`` parses each item again with today's provider code, ingests the reports
-that now parse, and deletes exactly those items once statusd confirmed the commit."""
+that now parse, and deletes exactly those items once statusd confirmed the commit. Both
+speak to IngestService, so with auth on they need one of DLRHUB_INGEST_TOKENS."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import json_format
 
+from cli import connect
+from client import bearer_metadata, open_channel
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
@@ -19,15 +24,33 @@ from gateway.providers import PROVIDERS
 from gateway.providers.base import InvalidItem
 
 BATCH = 500
+Metadata = tuple[tuple[str, str], ...]
 
 
-def items(stub: ingest_grpc.IngestServiceStub) -> Iterator[pb.QuarantinedItem]:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    quarantine = commands.add_parser(
+        "quarantine", help="list or replay authentic items that failed to parse"
+    )
+    quarantine.add_argument("action", choices=["list", "replay"])
+    quarantine.add_argument("--json", action="store_true", help="print JSON")
+    quarantine.add_argument(
+        "--dry-run", action="store_true", help="replay: parse only, change nothing"
+    )
+    connect.add_flags(quarantine)
+
+
+async def items(
+    stub: ingest_grpc.IngestServiceAsyncStub, metadata: Metadata
+) -> AsyncIterator[pb.QuarantinedItem]:
     token = ""
     while True:
-        page = stub.ListQuarantinedItems(
-            ingest_pb.ListQuarantinedItemsRequest(page_size=BATCH, page_token=token), timeout=30
+        page = await stub.ListQuarantinedItems(
+            ingest_pb.ListQuarantinedItemsRequest(page_size=BATCH, page_token=token),
+            timeout=30,
+            metadata=metadata,
         )
-        yield from page.quarantined_items
+        for item in page.quarantined_items:
+            yield item
         token = page.next_page_token
         if not token:
             return
@@ -54,11 +77,13 @@ class ReplayResult:
     failing: dict[str, str] = field(default_factory=dict)
 
 
-def replay(channel: grpc.Channel, *, dry_run: bool) -> ReplayResult:
+async def replay(
+    channel: grpc.aio.Channel, *, dry_run: bool, metadata: Metadata = ()
+) -> ReplayResult:
     stub = ingest_grpc.IngestServiceStub(channel)
     result = ReplayResult()
     ready: list[tuple[str, pb.DeliveryReport]] = []
-    for item in items(stub):
+    async for item in items(stub, metadata):
         try:
             ready.append((item.id, reparse(item)))
         except InvalidItem as exc:
@@ -66,37 +91,49 @@ def replay(channel: grpc.Channel, *, dry_run: bool) -> ReplayResult:
     for start in range(0, len(ready), BATCH):
         chunk = ready[start : start + BATCH]
         if not dry_run:
-            stub.IngestReports(
-                ingest_pb.IngestReportsRequest(reports=[report for _, report in chunk]), timeout=30
+            await stub.IngestReports(
+                ingest_pb.IngestReportsRequest(reports=[report for _, report in chunk]),
+                timeout=30,
+                metadata=metadata,
             )
-            stub.DeleteQuarantinedItems(
+            await stub.DeleteQuarantinedItems(
                 ingest_pb.DeleteQuarantinedItemsRequest(ids=[item_id for item_id, _ in chunk]),
                 timeout=30,
+                metadata=metadata,
             )
         result.replayed += [item_id for item_id, _ in chunk]
     return result
 
 
-def main(target: str, action: str, *, as_json: bool, dry_run: bool) -> int:
-    with grpc.insecure_channel(target) as channel:
-        try:
-            if action == "list":
-                stub = ingest_grpc.IngestServiceStub(channel)
-                for item in items(stub):
-                    if as_json:
-                        print(json_format.MessageToJson(item, indent=None))
-                    else:
-                        print(f"{item.id:>8}  {item.provider:<10} {item.reason}")
-                return 0
-            result = replay(channel, dry_run=dry_run)
-        except grpc.RpcError as exc:
-            print(f"dlrhub quarantine: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
-    verb = "would replay" if dry_run else "replayed"
-    if as_json:
+async def _run(args: argparse.Namespace) -> int:
+    metadata = bearer_metadata(connect.token_from(args))
+    target = args.target or connect.default_target()
+    async with open_channel(target, tls=connect.tls_from(args)) as channel:
+        if args.action == "list":
+            stub = ingest_grpc.IngestServiceStub(channel)
+            async for item in items(stub, metadata):
+                if args.json:
+                    print(json_format.MessageToJson(item, indent=None))
+                else:
+                    print(f"{item.id:>8}  {item.provider:<17} {item.reason}")
+            return 0
+        result = await replay(channel, dry_run=args.dry_run, metadata=metadata)
+    verb = "would replay" if args.dry_run else "replayed"
+    if args.json:
         print(json.dumps({"replayed": result.replayed, "still_failing": result.failing}))
     else:
         print(f"{verb} {len(result.replayed)} item(s); {len(result.failing)} still fail to parse")
         for item_id, reason in result.failing.items():
             print(f"  {item_id}: {reason}")
     return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_run(args))
+    except connect.UsageError as exc:
+        print(f"dlrhub quarantine: {exc}", file=sys.stderr)
+        return 2
+    except grpc.aio.AioRpcError as exc:
+        print(f"dlrhub quarantine: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1

@@ -1,63 +1,161 @@
-"""``dlrhub status ...``: read message statuses from statusd over gRPC."""
+"""``dlrhub status get|list|watch``: read message statuses from statusd (through the client)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
 
-import grpc
-from google.protobuf import json_format
+from cli import connect, render
+from client import DlrhubClient, DlrhubError
+from common.status_names import BY_NAME
 
-from common.status_names import status_label
-from dlrhub.v1 import delivery_report_pb2 as pb
-from dlrhub.v1 import status_service_pb2 as status_pb
-from dlrhub.v1 import status_service_pb2_grpc as status_grpc
+Action = Callable[[DlrhubClient, argparse.Namespace], Awaitable[int]]
 
 
-def describe(status: pb.MessageStatus) -> str:
-    """A few readable lines about one message."""
-    latest = status.latest_report
-    lines = [
-        f"{status.provider}{'/' + status.account if status.account else ''} "
-        f"{status.message_id}: {status_label(status.status).upper()}",
-        f"  provider status  {latest.provider_status}"
-        + (f" ({latest.provider_status_group})" if latest.provider_status_group else ""),
-        f"  recipient        {status.recipient or '-'}",
-        f"  reports          {status.report_count}"
-        + ("  CONFLICT: different terminal statuses reported" if status.conflict else ""),
-        f"  first seen       {status.first_seen_time.ToJsonString()}",
-        f"  updated          {status.update_time.ToJsonString()}",
-    ]
-    if latest.error.code or latest.error.name:
-        lines.append(
-            f"  error            {latest.error.code} {latest.error.name} "
-            f"{latest.error.description}".rstrip()
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = commands.add_parser("status", help="read message statuses from statusd")
+    actions = status.add_subparsers(dest="status_command", required=True, metavar="ACTION")
+
+    get = actions.add_parser("get", help="one message's status")
+    get.add_argument("provider")
+    get.add_argument("message_id")
+    get.add_argument("--account", default="")
+    get.add_argument("--full", action="store_true", help="include the whole history")
+    get.add_argument("--json", action="store_true", help="print JSON")
+    connect.add_flags(get)
+
+    listing = actions.add_parser("list", help="messages passing a filter, oldest first seen first")
+    _filter_flags(listing)
+    listing.add_argument("--updated-since", type=_time, help="updated at or after (RFC 3339)")
+    listing.add_argument("--updated-before", type=_time, help="updated before (RFC 3339)")
+    listing.add_argument("--page-size", type=int, default=0, help="items per call (max 1000)")
+    listing.add_argument("--limit", type=int, default=0, help="stop after this many (0: all)")
+    listing.add_argument("--full", action="store_true", help="include histories (with --json)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    connect.add_flags(listing)
+
+    watch = actions.add_parser("watch", help="follow changes as they arrive (Ctrl-C stops)")
+    _filter_flags(watch)
+    watch.add_argument("--resume-token", default="", help="continue after this token")
+    watch.add_argument("--count", type=int, default=0, help="stop after this many changes")
+    watch.add_argument("--json", action="store_true", help="one JSON object per line")
+    connect.add_flags(watch)
+
+
+def _filter_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filter (all given flags must match)")
+    group.add_argument("--provider", default="")
+    group.add_argument("--account", default="", help="(default: every account)")
+    group.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        type=str.lower,
+        choices=sorted(BY_NAME),
+        metavar="STATUS",
+        help=f"current status, repeatable: {', '.join(BY_NAME)}",
+    )
+    group.add_argument("--recipient", default="", help="E.164 with '+'")
+    group.add_argument("--client-ref", default="")
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The filter flags as the client's keyword arguments."""
+    return {
+        "provider": args.provider,
+        "account": args.account,
+        "statuses": args.status,
+        "recipient": args.recipient,
+        "client_ref": args.client_ref,
+    }
+
+
+def _time(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone (e.g. Z): {text!r}")
+    return parsed
+
+
+def main(args: argparse.Namespace) -> int:
+    action: Action = {"get": _get, "list": _list, "watch": _watch}[args.status_command]
+    name = f"dlrhub status {args.status_command}"
+    try:
+        return asyncio.run(_run(action, args))
+    except connect.UsageError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    except DlrhubError as exc:
+        print(f"{name}: {exc.code.name}: {exc.details}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(action: Action, args: argparse.Namespace) -> int:
+    async with connect.client_from(args) as client:  # inside the loop its channel uses
+        return await action(client, args)
+
+
+async def _get(client: DlrhubClient, args: argparse.Namespace) -> int:
+    found = await client.get(args.provider, args.message_id, account=args.account, full=args.full)
+    if found is None:
+        where = f" account {args.account!r}" if args.account else ""
+        print(
+            f"dlrhub status get: NOT_FOUND: no reports for message {args.message_id!r} "
+            f"of provider {args.provider!r}{where}",
+            file=sys.stderr,
         )
-    for report in status.history:
-        when = report.event_time if report.HasField("event_time") else report.received_time
-        lines.append(
-            f"  - {when.ToJsonString()}  {status_label(report.status):<11} {report.provider_status}"
-        )
-    return "\n".join(lines)
+        return 1
+    print(render.json_text(found) if args.json else render.describe(found))
+    return 0
 
 
-def get(
-    target: str, provider: str, message_id: str, *, account: str, full: bool, as_json: bool
-) -> int:
-    view = pb.MESSAGE_STATUS_VIEW_FULL if full else pb.MESSAGE_STATUS_VIEW_BASIC
-    with grpc.insecure_channel(target) as channel:
-        stub = status_grpc.StatusServiceStub(channel)
-        try:
-            response = stub.GetMessageStatus(
-                status_pb.GetMessageStatusRequest(
-                    provider=provider, message_id=message_id, account=account, view=view
-                ),
-                timeout=10,
-            )
-        except grpc.RpcError as exc:
-            print(f"dlrhub status get: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
-    if as_json:
-        print(json_format.MessageToJson(response.message_status))
-    else:
-        print(describe(response.message_status))
+async def _list(client: DlrhubClient, args: argparse.Namespace) -> int:
+    shown = 0
+    if not args.json:
+        print(render.table_header())
+    async for status in client.list(
+        **_filters(args),
+        update_time_start=args.updated_since,
+        update_time_end=args.updated_before,
+        page_size=args.page_size,
+        full=args.full,
+    ):
+        print(render.json_line(status) if args.json else render.table_row(status), flush=True)
+        shown += 1
+        if shown == args.limit:
+            break
+    return 0
+
+
+async def _watch(client: DlrhubClient, args: argparse.Namespace) -> int:
+    watch = client.watch(
+        **_filters(args),
+        resume_token=args.resume_token,
+        heartbeats=True,
+    )
+    shown = 0
+    announced = False
+    try:
+        async for change in watch:
+            if not change.HasField("message_status"):
+                if not announced:
+                    print(f"watching {client.target} (Ctrl-C stops)", file=sys.stderr, flush=True)
+                    announced = True
+                continue
+            print(render.json_line(change) if args.json else render.change_line(change), flush=True)
+            shown += 1
+            if shown == args.count:
+                break
+    finally:
+        if watch.resume_token:
+            print(f"resume with: --resume-token {watch.resume_token}", file=sys.stderr)
     return 0

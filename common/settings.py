@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -28,6 +28,8 @@ __all__ = [
     "BaseConfig",
     "CommaList",
     "ConfigError",
+    "Pem",
+    "PemSecret",
     "Secrets",
     "env_name",
     "load",
@@ -52,6 +54,23 @@ def split_commas(value: object) -> object:
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_commas)]
 #: A comma-separated list of secrets, several valid at once for rotation; never printed.
 Secrets = Annotated[tuple[SecretStr, ...], NoDecode, BeforeValidator(split_commas)]
+
+
+def _check_pem(text: str) -> str:
+    if "-----BEGIN " not in text:
+        raise ValueError("not PEM text (-----BEGIN ...); to name a file, add _FILE to the variable")
+    return text
+
+
+def _check_pem_secret(value: SecretStr) -> SecretStr:
+    _check_pem(value.get_secret_value())
+    return value
+
+
+#: PEM text (certificates), usually given as a file with ``<VARIABLE>_FILE``.
+Pem = Annotated[str, AfterValidator(_check_pem)]
+#: PEM text that is secret (private keys): never printed.
+PemSecret = Annotated[SecretStr, AfterValidator(_check_pem_secret)]
 
 
 class _FileVariables(PydanticBaseSettingsSource):

@@ -55,9 +55,7 @@ def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> San
     @app.before_server_start
     async def _connect(app: Sanic[Any, Any]) -> None:
         if app.ctx.forwarder is None:
-            app.ctx.forwarder = Forwarder(
-                settings.statusd_target, deadline=settings.ingest_deadline_seconds
-            )
+            app.ctx.forwarder = Forwarder.from_settings(settings)
 
     @app.after_server_stop
     async def _disconnect(app: Sanic[Any, Any]) -> None:

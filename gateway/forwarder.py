@@ -4,6 +4,11 @@ Every call has a deadline; the channel retries UNAVAILABLE itself (gRPC service 
 keeps the connection alive. Any failure to get statusd's confirmation becomes
 :class:`~gateway.errors.UpstreamUnavailable`, which the app answers 503, so the provider
 retries and nothing is lost.
+
+With ``DLRHUB_GATEWAY_INGEST_TOKEN`` set, every call carries it as a bearer token; with the
+``DLRHUB_STATUSD_TLS*`` settings, the channel speaks TLS (mutual TLS with a client
+certificate). statusd refusing the credentials is a configuration error: logged loudly and
+answered 503, so nothing is lost while it is fixed.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2
 
+from client.connection import TLSConfig, bearer_metadata, open_channel
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from gateway import metrics
 from gateway.errors import Malformed, UpstreamUnavailable
+from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +63,45 @@ CHANNEL_OPTIONS = [
 class Forwarder:
     """Sends normalized reports to statusd and checks that statusd is serving."""
 
-    def __init__(self, target: str, *, deadline: float = 5.0) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        deadline: float = 5.0,
+        token: str | None = None,
+        tls: TLSConfig | None = None,
+    ) -> None:
         self.target = target
         self.deadline = deadline
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.metadata = bearer_metadata(token)
+        self.channel = open_channel(target, tls=tls, options=CHANNEL_OPTIONS)
         self._ingest = ingest_grpc.IngestServiceStub(self.channel)
         self._health_check = self.channel.unary_unary(
             "/grpc.health.v1.Health/Check",
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
             response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> Forwarder:
+        tls = None
+        if settings.statusd_tls or settings.statusd_tls_ca or settings.statusd_tls_client_cert:
+            key = settings.statusd_tls_client_key
+            tls = TLSConfig(
+                ca=settings.statusd_tls_ca.encode() if settings.statusd_tls_ca else None,
+                cert=(
+                    settings.statusd_tls_client_cert.encode()
+                    if settings.statusd_tls_client_cert
+                    else None
+                ),
+                key=key.get_secret_value().encode() if key else None,
+            )
+        token = settings.gateway_ingest_token
+        return cls(
+            settings.statusd_target,
+            deadline=settings.ingest_deadline_seconds,
+            token=token.get_secret_value() if token else None,
+            tls=tls,
         )
 
     async def ingest(
@@ -82,7 +119,7 @@ class Forwarder:
             return await self._ingest.IngestReports(
                 request,
                 timeout=self.deadline,
-                metadata=(("x-request-id", request_id),) if request_id else None,
+                metadata=(*self.metadata, *((("x-request-id", request_id),) if request_id else ())),
                 wait_for_ready=False,
             )
         except grpc.aio.AioRpcError as exc:
@@ -91,7 +128,15 @@ class Forwarder:
                 # statusd refused what a provider module produced: retrying cannot help.
                 log.error("statusd rejected reports: %s", exc.details())
                 raise Malformed(f"report rejected by statusd: {exc.details()}") from None
-            log.warning("statusd did not confirm: %s %s", code.name, exc.details())
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                log.error(
+                    "statusd refused the gateway's credentials (%s: %s): set "
+                    "DLRHUB_GATEWAY_INGEST_TOKEN to one of statusd's DLRHUB_INGEST_TOKENS",
+                    code.name,
+                    exc.details(),
+                )
+            else:
+                log.warning("statusd did not confirm: %s %s", code.name, exc.details())
             raise UpstreamUnavailable(f"statusd did not confirm the commit ({code.name})") from None
         finally:
             metrics.FORWARD_LATENCY.labels(code.name).observe(time.perf_counter() - started)

@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 
-from common.settings import BaseConfig, CommaList, ConfigError, load
+from common.settings import BaseConfig, CommaList, ConfigError, Pem, PemSecret, load
 from gateway.providers import PROVIDERS, Provider
 from gateway.ratelimit import parse_networks
 
@@ -31,6 +31,23 @@ class GatewaySettings(BaseConfig):
     )
     statusd_host: str = Field("127.0.0.1", description="Where statusd listens.")
     statusd_port: int = Field(50051, ge=1, le=65535, description="statusd's gRPC port.")
+    gateway_ingest_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the gateway sends to statusd (one of statusd's "
+        "DLRHUB_INGEST_TOKENS).",
+    )
+    statusd_tls: bool = Field(
+        False, description="Connect to statusd over TLS (implied by DLRHUB_STATUSD_TLS_CA)."
+    )
+    statusd_tls_ca: Pem | None = Field(
+        None, description="CA certificates (PEM) that sign statusd's certificate."
+    )
+    statusd_tls_client_cert: Pem | None = Field(
+        None, description="Client certificate (PEM) the gateway presents to statusd (mTLS)."
+    )
+    statusd_tls_client_key: PemSecret | None = Field(
+        None, description="Private key (PEM) of DLRHUB_STATUSD_TLS_CLIENT_CERT."
+    )
     ingest_deadline_seconds: float = Field(
         5.0, gt=0, le=60, description="Deadline of one IngestReports call to statusd."
     )
@@ -93,6 +110,15 @@ class GatewaySettings(BaseConfig):
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         parse_networks(value)
         return value
+
+    @model_validator(mode="after")
+    def _client_cert_complete(self) -> GatewaySettings:
+        if (self.statusd_tls_client_cert is None) != (self.statusd_tls_client_key is None):
+            raise ValueError(
+                "DLRHUB_STATUSD_TLS_CLIENT_CERT and DLRHUB_STATUSD_TLS_CLIENT_KEY must be set "
+                "together"
+            )
+        return self
 
     @property
     def statusd_target(self) -> str:

@@ -6,6 +6,8 @@ arrive), commits it in one transaction or bulk write, and hands every caller its
 While a commit is in flight the next batch gathers, so under load each fsync carries many
 calls without any added wait. A failed commit fails only the calls in that batch, with
 :class:`~statusd.storage.base.StoreUnavailable`; they retry, and dedupe keeps retries harmless.
+After each successful commit ``on_commit`` is called (statusd wakes its Watch change hub);
+it must not block.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dlrhub.v1 import delivery_report_pb2 as pb
@@ -35,8 +37,16 @@ class _Call:
 class GroupCommitter:
     """Gathers concurrent commits into batches (see the module docstring)."""
 
-    def __init__(self, store: Store, *, max_reports: int = 5000, window: float = 0.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_reports: int = 5000,
+        window: float = 0.0,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
+        self.on_commit = on_commit
         self.max_reports = max(1, max_reports)
         self.window = max(0.0, window)
         self.commits = 0  # batches committed, for tests and benchmarks
@@ -115,6 +125,8 @@ class GroupCommitter:
                     call.future.exception()  # retrieved: a caller that left logs nothing
             return
         self.commits += 1
+        if self.on_commit is not None:
+            self.on_commit()
         metrics.COMMIT_LATENCY.labels(self.store.name).observe(time.perf_counter() - started)
         metrics.BATCH_REPORTS.observe(len(reports))
         metrics.BATCH_CALLS.observe(len(batch))

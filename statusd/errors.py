@@ -36,8 +36,8 @@ class ResourceExhausted(StatusdError):
     """A subscriber fell too far behind; it should resume from its last token."""
 
 
-class Unimplemented(StatusdError):
-    """The RPC is declared in the contract but not served by this version."""
+class Unavailable(StatusdError):
+    """statusd cannot serve the call now (shutting down); the client retries or resumes."""
 
 
 #: The mapping from expected errors to gRPC codes (the first matching class wins).
@@ -49,7 +49,7 @@ GRPC_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
 
 

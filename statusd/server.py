@@ -1,15 +1,18 @@
 """statusd's process: the grpc.aio server, health, reflection, metrics and background tasks.
 
-:class:`Statusd` wires the parts together and can run in-process (tests bind 127.0.0.1:0);
-:func:`serve` is the process entry point: start, wait for SIGTERM or SIGINT, then shut down
-gracefully: health turns NOT_SERVING, calls in flight get the grace period to finish, pending
-commits drain, the store closes.
+:class:`Statusd` wires the parts together and can run in-process (tests bind 127.0.0.1:0):
+store, group committer, Watch change hub (woken by every commit), bearer-token interceptor,
+TLS when configured. :func:`serve` is the process entry point: start, wait for SIGTERM or
+SIGINT, then shut down gracefully: health turns NOT_SERVING, Watch streams end with
+UNAVAILABLE (clients resume elsewhere), calls in flight get the grace period to finish,
+pending commits drain, the store closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import time
@@ -27,10 +30,13 @@ from dlrhub.v1 import (
     status_service_pb2_grpc,
 )
 from statusd import metrics
+from statusd.auth import BearerAuth
 from statusd.committer import GroupCommitter
 from statusd.service import IngestService, StatusService
 from statusd.settings import StatusdSettings
 from statusd.storage import Store, StoreUnavailable, open_store
+from statusd.tokens import TokenCodec
+from statusd.watch import ChangeHub
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +57,36 @@ class Statusd:
     def __init__(self, settings: StatusdSettings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
+        self.hub = ChangeHub(self.store, capacity=settings.watch_queue_size)
         self.committer = GroupCommitter(
             self.store,
             max_reports=settings.group_commit_max_reports,
             window=settings.group_commit_window_ms / 1000,
+            on_commit=self.hub.notify,
         )
         self.health = health.aio.HealthServicer()
+        self.auth = BearerAuth(
+            {
+                INGEST_SERVICE: [token.get_secret_value() for token in settings.ingest_tokens],
+                STATUS_SERVICE: [token.get_secret_value() for token in settings.read_tokens],
+            }
+        )
+        self.codec = TokenCodec(
+            [key.get_secret_value().encode() for key in settings.token_signing_keys]
+        )
         self.server = grpc.aio.server(
+            interceptors=[self.auth],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ]
+            ],
         )
+        #: Plaintext health only (DLRHUB_STATUSD_HEALTH_PORT), for probes that cannot speak TLS.
+        self.health_server: grpc.aio.Server | None = None
         self.port = 0
+        self.health_port = 0
         self.metrics_port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_server: Any = None
@@ -75,24 +96,41 @@ class Statusd:
 
     async def start(self) -> None:
         """Serves at once; readiness follows the store. A store that cannot be opened yet (a
-        MongoDB that is still starting) keeps health NOT_SERVING while statusd retries."""
+        MongoDB that is still starting) keeps health NOT_SERVING while statusd retries, and
+        Watch answers UNAVAILABLE until its change hub can read the store."""
         self.committer.start()
         ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
-            IngestService(self.committer), self.server
+            IngestService(self.committer, self.codec), self.server
         )
         status_service_pb2_grpc.add_StatusServiceServicer_to_server(
-            StatusService(self.store, multipart_policy=self.settings.multipart_policy), self.server
+            StatusService(
+                self.store,
+                self.hub,
+                self.codec,
+                heartbeat_seconds=self.settings.watch_heartbeat_seconds,
+                multipart_policy=self.settings.multipart_policy,
+            ),
+            self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*HEALTH_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
-        self.port = self.server.add_insecure_port(self.settings.grpc_address)
+        self.port = self._bind()
         if self.port == 0:
             raise OSError(f"cannot bind gRPC to {self.settings.grpc_address}")
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        if self.settings.statusd_health_port:
+            self.health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            address = f"{self.settings.statusd_host}:{self.settings.statusd_health_port}"
+            self.health_port = self.health_server.add_insecure_port(address)
+            if self.health_port == 0:
+                raise OSError(f"cannot bind the health port to {address}")
+            await self.health_server.start()
         await self._open_store()
+        await self.hub.start()
         await self._check_store()
         if self.settings.statusd_metrics_port:
             self._metrics_server, _ = start_http_server(
@@ -108,17 +146,39 @@ class Statusd:
         """Graceful shutdown: NOT_SERVING, finish calls in flight, drain commits, close."""
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
+        await self.hub.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.committer.stop()
         await self.store.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
+
+    def _bind(self) -> int:
+        """Adds the gRPC port, with TLS (and client certificates) when configured."""
+        settings = self.settings
+        if settings.tls_cert is None or settings.tls_key is None:
+            if not _loopback(settings.statusd_host):
+                log.warning(
+                    "gRPC on %s is plaintext: set DLRHUB_TLS_CERT_FILE and DLRHUB_TLS_KEY_FILE "
+                    "unless a mesh or proxy encrypts it",
+                    settings.grpc_address,
+                )
+            return self.server.add_insecure_port(settings.grpc_address)
+        client_ca = settings.tls_client_ca
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key.get_secret_value().encode(), settings.tls_cert.encode())],
+            root_certificates=client_ca.encode() if client_ca else None,
+            require_client_auth=client_ca is not None,
+        )
+        return self.server.add_secure_port(settings.grpc_address, credentials)
 
     async def _open_store(self) -> bool:
         """Opens the store (connect, create the schema or indexes); False while it cannot."""
@@ -182,6 +242,15 @@ class Statusd:
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def serve(settings: StatusdSettings) -> None:
     """Runs statusd until SIGTERM or SIGINT, then shuts down gracefully."""
     daemon = Statusd(settings)
@@ -194,6 +263,8 @@ async def serve(settings: StatusdSettings) -> None:
             if daemon.metrics_port
             else "off",
             "store": daemon.store.name,
+            "tls": "mutual" if settings.tls_client_ca else "on" if settings.tls_cert else "off",
+            "auth": sorted(daemon.auth.protected) or "off",
         },
     )
     stopping = asyncio.Event()

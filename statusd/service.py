@@ -6,11 +6,11 @@ them into gRPC status codes through that module's one table and records the call
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -23,20 +23,31 @@ from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from statusd import errors, metrics, model, parts
 from statusd.committer import GroupCommitter
-from statusd.storage.base import Store
+from statusd.filters import message_filter
+from statusd.pagination import MAX_PAGE_SIZE, Paginator, page_size
+from statusd.storage.base import Change, Store
+from statusd.tokens import TokenCodec
+from statusd.watch import ChangeHub
 
 log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 1024
 MAX_NAME_LENGTH = 64
+#: The most keys one BatchGetMessageStatuses call may name.
+MAX_BATCH_KEYS = 1000
+RESUME_KIND = "resume"
+QUARANTINE_KIND = "quarantine"
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
 _Handler = Callable[[Any, _Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Response]]
 
 
-def rpc(method: str) -> Callable[[_Handler[_Request, _Response]], _Handler[_Request, _Response]]:
-    """Maps expected errors to status codes and records handled/latency metrics for a method."""
+def rpc(
+    method: str, *, unary: bool = True
+) -> Callable[[_Handler[_Request, _Response]], _Handler[_Request, _Response]]:
+    """Maps expected errors to status codes and records handled (and, for ``unary`` calls,
+    latency) metrics for a method."""
 
     def decorate(handler: _Handler[_Request, _Response]) -> _Handler[_Request, _Response]:
         @functools.wraps(handler)
@@ -50,6 +61,9 @@ def rpc(method: str) -> Callable[[_Handler[_Request, _Response]], _Handler[_Requ
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
+            except asyncio.CancelledError:  # the client left (a Watch stream, typically)
+                code = grpc.StatusCode.CANCELLED
+                raise
             except Exception as exc:
                 mapped = errors.grpc_code(exc)
                 if mapped is None:
@@ -61,7 +75,8 @@ def rpc(method: str) -> Callable[[_Handler[_Request, _Response]], _Handler[_Requ
                 raise  # unreachable: abort raises
             finally:
                 metrics.GRPC_HANDLED.labels(method, code.name).inc()
-                metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+                if unary:
+                    metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
 
         return wrapper
 
@@ -113,8 +128,9 @@ def checked_key(provider: str, message_id: str, account: str, where: str = "") -
 class IngestService(ingest_grpc.IngestServiceServicer):
     """IngestReports: validate, group-commit, answer counts after the commit."""
 
-    def __init__(self, committer: GroupCommitter) -> None:
+    def __init__(self, committer: GroupCommitter, codec: TokenCodec | None = None) -> None:
         self.committer = committer
+        self.codec = codec if codec is not None else TokenCodec()
 
     @rpc("IngestReports")
     async def IngestReports(
@@ -153,11 +169,16 @@ class IngestService(ingest_grpc.IngestServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> ingest_pb.ListQuarantinedItemsResponse:
         size = page_size(request.page_size)
-        after = quarantine_cursor(request.page_token)
+        after = None
+        if request.page_token:
+            cursor = self.codec.decode(QUARANTINE_KIND, request.page_token, "page_token")
+            after = str(cursor.get("after", ""))
         items = await self.committer.store.quarantined(after=after, limit=size + 1)
         response = ingest_pb.ListQuarantinedItemsResponse(quarantined_items=items[:size])
         if len(items) > size:
-            response.next_page_token = quarantine_token(items[size - 1].id)
+            response.next_page_token = self.codec.encode(
+                QUARANTINE_KIND, {"after": items[size - 1].id}
+            )
         return response
 
     @rpc("DeleteQuarantinedItems")
@@ -172,39 +193,23 @@ class IngestService(ingest_grpc.IngestServiceServicer):
         return ingest_pb.DeleteQuarantinedItemsResponse(deleted=deleted)
 
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
-_QUARANTINE_CURSOR_PREFIX = "quarantine:"
-
-
-def page_size(requested: int) -> int:
-    """AIP-158: 0 is the default, larger than the maximum is clamped, negative is an error."""
-    if requested < 0:
-        raise errors.InvalidArgument("page_size: must not be negative")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def quarantine_token(item_id: str) -> str:
-    return base64.urlsafe_b64encode((_QUARANTINE_CURSOR_PREFIX + item_id).encode()).decode()
-
-
-def quarantine_cursor(token: str) -> str | None:
-    if not token:
-        return None
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise errors.InvalidArgument("page_token: not a token this service issued") from None
-    if not text.startswith(_QUARANTINE_CURSOR_PREFIX):
-        raise errors.InvalidArgument("page_token: not a token this service issued")
-    return text.removeprefix(_QUARANTINE_CURSOR_PREFIX)
-
-
 class StatusService(status_grpc.StatusServiceServicer):
     """Reads for internal services."""
 
-    def __init__(self, store: Store, *, multipart_policy: parts.Policy = "worst") -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: ChangeHub,
+        codec: TokenCodec,
+        *,
+        heartbeat_seconds: float,
+        multipart_policy: parts.Policy = "worst",
+    ) -> None:
         self.store = store
+        self.hub = hub
+        self.codec = codec
+        self.paginator = Paginator(store, codec)
+        self.heartbeat_seconds = heartbeat_seconds
         self.multipart_policy = multipart_policy
 
     @rpc("GetMessageStatus")
@@ -231,7 +236,16 @@ class StatusService(status_grpc.StatusServiceServicer):
         request: status_pb.BatchGetMessageStatusesRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> status_pb.BatchGetMessageStatusesResponse:
-        raise errors.Unimplemented("BatchGetMessageStatuses is not served yet")
+        if len(request.keys) > MAX_BATCH_KEYS:
+            raise errors.InvalidArgument(
+                f"keys: at most {MAX_BATCH_KEYS} keys per call (got {len(request.keys)})"
+            )
+        keys = [
+            checked_key(key.provider, key.message_id, key.account, f"keys[{index}].")
+            for index, key in enumerate(request.keys)
+        ]
+        found = await self.store.batch_get(keys, full=request.view == pb.MESSAGE_STATUS_VIEW_FULL)
+        return status_pb.BatchGetMessageStatusesResponse(message_statuses=found)
 
     @rpc("ListMessageStatuses")
     async def ListMessageStatuses(
@@ -239,12 +253,48 @@ class StatusService(status_grpc.StatusServiceServicer):
         request: status_pb.ListMessageStatusesRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> status_pb.ListMessageStatusesResponse:
-        raise errors.Unimplemented("ListMessageStatuses is not served yet")
+        items, next_token = await self.paginator.page(
+            message_filter(request),
+            token=request.page_token,
+            size=request.page_size,
+            full=request.view == pb.MESSAGE_STATUS_VIEW_FULL,
+        )
+        return status_pb.ListMessageStatusesResponse(
+            message_statuses=items, next_page_token=next_token
+        )
 
-    async def WatchMessageStatuses(
+    # A coroutine that writes (context.write) rather than an async generator: a client that
+    # leaves cancels it at the awaited write, so the subscription is always cleaned up.
+    @rpc("WatchMessageStatuses", unary=False)
+    async def WatchMessageStatuses(  # type: ignore[override]
         self,
         request: status_pb.WatchMessageStatusesRequest,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[status_pb.WatchMessageStatusesResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "WatchMessageStatuses is not served yet")
-        yield status_pb.WatchMessageStatusesResponse()  # unreachable: abort raises
+    ) -> None:
+        query = message_filter(request)
+        after: str | None = None
+        if request.resume_token:
+            payload = self.codec.decode(RESUME_KIND, request.resume_token, "resume_token")
+            after = payload.get("p")
+            if after is not None and not isinstance(after, str):
+                raise errors.InvalidArgument("resume_token: not a valid token")
+
+        async def send(change: Change | None, position: str | None) -> None:
+            response = status_pb.WatchMessageStatusesResponse(
+                resume_token=self.codec.encode(RESUME_KIND, {"p": position})
+            )
+            if change is not None:
+                response.message_status.CopyFrom(change.message_status)
+                response.report.CopyFrom(change.report)
+            await context.write(response)
+
+        # Headers go out first, on their own: a stream that ends while its first write is
+        # still in flight then only has its status left to send.
+        await context.send_initial_metadata(())
+        await self.hub.watch(
+            query,
+            send,
+            heartbeat=self.heartbeat_seconds,
+            resume=bool(request.resume_token),
+            after=after,
+        )

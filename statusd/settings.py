@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
-from common.settings import BaseConfig
+from common.settings import BaseConfig, Pem, PemSecret, Secrets
 
 
 class StatusdSettings(BaseConfig):
@@ -15,6 +15,13 @@ class StatusdSettings(BaseConfig):
 
     statusd_host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
     statusd_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port).")
+    statusd_health_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="A plaintext port (on the gRPC host) serving only grpc.health.v1, for "
+        "Kubernetes' gRPC probes, which cannot speak TLS; 0: off.",
+    )
     statusd_metrics_host: str = Field("127.0.0.1", description="Address of /metrics.")
     statusd_metrics_port: int = Field(
         9464, ge=0, le=65535, description="Prometheus metrics port; 0 turns it off."
@@ -60,9 +67,46 @@ class StatusdSettings(BaseConfig):
     shutdown_grace_seconds: float = Field(
         10.0, gt=0, description="How long calls in flight may finish after SIGTERM."
     )
+    ingest_tokens: Secrets = Field(
+        (),
+        description="Bearer tokens allowed to call IngestService (the gateway's); "
+        "unset: IngestService is open.",
+    )
+    read_tokens: Secrets = Field(
+        (),
+        description="Bearer tokens allowed to call StatusService (readers); unset: open.",
+    )
+    tls_cert: Pem | None = Field(
+        None, description="Server certificate chain (PEM); with tls_key, gRPC speaks TLS."
+    )
+    tls_key: PemSecret | None = Field(None, description="Private key of tls_cert (PEM).")
+    tls_client_ca: Pem | None = Field(
+        None, description="CA certificates (PEM); when set, clients must present a cert (mTLS)."
+    )
+    token_signing_keys: Secrets = Field(
+        (),
+        description="Keys that sign page and resume tokens; the first signs, all verify.",
+    )
+    watch_heartbeat_seconds: float = Field(
+        5.0, gt=0, le=300, description="Idle time after which a Watch stream gets a heartbeat."
+    )
+    watch_queue_size: int = Field(
+        5000,
+        ge=1,
+        le=1_000_000,
+        description="Changes buffered per Watch stream before a slow one is cut off.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     log_phone_numbers: bool = Field(False, description="Log phone numbers unmasked (off: masked).")
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> StatusdSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("DLRHUB_TLS_CERT and DLRHUB_TLS_KEY must be set together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("DLRHUB_TLS_CLIENT_CA needs DLRHUB_TLS_CERT and DLRHUB_TLS_KEY")
+        return self
 
     @property
     def grpc_address(self) -> str:

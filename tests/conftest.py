@@ -1,14 +1,20 @@
-"""Shared test set-up: a clean DLRHUB_ environment for every test, Sanic in test mode."""
+"""Shared test set-up: a clean DLRHUB_ environment for every test, Sanic in test mode, and a
+real statusd on 127.0.0.1 (any free port) with a real channel to it."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from sanic import Sanic
+
+from statusd.server import Statusd
+from tests.helpers.servers import running_statusd, statusd_settings
 
 DATA = Path(__file__).parent / "data"
 
@@ -29,3 +35,15 @@ def signature_vectors(provider: str) -> list[dict[str, Any]]:
         (DATA / "signature_vectors.json").read_text(encoding="utf-8")
     )
     return [vector for vector in vectors if vector["provider"] == provider]
+
+
+@pytest.fixture
+async def statusd(tmp_path: Path) -> AsyncIterator[Statusd]:
+    async with running_statusd(statusd_settings(tmp_path)) as daemon:
+        yield daemon
+
+
+@pytest.fixture
+async def channel(statusd: Statusd) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{statusd.port}") as opened:
+        yield opened

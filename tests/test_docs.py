@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from google.protobuf import json_format
+
 from common.settings import env_name
+from dlrhub.v1 import status_service_pb2 as status_pb
 from gateway.providers import PROVIDERS
 from gateway.settings import GatewaySettings
 from statusd.settings import StatusdSettings
@@ -42,3 +46,22 @@ def test_readme_shows_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "make run" in readme
     assert "make test" in readme
+
+
+def test_grpcurl_examples_are_valid_requests() -> None:
+    """Every ``grpcurl -d '...'`` body in the README parses as its method's request (proto3
+    JSON, as grpcurl sends it)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    examples = re.findall(
+        r"grpcurl [^\n]*?-d '(\{.*?\})'.*?dlrhub\.v1\.StatusService/(\w+)", readme, re.DOTALL
+    )
+    assert {method for _, method in examples} == {
+        "GetMessageStatus",
+        "BatchGetMessageStatuses",
+        "ListMessageStatuses",
+        "WatchMessageStatuses",
+    }
+    for body, method in examples:
+        request = getattr(status_pb, f"{method}Request")()
+        json_format.Parse(body, request)
+        assert request.ByteSize() > 0, body

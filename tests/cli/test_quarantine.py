@@ -27,11 +27,11 @@ FIXED = {
 BROKEN = {"to": "41793026727", "status": {"groupName": "DELIVERED"}}
 
 
-def test_replay_ingests_what_parses_now(tmp_path: Path) -> None:
+async def test_replay_ingests_what_parses_now(tmp_path: Path) -> None:
     stack = Stack(tmp_path, {})
     stack.start_statusd()
     try:
-        with grpc.insecure_channel(stack.target) as channel:
+        async with grpc.aio.insecure_channel(stack.target) as channel:
             items = [
                 pb.QuarantinedItem(
                     provider="infobip", reason="old parser", raw=json.dumps(FIXED), request_id="r1"
@@ -39,25 +39,25 @@ def test_replay_ingests_what_parses_now(tmp_path: Path) -> None:
                 pb.QuarantinedItem(provider="infobip", reason="no id", raw=json.dumps(BROKEN)),
                 pb.QuarantinedItem(provider="nosuch", reason="gone", raw="{}"),
             ]
-            ingest_grpc.IngestServiceStub(channel).IngestReports(
+            await ingest_grpc.IngestServiceStub(channel).IngestReports(
                 ingest_pb.IngestReportsRequest(quarantined_items=items)
             )
-            dry = replay(channel, dry_run=True)
+            dry = await replay(channel, dry_run=True)
             assert len(dry.replayed) == 1
             assert len(dry.failing) == 2
-            result = replay(channel, dry_run=False)
+            result = await replay(channel, dry_run=False)
             assert len(result.replayed) == 1
             assert sorted(result.failing.values()) == [
                 "messageId is missing or not a string",
                 "unknown provider 'nosuch'",
             ]
-            status = status_grpc.StatusServiceStub(channel).GetMessageStatus(
+            status = await status_grpc.StatusServiceStub(channel).GetMessageStatus(
                 status_pb.GetMessageStatusRequest(provider="infobip", message_id="fixed-1")
             )
             assert status.message_status.status == pb.DELIVERY_STATUS_DELIVERED
             assert status.message_status.latest_report.auth_method == "quarantine_replay"
             assert status.message_status.latest_report.request_id == "r1"
-            left = ingest_grpc.IngestServiceStub(channel).ListQuarantinedItems(
+            left = await ingest_grpc.IngestServiceStub(channel).ListQuarantinedItems(
                 ingest_pb.ListQuarantinedItemsRequest()
             )
             assert len(left.quarantined_items) == 2

@@ -25,12 +25,10 @@ from statusd.settings import StatusdSettings
 
 FILE_SUFFIX = "_FILE"
 
+
 #: Settings the chart already wires (through ``<VAR>_FILE``) that a parallel change is
 #: adding to StatusdSettings. ``test_pending_settings_are_still_missing`` fails once they
 #: exist: then delete them here.
-PENDING_STATUSD_SETTINGS = frozenset({"DLRHUB_INGEST_TOKENS", "DLRHUB_READ_TOKENS"})
-
-
 def _variables(settings_class: type[BaseSettings]) -> set[str]:
     names = {env_name(settings_class, field) for field in settings_class.model_fields}
     return names | {name + FILE_SUFFIX for name in names}
@@ -49,12 +47,9 @@ def provider_prefixes() -> dict[str, str]:
     return {name: env_name(p.settings_class, "") for name, p in PROVIDERS.items()}
 
 
-def statusd_variables(*, include_pending: bool = True) -> set[str]:
-    """Every variable statusd reads (plus the pending ones, unless told otherwise)."""
-    names = _variables(StatusdSettings)
-    if include_pending:
-        names |= PENDING_STATUSD_SETTINGS | {n + FILE_SUFFIX for n in PENDING_STATUSD_SETTINGS}
-    return names
+def statusd_variables() -> set[str]:
+    """Every variable statusd reads."""
+    return _variables(StatusdSettings)
 
 
 def component_variables(component: str) -> set[str]:

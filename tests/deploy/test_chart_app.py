@@ -35,11 +35,6 @@ def test_environment_names_exist_in_the_settings(objects: list[Object]) -> None:
                 assert name in known, f"{component(deployment)} reads no {name}"
 
 
-def test_pending_settings_are_still_missing() -> None:
-    landed = app.PENDING_STATUSD_SETTINGS & app.statusd_variables(include_pending=False)
-    assert not landed, f"{sorted(landed)} now exist: remove them from PENDING_STATUSD_SETTINGS"
-
-
 def test_ports_and_addresses_match_the_settings(objects: list[Object]) -> None:
     gateway = one(objects, "Deployment", "gateway")
     statusd = one(objects, "Deployment", "statusd")

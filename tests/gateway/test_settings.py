@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from common.settings import ConfigError, load
@@ -63,3 +65,18 @@ def test_public_url_defaults_to_the_gateway_address(monkeypatch: pytest.MonkeyPa
     assert load(GatewaySettings).public_base == "http://127.0.0.1:9090"
     monkeypatch.setenv("DLRHUB_PUBLIC_URL", "https://dlr.example.com/base/")
     assert load(GatewaySettings).public_base == "https://dlr.example.com/base"
+
+
+def test_statusd_client_certificate_needs_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLRHUB_STATUSD_TLS_CLIENT_CERT", "-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(ConfigError, match="DLRHUB_STATUSD_TLS_CLIENT_KEY"):
+        load(GatewaySettings)
+
+
+def test_ingest_token_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("from-a-file\n")
+    monkeypatch.setenv("DLRHUB_GATEWAY_INGEST_TOKEN_FILE", str(secret))
+    token = load(GatewaySettings).gateway_ingest_token
+    assert token is not None
+    assert token.get_secret_value() == "from-a-file"

@@ -88,7 +88,7 @@ async def running_gateway(
             **settings,
         )
         config = GatewayConfig.load(gateway_settings)
-    forwarder = Forwarder(statusd_target, deadline=gateway_settings.ingest_deadline_seconds)
+    forwarder = Forwarder.from_settings(gateway_settings)
     app = create_app(config, forwarder=forwarder)
     # Sanic reads port 0 as "the default, 8000": bind an ephemeral port ourselves.
     listener = socket.socket()

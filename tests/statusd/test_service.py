@@ -5,26 +5,18 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha import reflection_pb2
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
-from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from statusd.server import Statusd
 from statusd.storage.base import StoreUnavailable
 from tests.helpers.reports import report
+from tests.helpers.rpc import health, ingest, reflected_services
 
 DELIVERED = pb.DELIVERY_STATUS_DELIVERED
 SENT = pb.DELIVERY_STATUS_SENT
-
-
-async def ingest(
-    channel: grpc.aio.Channel, *reports: pb.DeliveryReport
-) -> ingest_pb.IngestReportsResponse:
-    stub = ingest_grpc.IngestServiceStub(channel)
-    return await stub.IngestReports(ingest_pb.IngestReportsRequest(reports=reports))
 
 
 async def get(
@@ -111,25 +103,11 @@ async def test_received_time_is_filled_when_missing(channel: grpc.aio.Channel) -
 
 
 async def test_health_and_reflection(statusd: Statusd, channel: grpc.aio.Channel) -> None:
-    check = channel.unary_unary(
-        "/grpc.health.v1.Health/Check",
-        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-        response_deserializer=health_pb2.HealthCheckResponse.FromString,
-    )
     for service in ("", "dlrhub.v1.IngestService", "dlrhub.v1.StatusService"):
-        answer = await check(health_pb2.HealthCheckRequest(service=service))
-        assert answer.status == health_pb2.HealthCheckResponse.SERVING
-    reflect = channel.stream_stream(
-        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
-        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        assert await health(channel, service) == health_pb2.HealthCheckResponse.SERVING
+    assert {"dlrhub.v1.IngestService", "dlrhub.v1.StatusService"} <= await reflected_services(
+        channel
     )
-    call = reflect(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
-    names = set()
-    async for response in call:
-        names = {service.name for service in response.list_services_response.service}
-        break
-    assert {"dlrhub.v1.IngestService", "dlrhub.v1.StatusService"} <= names
 
 
 async def test_graceful_stop_turns_health_not_serving(statusd: Statusd) -> None:

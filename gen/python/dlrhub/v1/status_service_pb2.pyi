@@ -156,10 +156,14 @@ class ListMessageStatusesRequest(_message.Message):
     """Only this client reference; empty for all."""
     page_size: _builtins.int
     """Page size: 0 means the default (100); larger than 1000 is clamped to 1000;
-    negative is INVALID_ARGUMENT.
+    negative is INVALID_ARGUMENT. A page may hold fewer items even when more follow.
     """
     page_token: _builtins.str
-    """Token from a previous response's next_page_token; empty for the first page."""
+    """Token from a previous response's next_page_token; empty for the first page. It is
+    opaque and integrity-checked: it is valid only with the same filter fields (provider,
+    account, statuses, recipient, client_ref, update time range); used with another filter,
+    or altered, it is INVALID_ARGUMENT. page_size and view may change between pages.
+    """
     view: _delivery_report_pb2.MessageStatusView.ValueType
     """How much to return; BASIC by default."""
     @_builtins.property
@@ -245,12 +249,16 @@ class WatchMessageStatusesRequest(_message.Message):
     client_ref: _builtins.str
     """Only this client reference; empty for all."""
     resume_token: _builtins.str
-    """Resume after the change this token names (from a previous response);
-    empty to start with the next change.
+    """Resume right after the response that carried this token; empty to start with the next
+    change. Changes committed since then are replayed from the store first, then the stream
+    joins the live feed, without gaps or repeats. The filter may differ from the one the
+    token was issued under. An altered token is INVALID_ARGUMENT.
     """
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[_delivery_report_pb2.DeliveryStatus.ValueType]:
-        """Only changes to one of these statuses; empty for all."""
+        """Only changes after which the message's status (message_status.status) is one of
+        these; empty for all.
+        """
 
     def __init__(
         self,
@@ -280,14 +288,20 @@ class WatchMessageStatusesResponse(_message.Message):
     REPORT_FIELD_NUMBER: _builtins.int
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
-    """Token to resume right after this response."""
+    """Token to resume right after this response (opaque)."""
     @_builtins.property
     def message_status(self) -> _delivery_report_pb2.MessageStatus:
-        """The message's status after the change; unset in a heartbeat."""
+        """The message's status (BASIC view) as statusd read it from the store when it picked up
+        the change. Usually that is the state right after the change; when the message changed
+        again before the read (several reports of it in one commit, or a replay after resume),
+        it is that newer state, the same in each of those responses. Unset in a heartbeat.
+        """
 
     @_builtins.property
     def report(self) -> _delivery_report_pb2.DeliveryReport:
-        """The report that caused the change; unset in a heartbeat."""
+        """The new report that is the change, exactly as stored (it may be stale: kept in the
+        history without changing the status). Unset in a heartbeat.
+        """
 
     def __init__(
         self,

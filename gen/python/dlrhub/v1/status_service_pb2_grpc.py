@@ -27,6 +27,10 @@ if _version_not_supported:
 
 class StatusServiceStub:
     """StatusService answers internal services: what happened to each message.
+
+    When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
+    `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
+    a token of the other service (IngestService) is PERMISSION_DENIED.
     """
 
     def __init__(self, channel):
@@ -59,6 +63,10 @@ class StatusServiceStub:
 
 class StatusServiceServicer:
     """StatusService answers internal services: what happened to each message.
+
+    When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
+    `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
+    a token of the other service (IngestService) is PERMISSION_DENIED.
     """
 
     def GetMessageStatus(self, request, context):
@@ -69,22 +77,39 @@ class StatusServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetMessageStatuses(self, request, context):
-        """Returns the statuses of several messages at once; unknown keys are absent.
+        """Returns the statuses of several messages at once (at most 1000 keys, in request
+        order); unknown keys are absent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListMessageStatuses(self, request, context):
-        """Lists message statuses that pass a filter, oldest first seen first, in pages.
+        """Lists message statuses that pass a filter, in pages.
+
+        Order: first-seen order, the order in which statusd first stored a report of each
+        message. A message keeps its place when later reports update it, and messages seen for
+        the first time come after every message seen before them. So a client that pages to the
+        end, while reports keep arriving, sees every message that existed when it started
+        exactly once (if it still passes the filter when its page is read), never one twice;
+        messages first seen during the listing appear at the end.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchMessageStatuses(self, request, context):
-        """Streams every status change that passes a filter, resumable with a token,
-        with a heartbeat (a response without message_status) every few seconds.
+        """Streams every change that passes a filter: one response per new distinct report of a
+        message (duplicates are not changes), in commit order, so in order per message.
+
+        The first response is a heartbeat that names the starting point. After that, when no
+        change was sent for a few seconds (DLRHUB_WATCH_HEARTBEAT_SECONDS), a heartbeat: a
+        response without message_status, with a fresh resume_token. Every response's
+        resume_token resumes right after it, without gaps or repeats; keep the last one.
+
+        A subscriber that reads too slowly is cut off with RESOURCE_EXHAUSTED (the server
+        buffers a bounded number of changes per subscriber); statusd shutting down ends streams
+        with UNAVAILABLE. In both cases reconnect with backoff and resume from the last token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +148,10 @@ def add_StatusServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class StatusService:
     """StatusService answers internal services: what happened to each message.
+
+    When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
+    `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
+    a token of the other service (IngestService) is PERMISSION_DENIED.
     """
 
     @staticmethod

@@ -27,7 +27,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class StatusServiceStub:
-    """StatusService answers internal services: what happened to each message."""
+    """StatusService answers internal services: what happened to each message.
+
+    When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
+    `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
+    a token of the other service (IngestService) is PERMISSION_DENIED.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -36,32 +41,80 @@ class StatusServiceStub:
     GetMessageStatus: _grpc.UnaryUnaryMultiCallable[_status_service_pb2.GetMessageStatusRequest, _status_service_pb2.GetMessageStatusResponse]
     """Returns one message's status. NOT_FOUND when no report of it was stored."""
     BatchGetMessageStatuses: _grpc.UnaryUnaryMultiCallable[_status_service_pb2.BatchGetMessageStatusesRequest, _status_service_pb2.BatchGetMessageStatusesResponse]
-    """Returns the statuses of several messages at once; unknown keys are absent."""
+    """Returns the statuses of several messages at once (at most 1000 keys, in request
+    order); unknown keys are absent.
+    """
     ListMessageStatuses: _grpc.UnaryUnaryMultiCallable[_status_service_pb2.ListMessageStatusesRequest, _status_service_pb2.ListMessageStatusesResponse]
-    """Lists message statuses that pass a filter, oldest first seen first, in pages."""
+    """Lists message statuses that pass a filter, in pages.
+
+    Order: first-seen order, the order in which statusd first stored a report of each
+    message. A message keeps its place when later reports update it, and messages seen for
+    the first time come after every message seen before them. So a client that pages to the
+    end, while reports keep arriving, sees every message that existed when it started
+    exactly once (if it still passes the filter when its page is read), never one twice;
+    messages first seen during the listing appear at the end.
+    """
     WatchMessageStatuses: _grpc.UnaryStreamMultiCallable[_status_service_pb2.WatchMessageStatusesRequest, _status_service_pb2.WatchMessageStatusesResponse]
-    """Streams every status change that passes a filter, resumable with a token,
-    with a heartbeat (a response without message_status) every few seconds.
+    """Streams every change that passes a filter: one response per new distinct report of a
+    message (duplicates are not changes), in commit order, so in order per message.
+
+    The first response is a heartbeat that names the starting point. After that, when no
+    change was sent for a few seconds (DLRHUB_WATCH_HEARTBEAT_SECONDS), a heartbeat: a
+    response without message_status, with a fresh resume_token. Every response's
+    resume_token resumes right after it, without gaps or repeats; keep the last one.
+
+    A subscriber that reads too slowly is cut off with RESOURCE_EXHAUSTED (the server
+    buffers a bounded number of changes per subscriber); statusd shutting down ends streams
+    with UNAVAILABLE. In both cases reconnect with backoff and resume from the last token.
     """
 
 @_typing.type_check_only
 class StatusServiceAsyncStub(StatusServiceStub):
-    """StatusService answers internal services: what happened to each message."""
+    """StatusService answers internal services: what happened to each message.
+
+    When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
+    `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
+    a token of the other service (IngestService) is PERMISSION_DENIED.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetMessageStatus: _aio.UnaryUnaryMultiCallable[_status_service_pb2.GetMessageStatusRequest, _status_service_pb2.GetMessageStatusResponse]  # type: ignore[assignment]
     """Returns one message's status. NOT_FOUND when no report of it was stored."""
     BatchGetMessageStatuses: _aio.UnaryUnaryMultiCallable[_status_service_pb2.BatchGetMessageStatusesRequest, _status_service_pb2.BatchGetMessageStatusesResponse]  # type: ignore[assignment]
-    """Returns the statuses of several messages at once; unknown keys are absent."""
+    """Returns the statuses of several messages at once (at most 1000 keys, in request
+    order); unknown keys are absent.
+    """
     ListMessageStatuses: _aio.UnaryUnaryMultiCallable[_status_service_pb2.ListMessageStatusesRequest, _status_service_pb2.ListMessageStatusesResponse]  # type: ignore[assignment]
-    """Lists message statuses that pass a filter, oldest first seen first, in pages."""
+    """Lists message statuses that pass a filter, in pages.
+
+    Order: first-seen order, the order in which statusd first stored a report of each
+    message. A message keeps its place when later reports update it, and messages seen for
+    the first time come after every message seen before them. So a client that pages to the
+    end, while reports keep arriving, sees every message that existed when it started
+    exactly once (if it still passes the filter when its page is read), never one twice;
+    messages first seen during the listing appear at the end.
+    """
     WatchMessageStatuses: _aio.UnaryStreamMultiCallable[_status_service_pb2.WatchMessageStatusesRequest, _status_service_pb2.WatchMessageStatusesResponse]  # type: ignore[assignment]
-    """Streams every status change that passes a filter, resumable with a token,
-    with a heartbeat (a response without message_status) every few seconds.
+    """Streams every change that passes a filter: one response per new distinct report of a
+    message (duplicates are not changes), in commit order, so in order per message.
+
+    The first response is a heartbeat that names the starting point. After that, when no
+    change was sent for a few seconds (DLRHUB_WATCH_HEARTBEAT_SECONDS), a heartbeat: a
+    response without message_status, with a fresh resume_token. Every response's
+    resume_token resumes right after it, without gaps or repeats; keep the last one.
+
+    A subscriber that reads too slowly is cut off with RESOURCE_EXHAUSTED (the server
+    buffers a bounded number of changes per subscriber); statusd shutting down ends streams
+    with UNAVAILABLE. In both cases reconnect with backoff and resume from the last token.
     """
 
 class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
-    """StatusService answers internal services: what happened to each message."""
+    """StatusService answers internal services: what happened to each message.
+
+    When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
+    `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
+    a token of the other service (IngestService) is PERMISSION_DENIED.
+    """
 
     @_abc_1.abstractmethod
     def GetMessageStatus(
@@ -77,7 +130,9 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _status_service_pb2.BatchGetMessageStatusesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_status_service_pb2.BatchGetMessageStatusesResponse, _abc.Awaitable[_status_service_pb2.BatchGetMessageStatusesResponse]]:
-        """Returns the statuses of several messages at once; unknown keys are absent."""
+        """Returns the statuses of several messages at once (at most 1000 keys, in request
+        order); unknown keys are absent.
+        """
 
     @_abc_1.abstractmethod
     def ListMessageStatuses(
@@ -85,7 +140,15 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _status_service_pb2.ListMessageStatusesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_status_service_pb2.ListMessageStatusesResponse, _abc.Awaitable[_status_service_pb2.ListMessageStatusesResponse]]:
-        """Lists message statuses that pass a filter, oldest first seen first, in pages."""
+        """Lists message statuses that pass a filter, in pages.
+
+        Order: first-seen order, the order in which statusd first stored a report of each
+        message. A message keeps its place when later reports update it, and messages seen for
+        the first time come after every message seen before them. So a client that pages to the
+        end, while reports keep arriving, sees every message that existed when it started
+        exactly once (if it still passes the filter when its page is read), never one twice;
+        messages first seen during the listing appear at the end.
+        """
 
     @_abc_1.abstractmethod
     def WatchMessageStatuses(
@@ -93,8 +156,17 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _status_service_pb2.WatchMessageStatusesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_status_service_pb2.WatchMessageStatusesResponse], _abc.AsyncIterator[_status_service_pb2.WatchMessageStatusesResponse]]:
-        """Streams every status change that passes a filter, resumable with a token,
-        with a heartbeat (a response without message_status) every few seconds.
+        """Streams every change that passes a filter: one response per new distinct report of a
+        message (duplicates are not changes), in commit order, so in order per message.
+
+        The first response is a heartbeat that names the starting point. After that, when no
+        change was sent for a few seconds (DLRHUB_WATCH_HEARTBEAT_SECONDS), a heartbeat: a
+        response without message_status, with a fresh resume_token. Every response's
+        resume_token resumes right after it, without gaps or repeats; keep the last one.
+
+        A subscriber that reads too slowly is cut off with RESOURCE_EXHAUSTED (the server
+        buffers a bounded number of changes per subscriber); statusd shutting down ends streams
+        with UNAVAILABLE. In both cases reconnect with backoff and resume from the last token.
         """
 
 def add_StatusServiceServicer_to_server(servicer: StatusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

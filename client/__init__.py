@@ -1,0 +1,27 @@
+"""A typed asyncio client for dlrhub's StatusService.
+
+```python
+from client import DlrhubClient
+
+async with DlrhubClient("statusd:50051", token="...") as dlrhub:
+    status = await dlrhub.get("infobip", "4a7d...")
+    async for status in dlrhub.list(provider="infobip", statuses=["delivered"]):
+        ...
+    async for change in dlrhub.watch(provider="infobip"):
+        ...  # change.message_status, change.report, change.resume_token
+```
+"""
+
+from client.client import DlrhubClient, DlrhubError, Watch
+from client.connection import TLSConfig, bearer_metadata, open_channel
+from client.retry import Backoff
+
+__all__ = [
+    "Backoff",
+    "DlrhubClient",
+    "DlrhubError",
+    "TLSConfig",
+    "Watch",
+    "bearer_metadata",
+    "open_channel",
+]

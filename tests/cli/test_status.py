@@ -1,0 +1,201 @@
+"""``dlrhub status get|list|watch`` against real statusd and gateway processes, with bearer
+tokens and TLS on: the CLI reads through its --token-file and --ca-file flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.certs import CertificateAuthority
+from tests.helpers.processes import BIN, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+class Cli:
+    """Runs ``dlrhub`` against the stack, with the reader's credentials."""
+
+    def __init__(self, stack: Stack, directory: Path, ca_file: Path) -> None:
+        self.stack = stack
+        token_file = directory / "reader.token"
+        token_file.write_text("reader-secret\n")
+        self.connection = [
+            "--target",
+            stack.target,
+            "--token-file",
+            str(token_file),
+            "--ca-file",
+            str(ca_file),
+        ]
+        self.env = {
+            key: value for key, value in os.environ.items() if not key.startswith("DLRHUB_")
+        }
+        self.env["DLRHUB_INFOBIP_BASIC_AUTH"] = stack.env["DLRHUB_INFOBIP_BASIC_AUTH"]
+        self.env["DLRHUB_PLIVO_AUTH_TOKEN"] = stack.env["DLRHUB_PLIVO_AUTH_TOKEN"]
+        self.directory = directory
+
+    def command(self, *args: str, connect: bool = True) -> list[str]:
+        return [str(BIN / "dlrhub"), *args, *(self.connection if connect else [])]
+
+    def __call__(self, *args: str, connect: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(*args, connect=connect),
+            cwd=self.directory,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    def send(self, provider: str, message_id: str, status: str = "delivered") -> None:
+        url = f"{self.stack.url}/webhooks/{provider}"
+        sent = self(
+            "send-sample",
+            provider,
+            "--url",
+            url,
+            "--message-id",
+            message_id,
+            "--status",
+            status,
+            connect=False,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "HTTP 200" in sent.stdout
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    directory = tmp_path_factory.mktemp("cli")
+    ca = CertificateAuthority(directory)
+    server = ca.issue("statusd", server=True)
+    stack = Stack(
+        directory,
+        {
+            "DLRHUB_INFOBIP_BASIC_AUTH": "acme:s3cret",
+            "DLRHUB_PLIVO_AUTH_TOKEN": "plivo-token",
+            "DLRHUB_INGEST_TOKENS": "gateway-secret",
+            "DLRHUB_READ_TOKENS": "reader-secret",
+            "DLRHUB_GATEWAY_INGEST_TOKEN": "gateway-secret",
+            "DLRHUB_TLS_CERT_FILE": str(server.cert_file),
+            "DLRHUB_TLS_KEY_FILE": str(server.key_file),
+            "DLRHUB_STATUSD_TLS_CA_FILE": str(ca.file),
+            "DLRHUB_LOG_FORMAT": "text",
+        },
+    ).start()
+    try:
+        made = Cli(stack, directory, ca.file)
+        made.send("infobip", "cli-1")
+        made.send("infobip", "cli-2", "sent")
+        made.send("plivo", "cli-3")
+        yield made
+    finally:
+        stack.stop()
+
+
+def test_get(cli: Cli) -> None:
+    shown = cli("status", "get", "infobip", "cli-1", "--full")
+    assert shown.returncode == 0, shown.stderr
+    assert "infobip cli-1: DELIVERED" in shown.stdout
+    assert "DELIVERED_TO_HANDSET" in shown.stdout
+    as_json = json.loads(cli("status", "get", "plivo", "cli-3", "--json").stdout)
+    assert as_json["status"] == "DELIVERY_STATUS_DELIVERED"
+    missing = cli("status", "get", "infobip", "nope")
+    assert missing.returncode == 1
+    assert "NOT_FOUND" in missing.stderr
+
+
+def test_credentials_are_required(cli: Cli) -> None:
+    anonymous = subprocess.run(
+        [
+            str(BIN / "dlrhub"),
+            "status",
+            "get",
+            "infobip",
+            "cli-1",
+            "--target",
+            cli.stack.target,
+            "--ca-file",
+            cli.connection[-1],
+        ],
+        env=cli.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert anonymous.returncode == 1
+    assert "UNAUTHENTICATED" in anonymous.stderr
+    both = cli("status", "list", "--token", "x")
+    assert both.returncode == 2
+    assert "--token or --token-file" in both.stderr
+
+
+def test_list_table_and_json(cli: Cli) -> None:
+    table = cli("status", "list", "--page-size", "1")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["PROVIDER", "ACCOUNT", "MESSAGE"]
+    assert [line.split()[2] for line in lines[1:]] == ["cli-1", "cli-2", "cli-3"]
+    assert lines[2].split()[3] == "SENT"
+    as_json = cli("status", "list", "--json", "--status", "delivered")
+    found = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [item["messageId"] for item in found] == ["cli-1", "cli-3"]
+    filtered = cli("status", "list", "--json", "--provider", "infobip", "--status", "SENT")
+    assert [json.loads(line)["messageId"] for line in filtered.stdout.splitlines()] == ["cli-2"]
+    limited = cli("status", "list", "--json", "--limit", "2")
+    assert len(limited.stdout.splitlines()) == 2
+    since = cli("status", "list", "--updated-since", "2999-01-01T00:00:00Z")
+    assert since.stdout.splitlines()[1:] == []
+
+
+def test_watch_while_reports_are_sent(cli: Cli) -> None:
+    watchers = {
+        "json": subprocess.Popen(
+            cli.command("status", "watch", "--json", "--count", "3"),
+            cwd=cli.directory,
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+        "lines": subprocess.Popen(
+            cli.command("status", "watch", "--provider", "infobip", "--count", "2"),
+            cwd=cli.directory,
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+    }
+    try:
+        for process in watchers.values():
+            assert process.stderr is not None
+            assert "watching" in process.stderr.readline()  # the stream is established
+        cli.send("infobip", "live-1", "sent")
+        cli.send("plivo", "live-2")
+        cli.send("infobip", "live-1")
+        outputs = {name: process.communicate(timeout=30) for name, process in watchers.items()}
+    finally:
+        for process in watchers.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    changes = [json.loads(line) for line in outputs["json"][0].splitlines()]
+    assert [(item["report"]["messageId"], item["report"]["status"]) for item in changes] == [
+        ("live-1", "DELIVERY_STATUS_SENT"),
+        ("live-2", "DELIVERY_STATUS_DELIVERED"),
+        ("live-1", "DELIVERY_STATUS_DELIVERED"),
+    ]
+    assert all(item["resumeToken"] for item in changes)
+    lines = outputs["lines"][0].splitlines()
+    assert len(lines) == 2
+    assert "infobip live-1  SENT" in lines[0]
+    assert lines[1].endswith("now DELIVERED")
+    assert "resume with: --resume-token" in outputs["lines"][1]
