@@ -191,6 +191,19 @@ def test_sqlite_runs_one_statusd_with_recreate_and_a_claim() -> None:
     assert "DLRHUB_MONGODB_URI_FILE" not in container_env(objects, statusd)
 
 
+def test_probes_move_to_the_plaintext_health_port_when_one_is_set() -> None:
+    objects = render({"statusd": {"containerPorts": {"health": 50052}}})
+    statusd = one(objects, "Deployment", "statusd")
+    container = pod_spec(statusd)["containers"][0]
+    assert {"name": "grpc-health", "containerPort": 50052, "protocol": "TCP"} in container["ports"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["grpc"]["port"] == 50052
+    assert container_env(objects, statusd)["DLRHUB_STATUSD_HEALTH_PORT"] == "50052"
+    default = pod_spec(one(render({}), "Deployment", "statusd"))["containers"][0]
+    assert default["readinessProbe"]["grpc"]["port"] == 50051
+    assert all(port["name"] != "grpc-health" for port in default["ports"])
+
+
 def test_existing_claim_is_used_as_is() -> None:
     objects = render({"persistence": {"existingClaim": "sms-data"}})
     assert not of_kind(objects, "PersistentVolumeClaim")
