@@ -230,8 +230,8 @@ class Bench:
                 self.public_url,
                 headers,
                 bodies,
-                self.args.watch_subscribers,
-                self.args.watch_rate,
+                subscribers=self.args.watch_subscribers,
+                rate=self.args.watch_rate,
             )
         )
         latencies: list[float] = sorted(outcome["latencies"])  # type: ignore[call-overload]
