@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -102,9 +102,7 @@ async def webhook(request: Request, provider: str, account: str = "") -> HTTPRes
 async def _forward(
     forwarder: Forwarder, endpoint: Provider, inbound: InboundRequest, parsed: Parsed
 ) -> HTTPResponse:
-    answer = await forwarder.ingest(
-        parsed.reports, parsed.quarantined, request_id=inbound.request_id
-    )
+    answer = await forwarder.ingest(parsed.reports, parsed.quarantined)
     now = time.time()
     for report, outcome in zip(parsed.reports, answer.outcomes, strict=False):
         status = status_label(report.status)
@@ -145,7 +143,8 @@ async def _receive_body(request: Request, limit: int, timeout: float) -> None:
         return b"".join(chunks)
 
     try:
-        request.body = await asyncio.wait_for(read(), timeout)
+        async with asyncio.timeout(timeout):
+            request.body = await read()
     except (TimeoutError, errors.PayloadTooLarge) as exc:
         # Answer, then drop the connection rather than wait for the rest of the body.
         stream.keep_alive = False
@@ -198,7 +197,7 @@ async def metrics_endpoint(request: Request) -> HTTPResponse:
 
 def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(12)
 
 
 def _not_found_reason(config: GatewayConfig, provider: str, account: str) -> str:
