@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import socket
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from pathlib import Path
@@ -84,8 +85,11 @@ async def running_gateway(
         config = GatewayConfig.load(gateway_settings)
     forwarder = Forwarder(statusd_target, deadline=gateway_settings.ingest_deadline_seconds)
     app = create_app(config, forwarder=forwarder)
+    # Sanic reads port 0 as "the default, 8000": bind an ephemeral port ourselves.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
     server: Any = await app.create_server(
-        host="127.0.0.1", port=0, return_asyncio_server=True, access_log=False
+        sock=listener, return_asyncio_server=True, access_log=False
     )
     assert server is not None
     await server.startup()
