@@ -254,6 +254,8 @@ def json_body(request: InboundRequest) -> Any:
     try:
         decoded = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):  # orjson stops at 1024 levels
+            raise Malformed(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None
         raise Malformed(f"body is not valid JSON: {exc}") from None
     # Depth is at most the number of brackets: most bodies need no walk at all.
     body = request.body
