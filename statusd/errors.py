@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from statusd.storage.base import StoreUnavailable
+from statusd.storage.base import InvalidPosition, StoreUnavailable
 
 
 class StatusdError(Exception):
@@ -43,6 +43,7 @@ class Unimplemented(StatusdError):
 #: The mapping from expected errors to gRPC codes (the first matching class wins).
 GRPC_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidPosition, grpc.StatusCode.INVALID_ARGUMENT),  # a page or resume token
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),

@@ -69,9 +69,13 @@ class Statusd:
         self.metrics_port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_server: Any = None
+        self.store_open = asyncio.Event()
+        self._serving: bool | None = None
+        self._open_error = ""
 
     async def start(self) -> None:
-        await self.store.open()
+        """Serves at once; readiness follows the store. A store that cannot be opened yet (a
+        MongoDB that is still starting) keeps health NOT_SERVING while statusd retries."""
         self.committer.start()
         ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
             IngestService(self.committer), self.server
@@ -88,6 +92,7 @@ class Statusd:
             raise OSError(f"cannot bind gRPC to {self.settings.grpc_address}")
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._open_store()
         await self._check_store()
         if self.settings.statusd_metrics_port:
             self._metrics_server, _ = start_http_server(
@@ -115,14 +120,34 @@ class Statusd:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
 
-    async def _check_store(self) -> bool:
+    async def _open_store(self) -> bool:
+        """Opens the store (connect, create the schema or indexes); False while it cannot."""
         try:
-            await self.store.ping()
+            await self.store.open()
         except StoreUnavailable as exc:
-            log.warning("store unavailable: %s", exc)
-            serving = False
-        else:
-            serving = True
+            if str(exc) != self._open_error:  # one line per distinct reason, not per attempt
+                log.warning(
+                    "store not reachable; retrying every %g s: %s", HEALTH_INTERVAL_SECONDS, exc
+                )
+                self._open_error = str(exc)
+            return False
+        log.info("store open", extra={"store": self.store.name})
+        self.store_open.set()
+        return True
+
+    async def _check_store(self) -> bool:
+        serving = False
+        if self.store_open.is_set():
+            try:
+                await self.store.ping()
+            except StoreUnavailable as exc:
+                if self._serving is not False:  # log the change, not every failed ping
+                    log.warning("store unavailable: %s", exc)
+            else:
+                serving = True
+                if self._serving is False:
+                    log.info("store available again", extra={"store": self.store.name})
+            self._serving = serving
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -139,9 +164,12 @@ class Statusd:
     async def _watch_store(self) -> None:
         while True:
             await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
+            if not self.store_open.is_set():
+                await self._open_store()
             await self._check_store()
 
     async def _purge_forever(self) -> None:
+        await self.store_open.wait()
         while True:
             cutoff = time.time_ns() // 1_000 - self.settings.retention_days * 86_400 * 1_000_000
             try:

@@ -28,6 +28,19 @@ class StatusdSettings(BaseConfig):
     mongodb_uri: SecretStr | None = Field(
         None, description="MongoDB connection string; when set, statusd stores in MongoDB."
     )
+    mongodb_database: str = Field(
+        "dlrhub",
+        min_length=1,
+        max_length=63,
+        pattern=r'^[^/\\. "$*<>:|?]+$',
+        description="MongoDB database of the store.",
+    )
+    mongodb_server_selection_timeout_seconds: float = Field(
+        5.0, gt=0, description="How long a MongoDB operation waits to find a usable server."
+    )
+    mongodb_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time limit of one store operation (a commit, a read) on MongoDB."
+    )
     retention_days: int = Field(
         90, ge=1, description="Messages not updated for this many days are purged."
     )

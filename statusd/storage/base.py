@@ -9,6 +9,8 @@ The contract, which ``tests/statusd/storage/`` runs against every backend:
 * The outcome of each report is DUPLICATE (its dedupe key was seen for that message),
   STORED (new and now current) or STALE (new, kept in history, but not current).
 * Reads see every acknowledged commit.
+* List cursors and change positions are opaque strings that only the store that handed them
+  out understands; anything else raises :class:`InvalidPosition`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached or did not confirm a commit; the caller may retry."""
+
+
+class InvalidPosition(StoreError):
+    """A list cursor or change position the store did not hand out, or one it no longer keeps
+    (a change stream's history moved past it); start again from :meth:`Store.last_position`."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +143,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def changes(self, query: MessageFilter, *, after: str | None, limit: int) -> list[Change]:
-        """New distinct reports after position ``after`` (None: from the start), oldest first."""
+        """New distinct reports after position ``after`` (None: from the start), oldest first:
+        at most ``limit`` that pass ``query`` (the scan goes on past reports it drops), each
+        with the state its message reaches with it."""
 
     async def wait_for_changes(self, after: str | None, timeout: float) -> None:
         """Returns when changes after position ``after`` may exist, or after ``timeout``.
@@ -150,7 +159,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def last_position(self) -> str | None:
-        """The position of the newest change, or None when nothing was stored yet."""
+        """A position at or after the newest change: :meth:`changes` after it returns exactly
+        the changes committed later. None only when nothing was stored yet (and the store has no
+        other way to name "now"); :meth:`changes` after None then returns everything."""
 
     @abc.abstractmethod
     async def purge(self, before_micros: int) -> int:

@@ -27,6 +27,7 @@ from statusd.storage.base import (
     STALE,
     STORED,
     Change,
+    InvalidPosition,
     MessageFilter,
     Outcome,
     Page,
@@ -247,7 +248,7 @@ class SqliteStore(Store):
         where, params = _where(query)
         if after is not None:
             where.append("id > ?")
-            params.append(int(after))
+            params.append(_row_id(after))
         sql = (
             f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608 - clauses are constants
             + (" WHERE " + " AND ".join(where) if where else "")
@@ -266,16 +267,22 @@ class SqliteStore(Store):
         return await self._read(page)
 
     async def changes(self, query: MessageFilter, *, after: str | None, limit: int) -> list[Change]:
-        start = int(after) if after else 0
+        start = _row_id(after) if after else 0
 
         def changes(connection: sqlite3.Connection) -> list[Change]:
-            rows = connection.execute(_CHANGES_SQL, (start, limit)).fetchall()
-            found = []
-            for row in rows:
-                status = _status(connection, row[2:], full=False)
-                if query.matches(status):
-                    found.append(Change(str(row[0]), pb.DeliveryReport.FromString(row[1]), status))
-            return found
+            found: list[Change] = []
+            position = start
+            while len(found) < limit:  # scan on past events the filter drops
+                rows = connection.execute(_CHANGES_SQL, (position, limit)).fetchall()
+                for row in rows:
+                    status = _status(connection, row[2:], full=False)
+                    if query.matches(status):
+                        report = pb.DeliveryReport.FromString(row[1])
+                        found.append(Change(str(row[0]), report, status))
+                if len(rows) < limit:
+                    break
+                position = rows[-1][0]
+            return found[:limit]
 
         return await self._read(changes)
 
@@ -405,6 +412,13 @@ def _insert_event(
         (message, report.event_id, model.effective_time(report), report.sequence, blob),
     )
     return cursor.rowcount == 1
+
+
+def _row_id(position: str) -> int:
+    """A cursor or position of this store: a row id."""
+    if not position.isascii() or not position.isdigit():
+        raise InvalidPosition(f"not a position of the sqlite store: {position[:40]!r}")
+    return int(position)
 
 
 def _where(query: MessageFilter) -> tuple[list[str], list[Any]]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import strategies as st
 
 from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd import model
 
 STATUSES = [
     value for value in pb.DeliveryStatus.values() if value != pb.DELIVERY_STATUS_UNSPECIFIED
@@ -64,4 +67,33 @@ def reports(
         final=draw(st.booleans()),
         error_code=draw(st.sampled_from(["", "20"])),
         event_id=draw(st.sampled_from(["", "", "", "evt-1", "evt-2"])),
+    )
+
+
+def filled(*items: pb.DeliveryReport) -> list[pb.DeliveryReport]:
+    """The reports with their dedupe keys, as statusd hands them to a store."""
+    return [model.with_event_id(item) for item in items]
+
+
+def key(message_id: str = "m-1", provider: str = "infobip", account: str = "") -> pb.MessageKey:
+    return pb.MessageKey(provider=provider, account=account, message_id=message_id)
+
+
+def random_reports(seed: int, count: int, *, messages: int = 5) -> list[pb.DeliveryReport]:
+    """``count`` distinct reports (dedupe keys filled) for a few messages, with colliding
+    statuses and times, some without an event time or a recipient: the fold's hard cases."""
+    rng = random.Random(seed)
+    return filled(
+        *[
+            report(
+                message_id=f"m-{rng.randrange(messages)}",
+                status=rng.choice(STATUSES),
+                event_offset=rng.choice([None, *range(6)]),
+                received_offset=seed * 10_000 + index,
+                provider_status=f"s-{seed}-{index}",
+                recipient=rng.choice(["", "+41790000001"]),
+                client_ref=rng.choice(["", "ref"]),
+            )
+            for index in range(count)
+        ]
     )

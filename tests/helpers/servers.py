@@ -20,6 +20,7 @@ from gateway.forwarder import Forwarder
 from gateway.settings import GatewayConfig, GatewaySettings
 from statusd.server import Statusd
 from statusd.settings import StatusdSettings
+from statusd.storage.base import Store
 
 _T = TypeVar("_T")
 
@@ -37,8 +38,12 @@ def statusd_settings(tmp_path: Path, **overrides: Any) -> StatusdSettings:
 
 
 @contextlib.asynccontextmanager
-async def running_statusd(settings: StatusdSettings) -> AsyncIterator[Statusd]:
-    daemon = Statusd(settings)
+async def running_statusd(
+    settings: StatusdSettings, store: Store | None = None
+) -> AsyncIterator[Statusd]:
+    """A started statusd; ``store`` replaces the one the settings name (e.g. MongoDB over
+    mongomock)."""
+    daemon = Statusd(settings, store=store)
     await daemon.start()
     try:
         yield daemon

@@ -1,4 +1,8 @@
-"""A real statusd on 127.0.0.1 (any free port) and a real channel to it."""
+"""A real statusd on 127.0.0.1 (any free port) and a real channel to it.
+
+Every test that uses it runs twice: on the embedded SQLite store, and on the MongoDB store over
+mongomock (injected, so the gRPC server, committer and store run exactly as in production).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,13 @@ import pytest
 
 from statusd.server import Statusd
 from tests.helpers.servers import running_statusd, statusd_settings
+from tests.helpers.stores import Backend
 
 
-@pytest.fixture
-async def statusd(tmp_path: Path) -> AsyncIterator[Statusd]:
-    async with running_statusd(statusd_settings(tmp_path)) as daemon:
+@pytest.fixture(params=["sqlite", "mongomock"])
+async def statusd(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Statusd]:
+    store = Backend(request.param, tmp_path).store()
+    async with running_statusd(statusd_settings(tmp_path), store=store) as daemon:
         yield daemon
 
 

@@ -1,4 +1,7 @@
-"""Group commit: many callers, few commits, each caller its own answer, failures contained."""
+"""Group commit: many callers, few commits, each caller its own answer, failures contained.
+
+Every test runs on the SQLite store and on the MongoDB store over mongomock.
+"""
 
 from __future__ import annotations
 
@@ -11,40 +14,46 @@ import pytest
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
 from statusd.committer import GroupCommitter
-from statusd.storage.base import DUPLICATE, STORED, Outcome, StoreUnavailable
-from statusd.storage.sqlite import SqliteStore
+from statusd.storage.base import DUPLICATE, STORED, Outcome, Store, StoreUnavailable
 from tests.helpers.reports import report
+from tests.helpers.stores import Backend
 
 
-class FlakyStore(SqliteStore):
-    """A real SQLite store whose chosen commits fail, and which holds commits until released."""
+class Faults:
+    """Wraps a real store's commit: chosen commits fail, and a gate holds commits until it is
+    set again."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, store: Store) -> None:
         self.calls: list[int] = []
         self.fail_calls: set[int] = set()
         self.gate = asyncio.Event()
         self.gate.set()
+        inner = store.commit
 
-    async def commit(
-        self,
-        reports: Sequence[pb.DeliveryReport],
-        quarantined: Sequence[pb.QuarantinedItem] = (),
-    ) -> list[Outcome]:
-        self.calls.append(len(reports))
-        number = len(self.calls)
-        await self.gate.wait()
-        if number in self.fail_calls:
-            raise StoreUnavailable("injected failure")
-        return await super().commit(reports, quarantined)
+        async def commit(
+            reports: Sequence[pb.DeliveryReport], quarantined: Sequence[pb.QuarantinedItem] = ()
+        ) -> list[Outcome]:
+            self.calls.append(len(reports))
+            number = len(self.calls)
+            await self.gate.wait()
+            if number in self.fail_calls:
+                raise StoreUnavailable("injected failure")
+            return await inner(reports, quarantined)
+
+        setattr(store, "commit", commit)  # noqa: B010 - an instance attribute, on purpose
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FlakyStore]:
-    made = FlakyStore(tmp_path / "store.sqlite3")
+@pytest.fixture(params=["sqlite", "mongomock"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    made = Backend(request.param, tmp_path).store()
     await made.open()
     yield made
     await made.close()
+
+
+@pytest.fixture
+def faults(store: Store) -> Faults:
+    return Faults(store)
 
 
 def one(message_id: str) -> list[pb.DeliveryReport]:
@@ -52,34 +61,34 @@ def one(message_id: str) -> list[pb.DeliveryReport]:
 
 
 async def test_concurrent_callers_share_commits_and_get_their_own_outcomes(
-    store: FlakyStore,
+    store: Store, faults: Faults
 ) -> None:
     committer = GroupCommitter(store)
     async with committer:
-        store.gate.clear()  # hold the first commit so the others pile up behind it
+        faults.gate.clear()  # hold the first commit so the others pile up behind it
         first = asyncio.create_task(committer.submit(one("first")))
         await asyncio.sleep(0.01)
         others = [asyncio.create_task(committer.submit(one(f"m-{i}"))) for i in range(50)]
         duplicate = asyncio.create_task(committer.submit(one("m-3")))
         await asyncio.sleep(0.01)
-        store.gate.set()
+        faults.gate.set()
         assert await first == [STORED]
         assert [await task for task in others] == [[STORED]] * 50
         assert await duplicate == [DUPLICATE]
-    assert len(store.calls) == 2  # 52 callers, two commits
-    assert store.calls == [1, 51]
+    assert len(faults.calls) == 2  # 52 callers, two commits
+    assert faults.calls == [1, 51]
 
 
-async def test_a_failed_batch_fails_only_its_callers(store: FlakyStore) -> None:
+async def test_a_failed_batch_fails_only_its_callers(store: Store, faults: Faults) -> None:
     committer = GroupCommitter(store)
-    store.fail_calls = {2}
+    faults.fail_calls = {2}
     async with committer:
-        store.gate.clear()
+        faults.gate.clear()
         first = asyncio.create_task(committer.submit(one("a")))
         await asyncio.sleep(0.01)
         doomed = [asyncio.create_task(committer.submit(one(f"b-{i}"))) for i in range(5)]
         await asyncio.sleep(0.01)
-        store.gate.set()
+        faults.gate.set()
         assert await first == [STORED]
         for task in doomed:
             with pytest.raises(StoreUnavailable):
@@ -89,19 +98,19 @@ async def test_a_failed_batch_fails_only_its_callers(store: FlakyStore) -> None:
     assert await store.get(pb.MessageKey(provider="infobip", message_id="b-1")) is None
 
 
-async def test_batches_respect_the_report_limit(store: FlakyStore) -> None:
+async def test_batches_respect_the_report_limit(store: Store, faults: Faults) -> None:
     committer = GroupCommitter(store, max_reports=10)
     async with committer:
-        store.gate.clear()
+        faults.gate.clear()
         tasks = [asyncio.create_task(committer.submit(one(f"m-{i}"))) for i in range(25)]
         await asyncio.sleep(0.01)
-        store.gate.set()
+        faults.gate.set()
         await asyncio.gather(*tasks)
-    assert max(store.calls) <= 10
-    assert sum(store.calls) == 25
+    assert max(faults.calls) <= 10
+    assert sum(faults.calls) == 25
 
 
-async def test_stop_commits_what_is_pending_then_refuses(store: FlakyStore) -> None:
+async def test_stop_commits_what_is_pending_then_refuses(store: Store, faults: Faults) -> None:
     committer = GroupCommitter(store)
     committer.start()
     pending = asyncio.create_task(committer.submit(one("last")))
@@ -112,13 +121,15 @@ async def test_stop_commits_what_is_pending_then_refuses(store: FlakyStore) -> N
         await committer.submit(one("late"))
 
 
-async def test_a_caller_that_goes_away_does_not_undo_the_commit(store: FlakyStore) -> None:
+async def test_a_caller_that_goes_away_does_not_undo_the_commit(
+    store: Store, faults: Faults
+) -> None:
     committer = GroupCommitter(store)
     async with committer:
-        store.gate.clear()
+        faults.gate.clear()
         task = asyncio.create_task(committer.submit(one("gone")))
         await asyncio.sleep(0.01)
         task.cancel()
-        store.gate.set()
+        faults.gate.set()
         await asyncio.sleep(0.05)
     assert await store.get(pb.MessageKey(provider="infobip", message_id="gone")) is not None

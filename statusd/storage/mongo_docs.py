@@ -1,0 +1,254 @@
+"""The MongoDB store's documents, indexes and cursors (see :mod:`statusd.storage.mongo`).
+
+Every value that comes from a provider is stored as a BSON *value*, never as a field name:
+reports and quarantined items are serialized protobuf bytes (BSON Binary) next to a few
+indexed scalar fields, so ``$``-prefixed or dotted keys inside a payload are inert data. No
+query or update here uses an aggregation pipeline, where a string like ``"$x"`` would be read
+as a field path; in plain filters and update operators every string is a literal.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pymongo import ASCENDING
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd import model
+from statusd.storage.base import InvalidPosition, MessageFilter
+
+Document = dict[str, Any]
+
+#: Fields a read needs; ``applied`` (the dedupe digests behind ``report_count``) stays behind.
+MESSAGE_FIELDS: Final = {"applied": 0}
+#: The list order: first-seen time, then the message key. Both are set once, when the message
+#: document is created, and never change, so the order is stable while reports keep arriving.
+LIST_ORDER: Final = [("first_seen", ASCENDING), ("_id", ASCENDING)]
+#: Message fields filled by the first report that carries them (as the SQLite store does).
+FILLED_FIELDS: Final = ("recipient", "client_ref", "parent_message_id")
+_MAX_MICROS: Final = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+
+
+def _partial(field: str) -> dict[str, Any]:
+    return {"partialFilterExpression": {field: {"$gt": ""}}}
+
+
+#: ``(collection, name, keys, options)`` of every index, created idempotently at start-up.
+#: The TTL indexes get ``expireAfterSeconds`` from the retention setting.
+INDEXES: Final[list[tuple[str, str, list[tuple[str, int]], dict[str, Any]]]] = [
+    ("messages", "list_all", LIST_ORDER, {}),
+    ("messages", "list_provider", [("provider", ASCENDING), *LIST_ORDER], {}),
+    (
+        "messages",
+        "list_account",
+        [("provider", ASCENDING), ("account", ASCENDING), *LIST_ORDER],
+        {},
+    ),
+    ("messages", "list_status", [("status", ASCENDING), *LIST_ORDER], {}),
+    ("messages", "list_recipient", [("recipient", ASCENDING), *LIST_ORDER], _partial("recipient")),
+    (
+        "messages",
+        "list_client_ref",
+        [("client_ref", ASCENDING), *LIST_ORDER],
+        _partial("client_ref"),
+    ),
+    (
+        "messages",
+        "list_parent",
+        [
+            ("provider", ASCENDING),
+            ("account", ASCENDING),
+            ("parent_message_id", ASCENDING),
+            *LIST_ORDER,
+        ],
+        _partial("parent_message_id"),
+    ),
+    ("messages", "list_updated", [("updated", ASCENDING), *LIST_ORDER], {}),
+    ("messages", "retention", [("updated_at", ASCENDING)], {"ttl": True}),
+    ("events", "history", [("key", ASCENDING)], {}),
+    ("events", "retention", [("stored_at", ASCENDING)], {"ttl": True}),
+    ("events", "sequence", [("seq", ASCENDING)], {"partialFilterExpression": {"seq": {"$gt": 0}}}),
+    ("quarantine", "retention", [("stored_at", ASCENDING)], {"ttl": True}),
+]
+
+
+def message_id_of(provider: str, account: str, message_id: str) -> str:
+    """The ``_id`` of a message document: its key as a compact JSON array (unambiguous for
+    any characters, and the shard key: ``{_id: "hashed"}``)."""
+    return json.dumps([provider, account, message_id], ensure_ascii=False, separators=(",", ":"))
+
+
+def message_id_of_report(report: pb.DeliveryReport) -> str:
+    return message_id_of(report.provider, report.account, report.message_id)
+
+
+def message_id_of_key(key: pb.MessageKey) -> str:
+    return message_id_of(key.provider, key.account, key.message_id)
+
+
+def event_id_of(report: pb.DeliveryReport) -> str:
+    """The ``_id`` of an event document: message key plus dedupe key. Every event of a message
+    carries the message key in ``key``, so sharding events on ``{key: "hashed"}`` keeps both
+    copies of any ``_id`` on one shard and the ``_id`` index enforces dedupe cluster-wide."""
+    return json.dumps(
+        [report.provider, report.account, report.message_id, report.event_id],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def applied_digest(event_id: str) -> str:
+    """What a message document records per counted report (128 bits of SHA-256)."""
+    return hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def as_datetime(micros: int) -> datetime:
+    """Microseconds since the epoch as a UTC datetime (BSON dates keep milliseconds)."""
+    clamped = min(max(micros, 0), _MAX_MICROS)
+    return datetime.fromtimestamp(clamped // 1_000_000, UTC).replace(
+        microsecond=clamped % 1_000_000
+    )
+
+
+def micros_of(value: datetime) -> int:
+    """A BSON date read back (naive means UTC, as PyMongo returns them) as microseconds."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def event_document(
+    report: pb.DeliveryReport, blob: bytes, now: datetime, seq: int | None
+) -> Document:
+    """One distinct report of the history."""
+    document: Document = {
+        "_id": event_id_of(report),
+        "key": message_id_of_report(report),
+        "event_id": report.event_id,
+        "report": blob,
+        "stored_at": now,
+    }
+    if seq is not None:
+        document["seq"] = seq
+    return document
+
+
+def skeleton(report: pb.DeliveryReport, now_micros: int) -> Document:
+    """A message document before any report is applied to it. Reads skip it (empty
+    ``order_key``) until its first report becomes current."""
+    return {
+        "provider": report.provider,
+        "account": report.account,
+        "message_id": report.message_id,
+        "status": 0,
+        "order_key": "",
+        "first_seen": now_micros,
+        "updated": now_micros,
+        "updated_at": as_datetime(now_micros),
+        "report_count": 0,
+        "terminal_mask": 0,
+        "applied": [],
+        **dict.fromkeys(FILLED_FIELDS, ""),
+    }
+
+
+def message_status(
+    document: Mapping[str, Any], history: Sequence[pb.DeliveryReport] | None = None
+) -> pb.MessageStatus:
+    """A message document (and, for the full view, its history) as the proto."""
+    status = pb.MessageStatus(
+        provider=document["provider"],
+        account=document["account"],
+        message_id=document["message_id"],
+        status=document["status"],
+        latest_report=pb.DeliveryReport.FromString(bytes(document["report"])),
+        report_count=document["report_count"],
+        conflict=model.has_conflict(document["terminal_mask"]),
+        recipient=document["recipient"],
+        client_ref=document["client_ref"],
+        parent_message_id=document["parent_message_id"],
+    )
+    status.first_seen_time.FromMicroseconds(document["first_seen"])
+    status.update_time.FromMicroseconds(document["updated"])
+    if history:
+        status.history.extend(sorted(history, key=model.history_key))
+    return status
+
+
+def projected_status(
+    document: Mapping[str, Any] | None, report: pb.DeliveryReport, stored_micros: int
+) -> pb.MessageStatus:
+    """The state a message reaches with ``report``, from its document as read now.
+
+    A change stream shows an event as soon as it is inserted, a moment before the writer's
+    message update lands (or, if that writer died, before the retry applies it); applying
+    the report here with the pure model gives the state the message reaches either way.
+    """
+    if document is None or not document["order_key"]:
+        base = skeleton(report, stored_micros)
+        base["report"] = report.SerializeToString()
+    else:
+        base = dict(document)
+    if applied_digest(report.event_id) in base["applied"]:
+        return message_status(base)
+    key = model.order_key(report)
+    if key > base["order_key"]:
+        base.update(status=report.status, order_key=key, report=report.SerializeToString())
+    base["report_count"] += 1
+    base["terminal_mask"] |= model.terminal_bit(report.status)
+    base["updated"] = max(base["updated"], stored_micros)
+    for field in FILLED_FIELDS:
+        base[field] = base[field] or getattr(report, field)
+    return message_status(base)
+
+
+def filter_query(query: MessageFilter) -> Document:
+    """The MongoDB filter of a List or Watch query (only messages with a current report)."""
+    found: Document = {"order_key": {"$gt": ""}}
+    if query.provider:
+        found["provider"] = query.provider
+    if query.account is not None:
+        found["account"] = query.account
+    if query.statuses:
+        found["status"] = {"$in": sorted(query.statuses)}
+    for field in ("recipient", "client_ref", "parent_message_id"):
+        value = getattr(query, field)
+        if value:
+            found[field] = value
+    updated: Document = {}
+    if query.update_time_start is not None:
+        updated["$gte"] = query.update_time_start
+    if query.update_time_end is not None:
+        updated["$lt"] = query.update_time_end
+    if updated:
+        found["updated"] = updated
+    return found
+
+
+def encode_cursor(document: Mapping[str, Any]) -> str:
+    """The list cursor after ``document``: its first-seen time and key, opaque to clients."""
+    raw = json.dumps([document["first_seen"], document["_id"]], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def cursor_query(cursor: str) -> Document:
+    """The filter for "after this cursor" in list order."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        first_seen, message = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidPosition(f"not a list cursor of the mongodb store: {cursor[:40]!r}") from exc
+    if not isinstance(first_seen, int) or not isinstance(message, str):
+        raise InvalidPosition(f"not a list cursor of the mongodb store: {cursor[:40]!r}")
+    # The plain lower bound lets the index scan start at the cursor; the $or settles ties.
+    return {
+        "first_seen": {"$gte": first_seen},
+        "$or": [{"first_seen": {"$gt": first_seen}}, {"_id": {"$gt": message}}],
+    }

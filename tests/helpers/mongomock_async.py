@@ -1,0 +1,343 @@
+"""An async adapter over mongomock: the part of ``pymongo.AsyncMongoClient`` the store uses.
+
+mongomock is synchronous and, with current PyMongo, cannot run ``bulk_write`` itself (PyMongo's
+``UpdateOne`` passes a ``sort`` argument mongomock's bulk builder rejects); it has no ``$bit``
+update operator, no ``hello`` command and no change streams. This adapter fills exactly those
+gaps, leaving every query, update operator, unique ``_id`` check and duplicate-key error to
+mongomock itself:
+
+* ``bulk_write`` and ``insert_many`` run one operation at a time through mongomock and collect
+  its duplicate-key errors into a PyMongo ``BulkWriteError`` with the operation's index, as a
+  server does for an unordered batch. Between operations they yield to the event loop, so
+  other store instances' writes interleave with a batch as they would on a real server.
+* ``$bit: {field: {or: n}}`` is applied right after the rest of the update (nothing can run in
+  between: mongomock calls do not yield).
+* An index that exists with other options fails with the server's code (85), and ``collMod``
+  changes a TTL index's ``expireAfterSeconds``.
+* ``hello`` answers as a standalone server, or, with ``replica_set=True``, as a replica-set
+  primary, and then ``watch()`` emulates a change stream of inserts: every insert through the
+  adapter is appended to an in-memory oplog shared by all clients of one :class:`MockServer`;
+  resume tokens are ``{"_data": <hex entry number>}``; :meth:`MockServer.forget_changes`
+  truncates the oplog so a stale token fails as a real one does (code 286).
+
+A :class:`MockServer` can also be taken down (every call then fails as an unreachable server
+does) and can fail a chosen collection method once after a number of operations, to cut a
+commit at a chosen point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import mongomock
+from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    DuplicateKeyError,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
+from pymongo.results import DeleteResult, InsertManyResult, UpdateResult
+
+Document = dict[str, Any]
+
+
+@dataclass
+class _Fault:
+    collection: str
+    method: str
+    after: int  # operations of the call that succeed before it fails
+    skip: int  # matching calls that go through before the failing one
+
+
+class MockServer:
+    """One in-memory MongoDB shared by any number of adapter clients."""
+
+    def __init__(self, *, replica_set: bool = False) -> None:
+        self.backend: Any = mongomock.MongoClient()
+        self.replica_set = replica_set
+        self.down = False
+        self.oplog: list[tuple[str, Document]] = []
+        self.oplog_floor = 0  # entries before this were "rolled off"
+        self.changed = asyncio.Condition()
+        self.faults: list[_Fault] = []
+        self.calls: Counter[tuple[str, str]] = Counter()
+
+    def client(self) -> AsyncMongoClient[dict[str, Any]]:
+        """A new client, typed as the real one: the store cannot tell them apart."""
+        return cast(AsyncMongoClient[dict[str, Any]], MockClient(self))
+
+    def fail_once(self, collection: str, method: str, *, after: int = 0, skip: int = 0) -> None:
+        """A ``method`` call on ``collection`` (the next one, or the one after ``skip`` more)
+        fails as a lost connection does, after ``after`` of its operations went through."""
+        self.faults.append(_Fault(collection, method, after, skip))
+
+    def forget_changes(self) -> None:
+        """Simulates an oplog that rolled over: every earlier resume token is lost."""
+        self.oplog_floor = len(self.oplog)
+
+    def check(self, collection: str = "", method: str = "") -> _Fault | None:
+        """Counts a call; raises when the server is down; returns a fault due now."""
+        if self.down:
+            raise ServerSelectionTimeoutError("mock server is down, Timeout: 0.1s")
+        self.calls[(collection, method)] += 1
+        for fault in self.faults:
+            if (fault.collection, fault.method) == (collection, method):
+                if fault.skip:
+                    fault.skip -= 1
+                    return None
+                self.faults.remove(fault)
+                return fault
+        return None
+
+    async def record(self, namespace: str, document: Document) -> None:
+        self.oplog.append((namespace, copy.deepcopy(document)))
+        async with self.changed:
+            self.changed.notify_all()
+
+
+def _lost(fault: _Fault | None, done: int) -> None:
+    if fault is not None and done >= fault.after:
+        raise AutoReconnect(f"connection lost during {fault.method} (injected)")
+
+
+class MockClient:
+    def __init__(self, server: MockServer) -> None:
+        self.server = server
+        self.admin = MockDatabase(server, "admin")
+
+    def get_database(self, name: str, **_options: Any) -> MockDatabase:
+        return MockDatabase(self.server, name)
+
+    async def drop_database(self, name: str) -> None:
+        self.server.backend.drop_database(name)
+
+    async def close(self) -> None:
+        return None
+
+
+class MockDatabase:
+    def __init__(self, server: MockServer, name: str) -> None:
+        self.server = server
+        self.name = name
+        self.backend = server.backend.get_database(name)
+
+    def get_collection(self, name: str) -> MockCollection:
+        return MockCollection(self, name)
+
+    async def command(self, command: str | Mapping[str, Any]) -> Document:
+        self.server.check()
+        name = command if isinstance(command, str) else next(iter(command))
+        if name == "ping":
+            return {"ok": 1.0}
+        if name == "hello":
+            answer: Document = {"isWritablePrimary": True, "maxWireVersion": 25, "ok": 1.0}
+            if self.server.replica_set:
+                answer["setName"] = "rs0"
+            return answer
+        if name == "collMod" and isinstance(command, Mapping):  # a TTL change, as the store sends
+            collection = self.backend.get_collection(command["collMod"])
+            index = command["index"]
+            keys = collection.index_information()[index["name"]]["key"]
+            collection.drop_index(index["name"])
+            collection.create_index(
+                keys, name=index["name"], expireAfterSeconds=index["expireAfterSeconds"]
+            )
+            return {"ok": 1.0}
+        raise OperationFailure(f"command {name!r} is not emulated", code=59)
+
+
+class MockCollection:
+    def __init__(self, database: MockDatabase, name: str) -> None:
+        self.server = database.server
+        self.name = name
+        self.namespace = f"{database.name}.{name}"
+        self.backend = database.backend.get_collection(name)
+
+    async def create_index(self, keys: Sequence[tuple[str, int]], **options: Any) -> str:
+        self.server.check(self.name, "create_index")
+        try:
+            return str(self.backend.create_index(list(keys), **options))
+        except OperationFailure as exc:
+            if "already exists with different options" not in str(exc):
+                raise
+            raise OperationFailure(str(exc), code=85) from exc  # IndexOptionsConflict
+
+    async def insert_many(self, documents: Sequence[Document], ordered: bool = True) -> Any:
+        fault = self.server.check(self.name, "insert_many")
+        errors, inserted = [], []
+        for index, document in enumerate(documents):
+            _lost(fault, index)
+            try:
+                inserted.append(self.backend.insert_one(copy.deepcopy(document)).inserted_id)
+            except DuplicateKeyError as exc:
+                errors.append({"index": index, "code": 11000, "errmsg": str(exc)})
+                if ordered:
+                    break
+            else:
+                await self.server.record(self.namespace, document)
+            await asyncio.sleep(0)
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "nInserted": len(inserted)})
+        return InsertManyResult(inserted, acknowledged=True)
+
+    async def bulk_write(self, operations: Sequence[UpdateOne], ordered: bool = True) -> Any:
+        fault = self.server.check(self.name, "bulk_write")
+        errors = []
+        for index, operation in enumerate(operations):
+            _lost(fault, index)
+            assert isinstance(operation, UpdateOne), "the store only sends UpdateOne"
+            try:
+                selector, update = cast(Document, operation._filter), cast(Document, operation._doc)
+                self._update_one(selector, update, bool(operation._upsert))
+            except DuplicateKeyError as exc:
+                errors.append({"index": index, "code": 11000, "errmsg": str(exc)})
+                if ordered:
+                    break
+            await asyncio.sleep(0)
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": []})
+        return None
+
+    def _update_one(self, selector: Document, update: Document, upsert: bool) -> Any:
+        bits = update.get("$bit", {})
+        rest = {operator: value for operator, value in update.items() if operator != "$bit"}
+        result = self.backend.update_one(selector, rest, upsert=upsert)
+        if bits and (result.matched_count or result.upserted_id is not None):
+            target = result.upserted_id if result.upserted_id is not None else selector["_id"]
+            stored = self.backend.find_one({"_id": target}) or {}
+            values = {}
+            for field, operation in bits.items():
+                assert set(operation) == {"or"}, "only $bit or is emulated"
+                values[field] = int(stored.get(field, 0)) | int(operation["or"])
+            self.backend.update_one({"_id": target}, {"$set": values})
+        return result
+
+    async def update_one(self, selector: Document, update: Document, upsert: bool = False) -> Any:
+        self.server.check(self.name, "update_one")
+        result = self._update_one(selector, update, upsert)
+        return UpdateResult(result.raw_result, acknowledged=True)
+
+    async def find_one(self, selector: Document | None = None, *args: Any) -> Document | None:
+        self.server.check(self.name, "find_one")
+        found: Document | None = self.backend.find_one(selector or {}, *args)
+        return found
+
+    async def find_one_and_update(
+        self, selector: Document, update: Document, **options: Any
+    ) -> Any:
+        self.server.check(self.name, "find_one_and_update")
+        return self.backend.find_one_and_update(selector, update, **options)
+
+    async def count_documents(self, selector: Document) -> int:
+        self.server.check(self.name, "count_documents")
+        return int(self.backend.count_documents(selector))
+
+    def find(self, selector: Document | None = None, projection: Any = None) -> MockCursor:
+        return MockCursor(self, self.backend.find(selector or {}, projection))
+
+    async def delete_many(self, selector: Document) -> DeleteResult:
+        self.server.check(self.name, "delete_many")
+        result = self.backend.delete_many(selector)
+        return DeleteResult(result.raw_result, acknowledged=True)
+
+    async def watch(
+        self,
+        pipeline: Sequence[Document] | None = None,
+        resume_after: Mapping[str, Any] | None = None,
+        max_await_time_ms: int | None = None,
+        batch_size: int | None = None,
+    ) -> MockChangeStream:
+        self.server.check(self.name, "watch")
+        if not self.server.replica_set:
+            raise OperationFailure(
+                "The $changeStream stage is only supported on replica sets", code=40573
+            )
+        assert pipeline == [{"$match": {"operationType": "insert"}}], "only inserts are emulated"
+        start = len(self.server.oplog)
+        if resume_after is not None:
+            start = int(str(resume_after["_data"]), 16)
+            if start < self.server.oplog_floor:
+                raise OperationFailure("the resume point may no longer be in the oplog", code=286)
+            if start > len(self.server.oplog):
+                raise OperationFailure("cannot resume stream; token not found", code=280)
+        return MockChangeStream(self, start, (max_await_time_ms or 1000) / 1000)
+
+
+class MockCursor:
+    def __init__(self, collection: MockCollection, cursor: Any) -> None:
+        self.collection = collection
+        self.cursor = cursor
+
+    def sort(self, key: Any, direction: int | None = None) -> MockCursor:
+        self.cursor = self.cursor.sort(key, direction) if direction else self.cursor.sort(key)
+        return self
+
+    def limit(self, count: int) -> MockCursor:
+        self.cursor = self.cursor.limit(count)
+        return self
+
+    async def to_list(self, length: int | None = None) -> list[Document]:
+        _lost(self.collection.server.check(self.collection.name, "find"), 0)
+        found = list(self.cursor)
+        return found if length is None else found[:length]
+
+
+def _token(number: int) -> Document:
+    return {"_data": f"{number:016X}"}
+
+
+class MockChangeStream:
+    """Inserts into one collection after an oplog entry number (see the module docstring)."""
+
+    def __init__(self, collection: MockCollection, start: int, max_await: float) -> None:
+        self.collection = collection
+        self.server = collection.server
+        self.next = start
+        self.max_await = max_await
+        self.resume_token: Document | None = _token(start)
+
+    async def try_next(self) -> Document | None:
+        self.server.check(self.collection.name, "watch")
+        if self._pending() is None:
+            async with self.server.changed:
+                try:
+                    await asyncio.wait_for(
+                        self.server.changed.wait_for(lambda: self._pending() is not None),
+                        self.max_await,
+                    )
+                except TimeoutError:
+                    return None
+        number = self._pending()
+        if number is None:
+            return None
+        self.next = number + 1
+        self.resume_token = _token(self.next)
+        _, document = self.server.oplog[number]
+        return {
+            "_id": _token(self.next),
+            "operationType": "insert",
+            "fullDocument": copy.deepcopy(document),
+            "documentKey": {"_id": document["_id"]},
+        }
+
+    def _pending(self) -> int | None:
+        for number in range(self.next, len(self.server.oplog)):
+            if self.server.oplog[number][0] == self.collection.namespace:
+                return number
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> MockChangeStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,256 @@
+"""What only the MongoDB store has: round trips per batch, interrupted commits, change streams,
+indexes, write concern, outages. Over mongomock through the async adapter, as a standalone
+server and as a replica set with the adapter's emulated change stream (the contract every
+store shares is in test_contract.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from pymongo import ReadPreference, WriteConcern
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd import model
+from statusd.committer import GroupCommitter
+from statusd.storage import mongo_docs
+from statusd.storage.base import (
+    DUPLICATE,
+    STALE,
+    STORED,
+    InvalidPosition,
+    MessageFilter,
+    StoreUnavailable,
+)
+from statusd.storage.mongo import MongoStore, mongo_client
+from tests.helpers.mongomock_async import MockServer
+from tests.helpers.reports import random_reports, report
+from tests.helpers.stores import assert_in_the_fold
+
+DELIVERED = pb.DELIVERY_STATUS_DELIVERED
+
+
+@pytest.fixture(params=["standalone", "replset"])
+def server(request: pytest.FixtureRequest) -> MockServer:
+    return MockServer(replica_set=request.param == "replset")
+
+
+@pytest.fixture
+async def replset() -> MockServer:
+    return MockServer(replica_set=True)
+
+
+@pytest.fixture
+async def stores() -> AsyncIterator[Callable[..., Any]]:
+    """Opens MongoStores over a server (closed after the test)."""
+    opened: list[MongoStore] = []
+
+    async def make(server: MockServer, **options: Any) -> MongoStore:
+        made = MongoStore(server.client(), **options)
+        await made.open()
+        opened.append(made)
+        return made
+
+    yield make
+    for made in opened:
+        await made.close()
+
+
+async def test_a_batch_takes_the_same_few_requests_whatever_its_size(
+    server: MockServer, stores: Callable[..., Any]
+) -> None:
+    store = await stores(server)
+    counts = []
+    for size, seed in ((3, 1), (300, 2)):
+        server.calls.clear()
+        reports = random_reports(seed, size, messages=size // 3)
+        await store.commit(reports + reports[:2])  # two duplicates inside the batch
+        counts.append(dict(server.calls))
+    assert counts[0] == counts[1]
+    expected = {("events", "insert_many"): 1, ("messages", "bulk_write"): 2}
+    if not server.replica_set:
+        expected[("meta", "find_one_and_update")] = 1  # reserves the batch's change numbers
+    assert counts[0] == expected
+    server.calls.clear()
+    again = random_reports(2, 300, messages=100)
+    assert set(await store.commit(again)) == {DUPLICATE}
+    assert server.calls[("events", "find")] == 1  # one read of the stored duplicates
+
+
+CUTS = [
+    ("events", "insert_many", 0, 0),
+    ("events", "insert_many", 0, 4),
+    ("messages", "bulk_write", 0, 0),  # the skeleton upserts
+    ("messages", "bulk_write", 0, 2),
+    ("events", "find", 0, 0),  # reading the stored duplicates
+    ("messages", "bulk_write", 1, 0),  # applying the reports
+    ("messages", "bulk_write", 1, 1),
+    ("messages", "bulk_write", 1, 7),
+    ("messages", "bulk_write", 1, 20),
+    ("quarantine", "insert_many", 0, 0),
+]
+
+
+@pytest.mark.parametrize("cut", CUTS)
+async def test_an_interrupted_commit_is_healed_by_its_retry_on_another_replica(
+    server: MockServer, stores: Callable[..., Any], cut: tuple[str, str, int, int]
+) -> None:
+    """Whatever request of a commit fails, and however much of it went through, the retry
+    (here by another replica) ends in the fold with exact counts and a complete history."""
+    collection, method, skip, after = cut
+    first, second = await stores(server), await stores(server)
+    earlier = random_reports(1, 12)
+    await first.commit(earlier)
+    batch = random_reports(2, 16) + earlier[:5]
+    quarantined = [pb.QuarantinedItem(provider="infobip", reason="no status", raw="{}")]
+    server.fail_once(collection, method, skip=skip, after=after)
+    with pytest.raises(StoreUnavailable):
+        await first.commit(batch, quarantined)
+    outcomes = await second.commit(batch, quarantined)
+    new = len({report.event_id for report in batch} - {report.event_id for report in earlier})
+    assert outcomes.count(STORED) + outcomes.count(STALE) <= new
+    assert len(outcomes) == len(batch)
+    await assert_in_the_fold(second, earlier + batch)
+    await assert_in_the_fold(first, earlier + batch)
+    changes = await second.changes(MessageFilter(), after=None, limit=100)
+    assert sorted(change.report.event_id for change in changes) == sorted(
+        {report.event_id for report in earlier + batch}
+    )
+
+
+async def test_a_failed_bulk_write_fails_only_its_batch(
+    server: MockServer, stores: Callable[..., Any]
+) -> None:
+    store = await stores(server)
+    committer = GroupCommitter(store)
+    async with committer:
+        alone = asyncio.create_task(committer.submit([model.with_event_id(report("alone"))]))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the first batch is now in flight
+        server.fail_once("messages", "bulk_write", skip=2)  # the second batch's apply step
+        doomed = [
+            asyncio.create_task(committer.submit([model.with_event_id(report(f"d-{i}"))]))
+            for i in range(5)
+        ]
+        assert await alone == [STORED]
+        for task in doomed:
+            with pytest.raises(StoreUnavailable):
+                await task
+        retried = [model.with_event_id(report(f"d-{i}")) for i in range(5)]
+        assert await committer.submit(retried) == [DUPLICATE] * 5  # the events were in
+    assert committer.commits == 2
+    for index in range(5):
+        found = await store.get(pb.MessageKey(provider="infobip", message_id=f"d-{index}"))
+        assert found is not None
+        assert found.report_count == 1
+
+
+async def test_a_change_stream_wakes_a_replica_when_another_one_commits(
+    replset: MockServer, stores: Callable[..., Any]
+) -> None:
+    watcher, writer = await stores(replset), await stores(replset)
+    position = await watcher.last_position()
+    waiting = asyncio.create_task(watcher.wait_for_changes(position, 60))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    await writer.commit([model.with_event_id(report("elsewhere"))])
+    await asyncio.wait_for(waiting, 10)  # woken by the other replica, long before 60 s
+    found = await watcher.changes(MessageFilter(), after=position, limit=10)
+    assert [change.report.message_id for change in found] == ["elsewhere"]
+
+
+async def test_a_position_the_oplog_no_longer_holds_is_refused(
+    replset: MockServer, stores: Callable[..., Any]
+) -> None:
+    store = await stores(replset)
+    position = await store.last_position()
+    await store.commit([model.with_event_id(report())])
+    replset.forget_changes()
+    with pytest.raises(InvalidPosition, match="no longer in the oplog"):
+        await store.changes(MessageFilter(), after=position, limit=10)
+    await asyncio.wait_for(store.wait_for_changes(position, 60), 10)  # returns, does not hang
+    newest = await store.last_position()
+    assert await store.changes(MessageFilter(), after=newest, limit=10) == []
+
+
+async def test_watch_shows_a_report_whose_message_update_has_not_landed(
+    replset: MockServer, stores: Callable[..., Any]
+) -> None:
+    writer, watcher = await stores(replset), await stores(replset)
+    start = await watcher.last_position()
+    sent, delivered = (
+        model.with_event_id(report(status=pb.DELIVERY_STATUS_SENT, event_offset=1)),
+        model.with_event_id(report(status=DELIVERED, event_offset=2)),
+    )
+    await writer.commit([sent])
+    replset.fail_once("messages", "bulk_write", skip=1)  # the writer dies before applying
+    with pytest.raises(StoreUnavailable):
+        await writer.commit([delivered])
+    behind = await watcher.get(pb.MessageKey(provider="infobip", message_id="m-1"))
+    assert behind is not None
+    assert behind.status == pb.DELIVERY_STATUS_SENT
+    changes = await watcher.changes(MessageFilter(), after=start, limit=10)
+    assert [change.message_status.status for change in changes] == [
+        pb.DELIVERY_STATUS_SENT,
+        DELIVERED,
+    ]
+    assert changes[-1].message_status.report_count == 2
+
+
+async def test_indexes_cover_every_list_filter_and_follow_the_retention(
+    server: MockServer, stores: Callable[..., Any]
+) -> None:
+    await stores(server, retention_days=90)
+    await stores(server, retention_days=90)  # idempotent
+    await stores(server, retention_days=30)  # a changed retention adjusts the TTL indexes
+    database = server.backend.get_database("dlrhub")
+    for collection in ("messages", "events", "quarantine"):
+        indexes = database.get_collection(collection).index_information()
+        wanted = {name for target, name, _, _ in mongo_docs.INDEXES if target == collection}
+        assert wanted <= set(indexes)
+        assert indexes["retention"]["expireAfterSeconds"] == 30 * 86_400
+    messages = database.get_collection("messages").index_information()
+    filtered = {key for index in messages.values() for key, _ in index["key"]}
+    assert {"provider", "account", "status", "recipient", "client_ref"} <= filtered
+    assert {"parent_message_id", "updated", "first_seen"} <= filtered
+
+
+def test_writes_are_majority_journaled_and_reads_go_to_the_primary() -> None:
+    store = MongoStore(mongo_client("mongodb://127.0.0.1:1/"), database="any")
+    assert store.db.write_concern == WriteConcern(w="majority", j=True)
+    assert store.db.read_concern.level == "majority"
+    assert store.db.read_preference == ReadPreference.PRIMARY
+
+
+async def test_an_unreachable_server_makes_the_store_unavailable(
+    server: MockServer, stores: Callable[..., Any]
+) -> None:
+    server.down = True
+    store = MongoStore(server.client())
+    with pytest.raises(StoreUnavailable, match="mongodb open failed: ServerSelectionTimeout"):
+        await store.open()
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await store.commit([model.with_event_id(report())])
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await store.ping()
+    server.down = False
+    opened = await stores(server)
+    server.down = True
+    with pytest.raises(StoreUnavailable, match="commit failed"):
+        await opened.commit([model.with_event_id(report())])
+    with pytest.raises(StoreUnavailable):
+        await opened.ping()
+    server.down = False
+    assert await opened.commit([model.with_event_id(report())]) == [STORED]
+
+
+async def test_quarantine_ids_from_elsewhere_are_ignored(
+    server: MockServer, stores: Callable[..., Any]
+) -> None:
+    store = await stores(server)
+    await store.commit([], [pb.QuarantinedItem(provider="plivo", reason="bad", raw="x")])
+    assert await store.release(["nope", "42"]) == 0
+    kept = await store.quarantined(after="not-an-id", limit=5)
+    assert [item.reason for item in kept] == ["bad"]
