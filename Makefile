@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test fuzz proto proto-check lint fmt chart-check clean
+.PHONY: help venv run test fuzz bench proto proto-check lint fmt chart-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -56,6 +56,13 @@ FUZZ_HTTP_EXAMPLES ?= 10000
 fuzz: $(STAMP)  ## long fuzz run: 100,000 hostile inputs per provider, 10,000 over HTTP
 	DLRHUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) DLRHUB_FUZZ_HTTP_EXAMPLES=$(FUZZ_HTTP_EXAMPLES) \
 		$(BIN)/python -m pytest tests/fuzz -p no:cacheprovider -q --hypothesis-show-statistics
+
+BENCH_ARGS ?=
+bench: $(STAMP)  ## load test on loopback vs a bare-Sanic ceiling; table + bench/results/*.json
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get install -y -qq wrk >/dev/null; } || \
+		{ echo "make bench needs wrk: apt-get install wrk (as root)" >&2; exit 1; }
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 test: $(STAMP) proto-check lint  ## set up and run every test (stub drift, lint, types, pytest)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from typing import Any
+
+from sanic import Sanic
 
 from common import logs
 from common.settings import ConfigError
@@ -11,6 +15,23 @@ from gateway.app import create_app
 from gateway.settings import GatewayConfig
 
 log = logging.getLogger("gateway")
+
+
+def _defer_early_signals(app: Sanic[Any, Any]) -> None:
+    """A SIGTERM or SIGINT that arrives before Sanic installs its own handlers (the server may
+    already answer by then) still means a graceful stop, not sudden death."""
+    received: list[int] = []
+
+    def remember(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, remember)
+
+    @app.after_server_start
+    async def _stop_if_asked(app: Sanic[Any, Any]) -> None:
+        if received:
+            app.stop(terminate=False)
 
 
 def main() -> None:
@@ -25,6 +46,7 @@ def main() -> None:
     log.info("configuration", extra={"settings": settings.redacted()})
     config.describe()
     app = create_app(config)
+    _defer_early_signals(app)
     log.info(
         "gateway listening",
         extra={

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from sanic import Request, Sanic
 from sanic import exceptions as sanic_errors
 from sanic.response import HTTPResponse, json
@@ -38,7 +39,7 @@ _SANIC_ERRORS: dict[type[Exception], type[errors.WebhookError]] = {
 def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> Sanic[Any, Any]:
     """The gateway app; ``forwarder`` defaults to a channel to the configured statusd."""
     settings = config.settings
-    app: Sanic[Any, Any] = Sanic(APP_NAME, configure_logging=False)
+    app: Sanic[Any, Any] = Sanic(APP_NAME, configure_logging=False, dumps=orjson.dumps)
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.REQUEST_TIMEOUT = settings.request_timeout_seconds
     app.config.RESPONSE_TIMEOUT = (

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import time
-import uuid
+from collections import Counter
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,7 +28,7 @@ from gateway.providers.base import build_request
 from gateway.settings import GatewayConfig
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_RESULT_LABELS = {
+_RESULT_LABELS: dict[int, str] = {
     ingest_pb.INGEST_OUTCOME_STORED: "stored",
     ingest_pb.INGEST_OUTCOME_DUPLICATE: "duplicate",
     ingest_pb.INGEST_OUTCOME_STALE: "stale",
@@ -102,18 +103,21 @@ async def webhook(request: Request, provider: str, account: str = "") -> HTTPRes
 async def _forward(
     forwarder: Forwarder, endpoint: Provider, inbound: InboundRequest, parsed: Parsed
 ) -> HTTPResponse:
-    answer = await forwarder.ingest(
-        parsed.reports, parsed.quarantined, request_id=inbound.request_id
-    )
+    answer = await forwarder.ingest(parsed.reports, parsed.quarantined)
     now = time.time()
+    lags = metrics.DLR_LATENCY.labels(endpoint.name)
+    results: Counter[tuple[int, int]] = Counter()
     for report, outcome in zip(parsed.reports, answer.outcomes, strict=False):
-        status = status_label(report.status)
-        metrics.REPORTS.labels(endpoint.name, status, _RESULT_LABELS.get(outcome, "other")).inc()
-        if report.HasField("event_time") and outcome == ingest_pb.INGEST_OUTCOME_STORED:
-            lag = now - report.event_time.ToMicroseconds() / 1e6
-            metrics.DLR_LATENCY.labels(endpoint.name).observe(max(lag, 0.0))
-    for _ in parsed.quarantined:
-        metrics.REPORTS.labels(endpoint.name, "unspecified", "quarantined").inc()
+        results[report.status, outcome] += 1
+        if outcome == ingest_pb.INGEST_OUTCOME_STORED and report.HasField("event_time"):
+            lags.observe(max(now - report.event_time.seconds, 0.0))
+    for (status, result_code), count in results.items():
+        result = _RESULT_LABELS.get(result_code, "other")
+        metrics.REPORTS.labels(endpoint.name, status_label(status), result).inc(count)
+    if parsed.quarantined:
+        metrics.REPORTS.labels(endpoint.name, "unspecified", "quarantined").inc(
+            len(parsed.quarantined)
+        )
     return json(
         {
             "stored": answer.stored,
@@ -145,7 +149,8 @@ async def _receive_body(request: Request, limit: int, timeout: float) -> None:
         return b"".join(chunks)
 
     try:
-        request.body = await asyncio.wait_for(read(), timeout)
+        async with asyncio.timeout(timeout):
+            request.body = await read()
     except (TimeoutError, errors.PayloadTooLarge) as exc:
         # Answer, then drop the connection rather than wait for the rest of the body.
         stream.keep_alive = False
@@ -198,7 +203,7 @@ async def metrics_endpoint(request: Request) -> HTTPResponse:
 
 def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(12)
 
 
 def _not_found_reason(config: GatewayConfig, provider: str, account: str) -> str:

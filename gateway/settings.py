@@ -60,6 +60,12 @@ class GatewaySettings(BaseConfig):
     shutdown_grace_seconds: float = Field(
         10.0, gt=0, description="How long requests in flight may finish after SIGTERM."
     )
+    coalesce_max_reports: int = Field(
+        2000, ge=1, le=100_000, description="Most reports one IngestReports call carries."
+    )
+    coalesce_max_calls: int = Field(
+        2, ge=1, le=64, description="IngestReports calls out at once; webhooks gather meanwhile."
+    )
     max_items_per_request: int = Field(
         1000, ge=1, le=100_000, description="Most reports one webhook request may carry (413)."
     )

@@ -5,11 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from common import logs
 from common.settings import ConfigError, load
 from statusd.server import serve
 from statusd.settings import StatusdSettings
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop's event loop where it is installed (faster I/O for grpc.aio), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def main() -> None:
@@ -22,7 +34,7 @@ def main() -> None:
     )
     logging.getLogger("statusd").info("configuration", extra={"settings": settings.redacted()})
     try:
-        asyncio.run(serve(settings))
+        _run(serve(settings))
     except ConfigError as exc:
         sys.exit(f"dlrhub-statusd: bad configuration: {exc}")
     except OSError as exc:

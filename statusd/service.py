@@ -10,6 +10,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -102,13 +103,11 @@ def checked_report(report: pb.DeliveryReport, index: int, now_micros: int) -> pb
         )
     if report.sequence < 0:
         raise errors.InvalidArgument(f"{where}.sequence: must not be negative")
-    if not report.event_id or not report.HasField("received_time"):
-        filled = pb.DeliveryReport()
-        filled.CopyFrom(report)
-        if not filled.HasField("received_time"):
-            filled.received_time.FromMicroseconds(now_micros)
-        filled.event_id = model.dedupe_key(filled)
-        return filled
+    # The request is ours to change: fill in what the store needs without copying.
+    if not report.HasField("received_time"):
+        report.received_time.FromMicroseconds(now_micros)
+    if not report.event_id:
+        report.event_id = model.dedupe_key(report)
     return report
 
 
@@ -145,21 +144,25 @@ class IngestService(ingest_grpc.IngestServiceServicer):
             if not item.HasField("received_time"):
                 item.received_time.FromMicroseconds(now)
         outcomes = await self.committer.submit(reports, quarantined)
-        response = ingest_pb.IngestReportsResponse(quarantined=len(quarantined), outcomes=outcomes)
-        for report, outcome in zip(reports, outcomes, strict=True):
-            if outcome == ingest_pb.INGEST_OUTCOME_STORED:
-                response.stored += 1
-            elif outcome == ingest_pb.INGEST_OUTCOME_DUPLICATE:
-                response.duplicates += 1
-            else:
-                response.stale += 1
+        counts = Counter(outcomes)
+        response = ingest_pb.IngestReportsResponse(
+            stored=counts[ingest_pb.INGEST_OUTCOME_STORED],
+            duplicates=counts[ingest_pb.INGEST_OUTCOME_DUPLICATE],
+            stale=counts[ingest_pb.INGEST_OUTCOME_STALE],
+            quarantined=len(quarantined),
+            outcomes=outcomes,
+        )
+        # One metric update per distinct label set, not one per report.
+        labelled = Counter(
+            (report.provider, report.status, outcome)
+            for report, outcome in zip(reports, outcomes, strict=True)
+        )
+        for (provider, status, outcome), count in labelled.items():
             metrics.REPORTS.labels(
-                report.provider,
-                status_label(report.status),
-                metrics.outcome_label(outcome),
-            ).inc()
-        for item in quarantined:
-            metrics.QUARANTINED.labels(item.provider).inc()
+                provider, status_label(status), metrics.outcome_label(outcome)
+            ).inc(count)
+        for provider, count in Counter(item.provider for item in quarantined).items():
+            metrics.QUARANTINED.labels(provider).inc(count)
         return response
 
     @rpc("ListQuarantinedItems")

@@ -1,0 +1,126 @@
+"""Coalescing: concurrent webhooks share one IngestReports call to statusd.
+
+A webhook's reports are :meth:`Coalescer.submit`-ted and its handler waits. When fewer than
+``max_in_flight`` calls are out, everything pending leaves at once in one call; while calls
+are out, new submissions gather and leave together when one returns. So a lone webhook waits
+for nobody, and under load each gRPC round trip (and each statusd group commit behind it)
+carries many webhooks. Every handler still answers only after statusd confirmed the commit
+of its own reports, and gets exactly its own outcomes.
+
+A batch that statusd refuses as invalid is split and sent again one webhook at a time, so
+one bad request cannot fail its neighbours; any other failure fails the batch's webhooks,
+which answer 503 and are retried by their providers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from gateway.errors import Malformed
+
+Send = Callable[
+    [list[pb.DeliveryReport], list[pb.QuarantinedItem]],
+    Awaitable[ingest_pb.IngestReportsResponse],
+]
+
+
+@dataclass
+class _Waiting:
+    reports: Sequence[pb.DeliveryReport]
+    quarantined: Sequence[pb.QuarantinedItem]
+    future: asyncio.Future[ingest_pb.IngestReportsResponse] = field(repr=False)
+
+
+def answer_for(
+    outcomes: Sequence[ingest_pb.IngestOutcome.ValueType], quarantined: int
+) -> ingest_pb.IngestReportsResponse:
+    """One webhook's answer from its slice of a batch's outcomes."""
+    response = ingest_pb.IngestReportsResponse(quarantined=quarantined, outcomes=outcomes)
+    for outcome in outcomes:
+        if outcome == ingest_pb.INGEST_OUTCOME_STORED:
+            response.stored += 1
+        elif outcome == ingest_pb.INGEST_OUTCOME_DUPLICATE:
+            response.duplicates += 1
+        else:
+            response.stale += 1
+    return response
+
+
+class Coalescer:
+    """Gathers concurrent submissions into shared calls (see the module docstring)."""
+
+    def __init__(self, send: Send, *, max_reports: int = 2000, max_in_flight: int = 2) -> None:
+        self._send = send
+        self.max_reports = max(1, max_reports)
+        self.max_in_flight = max(1, max_in_flight)
+        self.calls = 0  # calls made, for tests and benchmarks
+        self._waiting: deque[_Waiting] = deque()
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(
+        self, reports: Sequence[pb.DeliveryReport], quarantined: Sequence[pb.QuarantinedItem] = ()
+    ) -> ingest_pb.IngestReportsResponse:
+        """Waits until statusd committed these reports; returns their own answer."""
+        future: asyncio.Future[ingest_pb.IngestReportsResponse] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.append(_Waiting(reports, quarantined, future))
+        self._dispatch()
+        return await asyncio.shield(future)
+
+    def _dispatch(self) -> None:
+        while self._waiting and self._in_flight < self.max_in_flight:
+            batch = [self._waiting.popleft()]
+            size = len(batch[0].reports)
+            while self._waiting and size + len(self._waiting[0].reports) <= self.max_reports:
+                size += len(self._waiting[0].reports)
+                batch.append(self._waiting.popleft())
+            self._in_flight += 1
+            task = asyncio.create_task(self._call(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _call(self, batch: list[_Waiting]) -> None:
+        try:
+            await self._deliver(batch)
+        finally:
+            self._in_flight -= 1
+            self._dispatch()
+
+    async def _deliver(self, batch: list[_Waiting]) -> None:
+        reports = [report for waiting in batch for report in waiting.reports]
+        quarantined = [item for waiting in batch for item in waiting.quarantined]
+        self.calls += 1
+        try:
+            response = await self._send(reports, quarantined)
+        except Malformed as exc:
+            if len(batch) == 1:
+                _fail(batch[0], exc)
+                return
+            for waiting in batch:  # find the one that statusd refuses; the others go through
+                await self._deliver([waiting])
+            return
+        except Exception as exc:
+            for waiting in batch:
+                _fail(waiting, exc)
+            return
+        start = 0
+        for waiting in batch:
+            end = start + len(waiting.reports)
+            if not waiting.future.done():
+                waiting.future.set_result(
+                    answer_for(response.outcomes[start:end], len(waiting.quarantined))
+                )
+            start = end
+
+
+def _fail(waiting: _Waiting, error: BaseException) -> None:
+    if not waiting.future.done():
+        waiting.future.set_exception(error)
+        waiting.future.exception()  # retrieved: a handler that left logs nothing

@@ -1,0 +1,126 @@
+"""Coalescing: concurrent webhooks share calls, each gets exactly its own answer, and one bad
+request cannot fail its neighbours."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from gateway.coalescer import Coalescer
+from gateway.errors import Malformed, UpstreamUnavailable
+
+STORED = ingest_pb.INGEST_OUTCOME_STORED
+DUPLICATE = ingest_pb.INGEST_OUTCOME_DUPLICATE
+
+
+class FakeStatusd:
+    """Answers like statusd: a report id seen before is a duplicate; ids starting with "bad"
+    make the whole call INVALID_ARGUMENT; ``down`` makes calls UNAVAILABLE. Calls wait for
+    ``gate`` so that others can gather meanwhile."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.seen: set[str] = set()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.down = False
+
+    async def __call__(
+        self, reports: list[pb.DeliveryReport], quarantined: list[pb.QuarantinedItem]
+    ) -> ingest_pb.IngestReportsResponse:
+        self.calls.append(len(reports))
+        await self.gate.wait()
+        if self.down:
+            raise UpstreamUnavailable("statusd did not confirm the commit (UNAVAILABLE)")
+        if any(report.message_id.startswith("bad") for report in reports):
+            raise Malformed("report rejected by statusd")
+        outcomes = []
+        for report in reports:
+            outcomes.append(DUPLICATE if report.message_id in self.seen else STORED)
+            self.seen.add(report.message_id)
+        return ingest_pb.IngestReportsResponse(outcomes=outcomes, quarantined=len(quarantined))
+
+
+def reports(*ids: str) -> list[pb.DeliveryReport]:
+    return [pb.DeliveryReport(provider="infobip", message_id=i) for i in ids]
+
+
+async def test_a_lone_webhook_goes_at_once() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd)
+    answer = await coalescer.submit(reports("a", "b"), [pb.QuarantinedItem(reason="x")])
+    assert (answer.stored, answer.duplicates, answer.quarantined) == (2, 0, 1)
+    assert statusd.calls == [2]
+
+
+async def test_concurrent_webhooks_share_calls_and_get_their_own_outcomes() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd, max_in_flight=1)
+    statusd.gate.clear()
+    first = asyncio.create_task(coalescer.submit(reports("first")))
+    await asyncio.sleep(0)
+    others = [asyncio.create_task(coalescer.submit(reports(f"m-{i}", "shared"))) for i in range(20)]
+    await asyncio.sleep(0)
+    statusd.gate.set()
+    assert (await first).stored == 1
+    answers = [await task for task in others]
+    assert statusd.calls == [1, 40]  # 21 webhooks, two calls
+    assert answers[0].stored == 2  # the first to carry "shared" stored it
+    assert all((answer.stored, answer.duplicates) == (1, 1) for answer in answers[1:])
+    assert all(len(answer.outcomes) == 2 for answer in answers)
+
+
+async def test_batches_respect_the_report_limit() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd, max_reports=5, max_in_flight=1)
+    statusd.gate.clear()
+    tasks = [asyncio.create_task(coalescer.submit(reports(f"m-{i}", f"n-{i}"))) for i in range(6)]
+    await asyncio.sleep(0)
+    statusd.gate.set()
+    await asyncio.gather(*tasks)
+    assert max(statusd.calls) <= 5
+    assert sum(statusd.calls) == 12
+
+
+async def test_an_invalid_webhook_fails_alone() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd, max_in_flight=1)
+    statusd.gate.clear()
+    blocker = asyncio.create_task(coalescer.submit(reports("blocker")))
+    await asyncio.sleep(0)
+    good = [asyncio.create_task(coalescer.submit(reports(f"good-{i}"))) for i in range(3)]
+    bad = asyncio.create_task(coalescer.submit(reports("bad-1")))
+    await asyncio.sleep(0)
+    statusd.gate.set()
+    await blocker
+    assert [(await task).stored for task in good] == [1, 1, 1]
+    with pytest.raises(Malformed):
+        await bad
+
+
+async def test_an_unavailable_statusd_fails_the_whole_batch() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd, max_in_flight=1)
+    statusd.down = True
+    tasks = [asyncio.create_task(coalescer.submit(reports(f"m-{i}"))) for i in range(4)]
+    for task in tasks:
+        with pytest.raises(UpstreamUnavailable):
+            await task
+    statusd.down = False
+    assert (await coalescer.submit(reports("m-0"))).stored == 1  # the retry goes through
+
+
+async def test_a_webhook_that_goes_away_does_not_disturb_the_others() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd, max_in_flight=1)
+    statusd.gate.clear()
+    leaving = asyncio.create_task(coalescer.submit(reports("leaving")))
+    staying = asyncio.create_task(coalescer.submit(reports("staying")))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    statusd.gate.set()
+    assert (await staying).stored == 1
+    assert "leaving" in statusd.seen  # its reports were committed all the same
