@@ -29,12 +29,14 @@ from gateway.providers.base import (
     Provider,
     ProviderSettings,
     SampleRequest,
-    e164,
-    iso_time,
     json_body,
     json_object,
     quarantine,
     raw_json,
+)
+from gateway.providers.fields import (
+    e164,
+    iso_time,
     set_time,
     text,
 )

@@ -33,13 +33,15 @@ from gateway.providers.base import (
     Provider,
     ProviderSettings,
     SampleRequest,
+    json_object,
+    quarantine,
+    raw_json,
+)
+from gateway.providers.fields import (
     decimal_text,
     e164,
     iso_time,
-    json_object,
     network_code,
-    quarantine,
-    raw_json,
     set_time,
     text,
     whole_number,

@@ -24,19 +24,21 @@ from gateway.errors import Malformed
 from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
-    ErrorCodes,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
     ProviderSettings,
     SampleRequest,
-    apply_error_code,
-    decimal_text,
-    e164,
     json_item,
     quarantine,
     raw_json,
+)
+from gateway.providers.fields import (
+    ErrorCodes,
+    apply_error_code,
+    decimal_text,
+    e164,
     set_time,
     text,
     whole_number,

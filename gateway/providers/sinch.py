@@ -30,21 +30,23 @@ from gateway.errors import Malformed, Unauthenticated
 from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
-    ErrorCodes,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
     ProviderSettings,
     SampleRequest,
-    apply_error_code,
-    e164,
-    iso_time,
     json_body,
     json_object,
     only_report,
     quarantine,
     raw_json,
+)
+from gateway.providers.fields import (
+    ErrorCodes,
+    apply_error_code,
+    e164,
+    iso_time,
     set_time,
     text,
     whole_number,

@@ -27,18 +27,20 @@ from gateway.errors import Malformed
 from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
-    ErrorCodes,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
     ProviderSettings,
     SampleRequest,
-    apply_error_code,
-    e164,
     json_object,
     quarantine,
     raw_json,
+)
+from gateway.providers.fields import (
+    ErrorCodes,
+    apply_error_code,
+    e164,
     text,
 )
 

@@ -33,21 +33,23 @@ from gateway.errors import Malformed
 from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
-    ErrorCodes,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
     ProviderSettings,
     SampleRequest,
+    json_body,
+    json_object,
+    quarantine,
+    raw_json,
+)
+from gateway.providers.fields import (
+    ErrorCodes,
     apply_error_code,
     decimal_text,
     e164,
-    json_body,
-    json_object,
     network_code,
-    quarantine,
-    raw_json,
     set_time,
     text,
 )

@@ -1,0 +1,163 @@
+"""Field normalizers shared by the provider modules: each turns one raw field into its
+canonical form, or raises :class:`~gateway.providers.base.InvalidItem` with a reason (the item
+then goes to quarantine, never silently dropped)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.providers.base import MAX_MESSAGE_ID_LENGTH, InvalidItem
+
+_DIGITS = re.compile(r"\d{5,15}")
+
+
+def message_id(value: object, field_name: str) -> str:
+    """A provider message id: a non-empty string of at most MAX_MESSAGE_ID_LENGTH characters."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidItem(f"{field_name} is missing or not a string")
+    if len(value) > MAX_MESSAGE_ID_LENGTH:
+        raise InvalidItem(f"{field_name} is longer than {MAX_MESSAGE_ID_LENGTH} characters")
+    return value.strip()
+
+
+def e164(value: object) -> str:
+    """A phone number in E.164 with "+" (``447700900123`` → ``+447700900123``); other
+    values (alphanumeric sender ids) are kept as they are; empty when absent."""
+    if value is None or value == "":
+        return ""
+    text = str(value).strip().replace(" ", "")
+    if text.startswith("00") and _DIGITS.fullmatch(text[2:]):
+        return "+" + text[2:]
+    if _DIGITS.fullmatch(text.removeprefix("+")):
+        return "+" + text.removeprefix("+")
+    return text[:64]
+
+
+def decimal_text(value: object, field_name: str) -> str:
+    """A money amount as a decimal string ("0.0035"), never a float; empty when absent."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool):
+        raise InvalidItem(f"{field_name} is not a number")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidItem(f"{field_name} is not a number") from None
+    if not amount.is_finite() or abs(amount) >= Decimal(10) ** 12:
+        raise InvalidItem(f"{field_name} is out of range")
+    return format(amount, "f")
+
+
+def whole_number(value: object, field_name: str, *, default: int = 0) -> int:
+    """A non-negative integer from an int or digit string; ``default`` when absent."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise InvalidItem(f"{field_name} is not a whole number")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise InvalidItem(f"{field_name} is not a whole number")
+    if not 0 <= number < 2**31:
+        raise InvalidItem(f"{field_name} is out of range")
+    return number
+
+
+def text(value: object, field_name: str, *, limit: int = 4000) -> str:
+    """A bounded string field; numbers are turned into text; empty when absent."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if not isinstance(value, str):
+        raise InvalidItem(f"{field_name} is not a string")
+    if len(value) > limit:
+        raise InvalidItem(f"{field_name} is longer than {limit} characters")
+    return value
+
+
+#: A provider's error codes: code → (description, permanent or None when the provider does
+#: not say, the canonical status a failure with this code gets or None to keep the mapped one).
+ErrorCodes = Mapping[str, tuple[str, bool | None, "pb.DeliveryStatus.ValueType | None"]]
+#: The mapped statuses an error code may refine: failures, never progress or delivery.
+FAILURES = frozenset({pb.DELIVERY_STATUS_UNDELIVERED, pb.DELIVERY_STATUS_FAILED})
+
+
+def apply_error_code(
+    report: pb.DeliveryReport,
+    code: str,
+    table: ErrorCodes,
+    refinable: frozenset[pb.DeliveryStatus.ValueType] = FAILURES,
+) -> None:
+    """Sets ``report.error`` from ``code`` and its table entry, and refines a failure's status
+    (``report.status`` must be set) when the entry names a better one."""
+    description, permanent, refined = table.get(code, ("", None, None))
+    report.error.code = code
+    report.error.description = description
+    if permanent is not None:
+        report.error.permanent = permanent
+    if refined is not None and report.status in refinable:
+        report.status = refined
+
+
+def network_code(value: object, field_name: str) -> tuple[str, str]:
+    """MCC and MNC from an MCCMNC of 5 or 6 digits (``23410`` → 234, 10); empty when absent."""
+    network = text(value, field_name, limit=8).strip()
+    if not network:
+        return "", ""
+    if not network.isdigit() or len(network) not in (5, 6):
+        raise InvalidItem(f"{field_name} is not 5 or 6 digits")
+    return network[:3], network[3:]
+
+
+def iso_time(value: object, field_name: str) -> datetime | None:
+    """An RFC 3339 / ISO 8601 date-time with an offset (``Z`` or ``+00:00``); None when absent."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidItem(f"{field_name} is not a date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidItem(f"{field_name} is not a date-time: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        raise InvalidItem(f"{field_name} has no UTC offset")
+    return parsed
+
+
+def epoch_millis(value: object, field_name: str) -> datetime | None:
+    """Milliseconds since the epoch (a number or digit string) as a UTC date-time."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidItem(f"{field_name} is not a number of milliseconds")
+    try:
+        millis = float(value)
+    except ValueError:
+        raise InvalidItem(f"{field_name} is not a number of milliseconds") from None
+    if not 0 <= millis < 1e14:
+        raise InvalidItem(f"{field_name} is out of range")
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def set_time(target: Any, value: datetime | None) -> None:
+    """Sets a Timestamp field from an aware datetime (leaves it unset for None)."""
+    if value is not None:
+        seconds, micros = divmod((value - _EPOCH) // _MICROSECOND, 1_000_000)
+        target.seconds = seconds
+        target.nanos = micros * 1000
