@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from cli import devenv
+from common.net import http_ok, port_open
 from common.settings import ConfigError, load
 from gateway.providers import PROVIDERS
 from gateway.settings import GatewaySettings
@@ -31,14 +30,6 @@ class RunError(Exception):
     """The development stack could not start."""
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def _wait(check: str, ready: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -48,14 +39,6 @@ def _wait(check: str, ready: Callable[[], bool], process: subprocess.Popen[bytes
             return
         time.sleep(0.1)
     raise RunError(f"{check} did not become ready within {STARTUP_TIMEOUT_SECONDS:.0f} s")
-
-
-def _gateway_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - loopback URL
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def run() -> int:
@@ -71,7 +54,7 @@ def run() -> int:
         ("statusd", statusd_settings.statusd_host, statusd_settings.statusd_port),
         ("gateway", gateway_settings.gateway_host, gateway_settings.gateway_port),
     ):
-        if _port_open(host, port):
+        if port_open(port, host):
             raise RunError(
                 f"{host}:{port} is already in use; stop what listens there or set "
                 f"DLRHUB_{'STATUSD' if name == 'statusd' else 'GATEWAY'}_PORT"
@@ -90,12 +73,12 @@ def run() -> int:
     try:
         _wait(
             "statusd",
-            lambda: _port_open(statusd_settings.statusd_host, statusd_settings.statusd_port),
+            lambda: port_open(statusd_settings.statusd_port, statusd_settings.statusd_host),
             statusd,
         )
         gateway = subprocess.Popen([str(bin_dir / "dlrhub-gateway")])  # noqa: S603
         base = f"http://{gateway_settings.gateway_host}:{gateway_settings.gateway_port}"
-        _wait("gateway", lambda: _gateway_ready(base + "/healthz"), gateway)
+        _wait("gateway", lambda: http_ok(base + "/healthz"), gateway)
         print(_banner(base, statusd_settings, gateway_settings, using_dev), flush=True)
         while not stopping and statusd.poll() is None and gateway.poll() is None:
             time.sleep(0.2)

@@ -121,8 +121,10 @@ def network_code(value: object, field_name: str) -> tuple[str, str]:
     return network[:3], network[3:]
 
 
-def iso_time(value: object, field_name: str) -> datetime | None:
-    """An RFC 3339 / ISO 8601 date-time with an offset (``Z`` or ``+00:00``); None when absent."""
+def iso_time(value: object, field_name: str, *, naive_is_utc: bool = False) -> datetime | None:
+    """An ISO 8601 date-time (``2019-11-09T16:00:00.000+0000``, ``...Z``, ``...+00:00``,
+    ``2024-05-01 10:00:00.123456``); None when absent. Without an offset it is refused, unless
+    the provider documents its times as UTC (``naive_is_utc``)."""
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > 40:
@@ -132,7 +134,9 @@ def iso_time(value: object, field_name: str) -> datetime | None:
     except ValueError:
         raise InvalidItem(f"{field_name} is not a date-time: {value[:40]!r}") from None
     if parsed.tzinfo is None:
-        raise InvalidItem(f"{field_name} has no UTC offset")
+        if not naive_is_utc:
+            raise InvalidItem(f"{field_name} has no UTC offset")
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 

@@ -36,6 +36,7 @@ from gateway.providers.base import (
 from gateway.providers.fields import (
     decimal_text,
     e164,
+    iso_time,
     message_id,
     network_code,
     set_time,
@@ -239,8 +240,8 @@ def normalize(item: Any) -> pb.DeliveryReport:
     elif price is not None:
         raise InvalidItem("price is not an object")
     report.mcc, report.mnc = network_code(item.get("mccMnc"), "mccMnc")
-    set_time(report.sent_time, parse_time(item.get("sentAt"), "sentAt"))
-    set_time(report.event_time, parse_time(item.get("doneAt"), "doneAt"))
+    set_time(report.sent_time, iso_time(item.get("sentAt"), "sentAt"))
+    set_time(report.event_time, iso_time(item.get("doneAt"), "doneAt"))
     return report
 
 
@@ -277,21 +278,6 @@ def _set_error(report: pb.DeliveryReport, error: Any) -> None:
     permanent = error.get("permanent")
     if isinstance(permanent, bool):
         report.error.permanent = permanent
-
-
-def parse_time(value: Any, field_name: str) -> datetime | None:
-    """Infobip's ``2019-11-09T16:00:00.000+0000`` (offset without a colon, not always UTC)."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 40:
-        raise InvalidItem(f"{field_name} is not a date-time string")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidItem(f"{field_name} is not a date-time: {value[:40]!r}") from None
-    if parsed.tzinfo is None:
-        raise InvalidItem(f"{field_name} has no UTC offset")
-    return parsed
 
 
 def sign(body: bytes, secret: str) -> str:

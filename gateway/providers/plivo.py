@@ -39,6 +39,7 @@ from gateway.providers.fields import (
     apply_error_code,
     decimal_text,
     e164,
+    iso_time,
     set_time,
     text,
     whole_number,
@@ -227,10 +228,10 @@ def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     code = text(params.get("ErrorCode"), "ErrorCode", limit=16).strip()
     if code not in NO_ERROR:
         apply_error_code(report, code, ERROR_CODES)
-    set_time(report.sent_time, parse_time(params.get("SentTime"), "SentTime"))
+    set_time(report.sent_time, iso_time(params.get("SentTime"), "SentTime", naive_is_utc=True))
     time_field = EVENT_TIME_FIELDS.get(raw_status.lower())
     if time_field:
-        set_time(report.event_time, parse_time(params.get(time_field), time_field))
+        set_time(report.event_time, iso_time(params.get(time_field), time_field, naive_is_utc=True))
     return report
 
 
@@ -242,19 +243,6 @@ def _part_info(value: Any) -> tuple[int, int]:
         if 0 < index <= count < 256:
             return index, count
     return 0, 0
-
-
-def parse_time(value: Any, field_name: str) -> datetime | None:
-    """Plivo's ``2024-05-01 10:00:00.123456`` (no zone in the value: UTC)."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 40:
-        raise InvalidItem(f"{field_name} is not a date-time string")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidItem(f"{field_name} is not a date-time: {value[:40]!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _signatures(request: InboundRequest, headers: tuple[str, ...]) -> list[str]:

@@ -1,0 +1,32 @@
+"""Small loopback helpers for the local tools (``dlrhub run``, tests, ``make bench``)."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on ``host`` right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    """True when ``url`` answers 200 within half a second."""
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - our own URL
+            return bool(response.status == 200)
+    except OSError:
+        return False
