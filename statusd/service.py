@@ -32,6 +32,8 @@ from statusd.watch import ChangeHub
 
 log = logging.getLogger(__name__)
 
+#: Every status a report may carry (all but UNSPECIFIED).
+VALID_STATUSES = frozenset(pb.DeliveryStatus.values()) - {pb.DELIVERY_STATUS_UNSPECIFIED}
 MAX_ID_LENGTH = 1024
 MAX_NAME_LENGTH = 64
 #: The most keys one BatchGetMessageStatuses call may name.
@@ -95,9 +97,7 @@ def checked_report(report: pb.DeliveryReport, index: int, now_micros: int) -> pb
         raise errors.InvalidArgument(f"{where}.message_id: 1 to {MAX_ID_LENGTH} characters")
     if len(report.event_id) > MAX_ID_LENGTH:
         raise errors.InvalidArgument(f"{where}.event_id: at most {MAX_ID_LENGTH} characters")
-    if report.status not in pb.DeliveryStatus.values() or (
-        report.status == pb.DELIVERY_STATUS_UNSPECIFIED
-    ):
+    if report.status not in VALID_STATUSES:
         raise errors.InvalidArgument(
             f"{where}.status: must be a DeliveryStatus other than UNSPECIFIED"
         )

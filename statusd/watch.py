@@ -188,7 +188,13 @@ class ChangeHub:
                 return
 
     async def _read_locked(self) -> bool:
-        """One batch from the hub's position, fanned out; True when more may follow."""
+        """One batch from the hub's position, fanned out; True when more may follow. With
+        no live stream nothing is read: the hub only moves its position to the store's "now",
+        so an idle hub costs one cheap query per wake-up, not a decode of every report."""
+        if not self._live:
+            self.position = await self.store.last_position() or self.position
+            self.reads += 1
+            return False
         changes = await self.store.changes(EVERYTHING, after=self.position, limit=self.batch)
         self.reads += 1
         if changes:
