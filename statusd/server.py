@@ -75,7 +75,7 @@ class Statusd:
             [key.get_secret_value().encode() for key in settings.token_signing_keys]
         )
         self.server = grpc.aio.server(
-            interceptors=[self.auth],
+            interceptors=[self.auth] if self.auth.protected else [],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

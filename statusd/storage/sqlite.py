@@ -1,8 +1,10 @@
 """The embedded store: one SQLite file, WAL mode, ``synchronous=FULL``.
 
 One writer thread owns the write connection, so a batch is one ``BEGIN IMMEDIATE`` transaction
-and the commit's fsync is the promise behind the gateway's 2xx. Readers use their own
-connections on a small thread pool and never wait for the writer (WAL).
+and the commit's fsync is the promise behind the gateway's 2xx. Readers never wait for the
+writer (WAL): point reads (Get, BatchGet) run on the event loop's own connection, since an
+indexed lookup costs less than a hop to a thread; scans (List, changes) run on a small thread
+pool. A point read that finds the file busy falls back to the pool rather than block the loop.
 
 Tables: ``messages`` (one row per message: the current report and counters; its rowid is the
 first-seen order that List pages through), ``events`` (every distinct report; its rowid is
@@ -40,6 +42,10 @@ from statusd.storage.sqlite_sql import (
 )
 
 _T = TypeVar("_T")
+#: How long a read on the event loop's thread waits for a busy file before the pool takes over.
+LOOP_BUSY_TIMEOUT_MS = 20
+#: Larger BatchGets read on the pool, so that one request cannot hold the event loop up.
+LOOP_BATCH_KEYS = 100
 
 
 class SqliteStore(Store):
@@ -53,6 +59,7 @@ class SqliteStore(Store):
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader_pool = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
+        self._loop_connection: sqlite3.Connection | None = None
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
 
@@ -100,6 +107,18 @@ class SqliteStore(Store):
 
     async def _read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         return await self._run(self._reader_pool, lambda: work(self._connection()))
+
+    async def _read_here(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """A short read on the event loop's thread; on a busy file, on the pool instead."""
+        if self._loop_connection is None:
+            self._loop_connection = self._connect()
+            self._loop_connection.execute(f"PRAGMA busy_timeout = {LOOP_BUSY_TIMEOUT_MS}")
+        try:
+            return work(self._loop_connection)
+        except sqlite3.OperationalError:
+            return await self._read(work)  # locked or busy: let a pool thread wait for it
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -167,7 +186,7 @@ class SqliteStore(Store):
             ).fetchone()
             return None if row is None else message_status(connection, row, full=full)
 
-        return await self._read(get)
+        return await self._read_here(get)
 
     async def batch_get(
         self, keys: Sequence[pb.MessageKey], *, full: bool = False
@@ -184,7 +203,9 @@ class SqliteStore(Store):
                     found.append(message_status(connection, row, full=full))
             return found
 
-        return await self._read(batch_get)
+        # A small batch is a few lookups; a large one could hold the loop up: use the pool.
+        small = len(keys) <= LOOP_BATCH_KEYS
+        return await (self._read_here(batch_get) if small else self._read(batch_get))
 
     async def list_messages(
         self, query: MessageFilter, *, after: str | None, limit: int, full: bool = False

@@ -1,0 +1,48 @@
+"""What only the SQLite store does: point reads on the event loop's own connection, with the
+thread pool taking over when the file is busy."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd import model
+from statusd.storage.sqlite import SqliteStore
+from tests.helpers.reports import report
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    made = SqliteStore(tmp_path / "store.sqlite3")
+    await made.open()
+    await made.commit([model.with_event_id(report(message_id="m-1"))])
+    yield made
+    await made.close()
+
+
+class BusyConnection:
+    """Answers every statement with SQLITE_BUSY, as a file in the middle of recovery would."""
+
+    def execute(self, *args: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+
+KEY = pb.MessageKey(provider="infobip", message_id="m-1")
+
+
+async def test_point_reads_use_the_loop_connection(store: SqliteStore) -> None:
+    assert (await store.get(KEY)) is not None
+    assert store._loop_connection is not None
+
+
+async def test_a_busy_file_moves_the_read_to_the_pool(store: SqliteStore) -> None:
+    store._loop_connection = BusyConnection()  # type: ignore[assignment]
+    found = await store.get(KEY)
+    assert found is not None
+    assert found.status == pb.DELIVERY_STATUS_DELIVERED
+    assert [status.message_id for status in await store.batch_get([KEY])] == ["m-1"]
