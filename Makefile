@@ -59,9 +59,10 @@ fuzz: $(STAMP)  ## long fuzz run: 100,000 hostile inputs per provider, 10,000 ov
 
 BENCH_ARGS ?=
 bench: $(STAMP)  ## load test on loopback vs a bare-Sanic ceiling; table + bench/results/*.json
-	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
-		apt-get install -y -qq wrk >/dev/null; } || \
-		{ echo "make bench needs wrk: apt-get install wrk (as root)" >&2; exit 1; }
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+		{ command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get install -y -qq wrk nghttp2-client >/dev/null; } || \
+		{ echo "make bench needs wrk and h2load: apt-get install wrk nghttp2-client" >&2; exit 1; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 test: $(STAMP) proto-check lint  ## set up and run every test (stub drift, lint, types, pytest)
