@@ -72,7 +72,8 @@ class Coalescer:
         )
         self._waiting.append(_Waiting(reports, quarantined, future))
         self._dispatch()
-        return await asyncio.shield(future)
+        # A handler that goes away only cancels its own future; the shared call goes on.
+        return await future
 
     def _dispatch(self) -> None:
         while self._waiting and self._in_flight < self.max_in_flight:

@@ -132,11 +132,23 @@ async def _forward(
 
 async def _receive_body(request: Request, limit: int, timeout: float) -> None:
     """Reads the body into ``request.body``: at most ``limit`` bytes (413), within ``timeout``
-    seconds (408). Streamed routes get neither check from Sanic, so both live here."""
+    seconds (408). Streamed routes get neither check from Sanic, so both live here. The
+    deadline is one timer handle that cancels the handler (cheaper than asyncio.timeout on
+    the hot path)."""
     declared = request.headers.get("content-length", "")
     stream: Any = request.stream  # Sanic's Http; untyped
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    expired = False
 
-    async def read() -> bytes:
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        if task is not None:
+            task.cancel()
+
+    deadline = loop.call_later(timeout, expire)
+    try:
         if declared.isdigit() and int(declared) > limit:
             raise errors.PayloadTooLarge(f"body is larger than {limit} bytes")
         chunks: list[bytes] = []
@@ -146,18 +158,20 @@ async def _receive_body(request: Request, limit: int, timeout: float) -> None:
             if size > limit:
                 raise errors.PayloadTooLarge(f"body is larger than {limit} bytes")
             chunks.append(chunk)
-        return b"".join(chunks)
-
-    try:
-        async with asyncio.timeout(timeout):
-            request.body = await read()
-    except (TimeoutError, errors.PayloadTooLarge) as exc:
+        request.body = b"".join(chunks)
+    except (asyncio.CancelledError, errors.PayloadTooLarge) as exc:
+        if isinstance(exc, asyncio.CancelledError) and not expired:
+            raise  # cancelled for another reason (the client left, shutdown)
         # Answer, then drop the connection rather than wait for the rest of the body.
         stream.keep_alive = False
-        asyncio.get_running_loop().call_later(0.2, request.transport.close)
+        loop.call_later(0.2, request.transport.close)
         if isinstance(exc, errors.PayloadTooLarge):
             raise
+        if task is not None:
+            task.uncancel()
         raise errors.RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
+    finally:
+        deadline.cancel()
 
 
 def inbound_request(request: Request, public_base: str, request_id: str) -> InboundRequest:

@@ -80,8 +80,8 @@ class GroupCommitter:
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Call(reports, quarantined, future))
         self._wakeup.set()
-        # The batch commits even if this caller goes away; shield keeps its result intact.
-        return await asyncio.shield(future)
+        # A caller that goes away only cancels its own future; the batch commits all the same.
+        return await future
 
     def _take_batch(self) -> list[_Call]:
         batch: list[_Call] = []
