@@ -149,16 +149,7 @@ async def _receive_body(request: Request, limit: int, timeout: float) -> None:
 
     deadline = loop.call_later(timeout, expire)
     try:
-        if declared.isdigit() and int(declared) > limit:
-            raise errors.PayloadTooLarge(f"body is larger than {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        while (chunk := await stream.read()) is not None:
-            size += len(chunk)
-            if size > limit:
-                raise errors.PayloadTooLarge(f"body is larger than {limit} bytes")
-            chunks.append(chunk)
-        request.body = b"".join(chunks)
+        request.body = await _read_limited(stream, declared, limit)
     except (asyncio.CancelledError, errors.PayloadTooLarge) as exc:
         if isinstance(exc, asyncio.CancelledError) and not expired:
             raise  # cancelled for another reason (the client left, shutdown)
@@ -172,6 +163,20 @@ async def _receive_body(request: Request, limit: int, timeout: float) -> None:
         raise errors.RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
     finally:
         deadline.cancel()
+
+
+async def _read_limited(stream: Any, declared: str, limit: int) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes, declared or received."""
+    if declared.isdigit() and int(declared) > limit:
+        raise errors.PayloadTooLarge(f"body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while (chunk := await stream.read()) is not None:
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def inbound_request(request: Request, public_base: str, request_id: str) -> InboundRequest:

@@ -188,8 +188,8 @@ def test_a_signature_must_pass_even_when_basic_would() -> None:
 def test_a_recipient_report_is_normalized() -> None:
     request = json_request((PAYLOADS / "recipient_failed.json").read_bytes())
     report = first_report(endpoint(webhook_secret="s").parse(request))
-    assert report.message_id == "01FC66621XXXXX119Z8PMV1QPQ:+44231235674"
-    assert (report.batch_id, report.recipient) == ("01FC66621XXXXX119Z8PMV1QPQ", "+44231235674")
+    assert report.message_id == "01FC66621Q7YKR119Z8PMV1QPQ:+44231235674"
+    assert (report.batch_id, report.recipient) == ("01FC66621Q7YKR119Z8PMV1QPQ", "+44231235674")
     assert (status_label(report.status), report.provider_status) == ("failed", "Failed")
     assert (report.error.code, report.error.description) == ("402", "Message unroutable")
     assert (report.sender, report.client_ref, report.segments) == ("Acme", "order-7", 2)
