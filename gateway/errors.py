@@ -30,7 +30,7 @@ class Malformed(WebhookError):
 class Unauthenticated(WebhookError):
     """Missing or wrong credentials or signature. ``label`` says which, for metrics:
     ``missing`` (no credentials in the request), ``invalid`` (present but wrong),
-    ``stale`` (outside the time window) or ``replayed`` (a nonce seen before)."""
+    ``stale`` (outside the time window) or ``replayed`` (a nonce accepted on another request)."""
 
     kind = "unauthorized"
 

@@ -4,6 +4,8 @@ and whether its signed nonce was already accepted. See ratelimit.py and replay.p
 
 from __future__ import annotations
 
+import hmac
+
 from sanic import Request
 
 from gateway.errors import HeadersTooLarge, RateLimited, Unauthenticated
@@ -51,10 +53,17 @@ class Guard:
     def failed_authentication(self, client: str) -> None:
         self.auth_failures.check(client)
 
-    def check_replay(self, key: str) -> None:
-        if key and self.nonces.ttl and self.nonces.seen(key):
-            raise Unauthenticated("this signed nonce was already accepted", label="replayed")
+    def check_replay(self, key: str, digest: bytes) -> None:
+        """Raises Unauthenticated when the nonce ``key`` was accepted on another request; the
+        very request that was accepted may come again (a provider's retry, see replay.py)."""
+        if not (key and self.nonces.ttl):
+            return
+        accepted = self.nonces.seen(key)
+        if accepted is not None and not hmac.compare_digest(accepted, digest):
+            raise Unauthenticated(
+                "this signed nonce was already accepted on another request", label="replayed"
+            )
 
-    def accepted(self, key: str) -> None:
+    def accepted(self, key: str, digest: bytes) -> None:
         if key and self.nonces.ttl and self.nonces.max_size:
-            self.nonces.remember(key)
+            self.nonces.remember(key, digest)

@@ -25,6 +25,7 @@ from gateway.forwarder import Forwarder
 from gateway.guard import Guard
 from gateway.providers import PROVIDERS, InboundRequest, Parsed, Provider
 from gateway.providers.base import build_request
+from gateway.replay import request_digest
 from gateway.settings import GatewayConfig
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -81,13 +82,14 @@ async def webhook(request: Request, provider: str, account: str = "") -> HTTPRes
         )
         inbound = inbound_request(request, config.settings.public_base, request_id)
         parsed = endpoint.handle(inbound)
-        guard.check_replay(parsed.replay_key)
+        digest = request_digest(inbound) if parsed.replay_key else b""
+        guard.check_replay(parsed.replay_key, digest)
         if len(parsed.reports) + len(parsed.quarantined) > config.settings.max_items_per_request:
             raise errors.PayloadTooLarge(
                 f"more than {config.settings.max_items_per_request} reports in one request"
             )
         response = await _forward(request.app.ctx.forwarder, endpoint, inbound, parsed)
-        guard.accepted(parsed.replay_key)
+        guard.accepted(parsed.replay_key, digest)
         return response
     except errors.WebhookError as exc:
         outcome = exc.kind

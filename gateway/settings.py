@@ -92,7 +92,7 @@ class GatewaySettings(BaseConfig):
         60.0, ge=0, description="Failed-authentication requests per minute per IP (0: no limit)."
     )
     nonce_ttl_seconds: float = Field(
-        86_400.0, ge=0, description="How long an accepted nonce is refused as a replay."
+        86_400.0, ge=0, description="How long an accepted nonce is refused on any other request."
     )
     nonce_cache_size: int = Field(
         100_000, ge=0, description="Most nonces remembered per gateway process."

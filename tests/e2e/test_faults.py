@@ -153,6 +153,8 @@ def test_nothing_is_lost_under_faults(stack: Stack, tmp_path: Path) -> None:
     )
     assert all(delivery.acked for delivery in deliveries), "every report is eventually acknowledged"
     assert answers[500] == 0
+    # Every request is genuine: no 4xx, not even for a resend whose 200 was lost on the way.
+    assert not [code for code in answers if 400 <= code < 500], answers
     assert sum(count for code, count in answers.items() if code >= 503) > 0, "the faults were felt"
     assert lost == 0
 

@@ -13,9 +13,11 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
+from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.providers import signing
-from gateway.providers.plivo import sign_v3
+from gateway.providers.plivo import sign_v2, sign_v3
 from tests.gateway.conftest import ENV, PUBLIC_URL, Stack
 from tests.helpers.servers import running_gateway, running_statusd, statusd_settings
 
@@ -175,20 +177,56 @@ def plivo(form: dict[str, str], nonce: str) -> dict[str, Any]:
     }
 
 
-async def test_plivo_nonce_replay_is_refused_after_acceptance(make_stack: StackFactory) -> None:
+def plivo_v2(form: dict[str, str], nonce: str) -> dict[str, Any]:
+    """A V2-signed callback: the signature covers the URL and the nonce, not the parameters."""
+    return {
+        "content": urlencode(form),
+        "headers": {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Plivo-Signature-V2": sign_v2(PUBLIC_URL + "/webhooks/plivo", nonce, "plivo-token"),
+            "X-Plivo-Signature-V2-Nonce": nonce,
+        },
+    }
+
+
+async def test_plivo_nonce_on_another_request_is_refused_after_acceptance(
+    make_stack: StackFactory,
+) -> None:
     async with make_stack() as stack:
         form = {"MessageUUID": "p-1", "Status": "delivered", "ErrorCode": ""}
-        request = plivo(form, "nonce-1")
-        assert (await stack.http.post("/webhooks/plivo", **request)).status_code == 200
-        replayed = await stack.http.post("/webhooks/plivo", **request)
+        accepted = await stack.http.post("/webhooks/plivo", **plivo_v2(form, "nonce-1"))
+        assert accepted.json()["stored"] == 1
+        # The captured V2 signature still verifies with other parameters: the nonce refuses it.
+        forged = {"MessageUUID": "p-1", "Status": "failed", "ErrorCode": "200"}
+        replayed = await stack.http.post("/webhooks/plivo", **plivo_v2(forged, "nonce-1"))
         assert replayed.status_code == 401
-        assert "already accepted" in replayed.json()["reason"]
+        assert "already accepted on another request" in replayed.json()["reason"]
         text = (await stack.http.get("/metrics")).text
         assert 'dlrhub_signature_failures_total{provider="plivo",reason="replayed"}' in text
-        fresh = plivo(
-            form, "nonce-2"
-        )  # a genuine resend has a new nonce: a duplicate, not an error
+        status = await stack.statusd.store.get(pb.MessageKey(provider="plivo", message_id="p-1"))
+        assert status is not None
+        assert status.report_count == 1
+        assert status.status == pb.DELIVERY_STATUS_DELIVERED
+        fresh = plivo(form, "nonce-2")  # a genuine resend with a new nonce: a duplicate
         assert (await stack.http.post("/webhooks/plivo", **fresh)).json()["duplicates"] == 1
+
+
+async def test_the_accepted_request_itself_may_come_again(make_stack: StackFactory) -> None:
+    """A provider whose 200 was lost resends the same signed request: a duplicate, not 401."""
+    replays = REGISTRY.get_sample_value(
+        "dlrhub_signature_failures_total", {"provider": "plivo", "reason": "replayed"}
+    )
+    async with make_stack() as stack:
+        request = plivo({"MessageUUID": "p-3", "Status": "sent", "ErrorCode": ""}, "nonce-3")
+        assert (await stack.http.post("/webhooks/plivo", **request)).json()["stored"] == 1
+        for _ in range(3):
+            again = await stack.http.post("/webhooks/plivo", **request)
+            assert again.status_code == 200
+            assert again.json()["duplicates"] == 1
+    after = REGISTRY.get_sample_value(
+        "dlrhub_signature_failures_total", {"provider": "plivo", "reason": "replayed"}
+    )
+    assert after == replays  # the gateway serves /metrics from this process's registry
 
 
 async def test_a_retry_after_503_with_the_same_nonce_goes_through(tmp_path: Path) -> None:
