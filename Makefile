@@ -55,7 +55,7 @@ FUZZ_EXAMPLES ?= 100000
 FUZZ_HTTP_EXAMPLES ?= 10000
 fuzz: $(STAMP)  ## long fuzz run (all cores): 100,000 hostile inputs per provider, 10,000 over HTTP
 	DLRHUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) DLRHUB_FUZZ_HTTP_EXAMPLES=$(FUZZ_HTTP_EXAMPLES) \
-		$(BIN)/python -m pytest tests/fuzz -p no:cacheprovider -q --timeout=0 -n auto --hypothesis-show-statistics
+		$(BIN)/python -m pytest tests/fuzz -p no:cacheprovider -q --timeout=0 -n auto --dist worksteal --hypothesis-show-statistics
 
 BENCH_ARGS ?=
 bench: $(STAMP)  ## load test on loopback vs a bare-Sanic ceiling; table + bench/results/*.json
