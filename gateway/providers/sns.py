@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import re
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -161,11 +162,19 @@ def verify(message: Mapping[str, Any], store: CertificateStore) -> None:
         raise SnsError("Signature does not verify with the signing certificate") from None
 
 
-def sign(message: Mapping[str, Any], private_key_pem: bytes) -> str:
-    """The base64 ``Signature`` of ``message`` (for tests and ``dlrhub send-sample``)."""
-    key = serialization.load_pem_private_key(private_key_pem, password=None)
+@functools.lru_cache(maxsize=8)
+def private_key(pem: bytes) -> rsa.RSAPrivateKey:
+    """A PEM RSA private key, loaded once: loading checks the key, which costs tens of
+    milliseconds, and a development gateway signs every sample with the same key."""
+    key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise TypeError("the signing key is not an RSA private key")
+    return key
+
+
+def sign(message: Mapping[str, Any], private_key_pem: bytes) -> str:
+    """The base64 ``Signature`` of ``message`` (for tests and ``dlrhub send-sample``)."""
+    key = private_key(private_key_pem)
     algorithm = HASHES[str(message.get("SignatureVersion", "1"))]()
     raw = key.sign(canonical(message), padding.PKCS1v15(), algorithm)
     return base64.b64encode(raw).decode("ascii")
@@ -174,9 +183,10 @@ def sign(message: Mapping[str, Any], private_key_pem: bytes) -> str:
 def certificate_matching(trusted_dir: Path, private_key_pem: bytes) -> str | None:
     """The file name of the certificate in ``trusted_dir`` whose key pairs with the private
     key, or None."""
-    key = serialization.load_pem_private_key(private_key_pem, password=None)
-    wanted = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    wanted = (
+        private_key(private_key_pem)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     for path in sorted(trusted_dir.glob("*.pem")):
         try:
