@@ -12,6 +12,7 @@ from common import logs
 from common.settings import ConfigError, load
 from statusd.server import serve
 from statusd.settings import StatusdSettings
+from statusd.storage import SchemaTooNew
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -37,7 +38,7 @@ def main() -> None:
         _run(serve(settings))
     except ConfigError as exc:
         sys.exit(f"dlrhub-statusd: bad configuration: {exc}")
-    except OSError as exc:
+    except (OSError, SchemaTooNew) as exc:
         sys.exit(f"dlrhub-statusd: {exc}")
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
-from statusd import model
+from statusd import model, status_fields
 from statusd.errors import InvalidArgument
 from statusd.storage.base import MessageFilter
 
 MAX_FIELD_LENGTH = 1024
+#: The status fields List and Watch requests filter on.
+REQUEST_FIELDS = tuple(field.name for field in status_fields.FIELDS if field.in_requests)
 
 
 def message_filter(
@@ -19,7 +21,7 @@ def message_filter(
     An empty ``account`` selects every account (the proto cannot say "the default account
     only"); an empty ``statuses`` selects every status.
     """
-    for name in ("provider", "account", "recipient", "client_ref"):
+    for name in ("provider", "account", *REQUEST_FIELDS):
         if len(getattr(request, name)) > MAX_FIELD_LENGTH:
             raise InvalidArgument(f"{name}: at most {MAX_FIELD_LENGTH} characters")
     statuses = set()
@@ -41,8 +43,7 @@ def message_filter(
         provider=request.provider,
         account=request.account or None,
         statuses=frozenset(statuses),
-        recipient=request.recipient,
-        client_ref=request.client_ref,
+        fields={name: getattr(request, name) for name in REQUEST_FIELDS},
         update_time_start=start,
         update_time_end=end,
     )

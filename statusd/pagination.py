@@ -15,6 +15,7 @@ import json
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd.errors import InvalidArgument
+from statusd.status_fields import FIELDS
 from statusd.storage.base import MessageFilter, Store
 from statusd.tokens import TokenCodec
 
@@ -33,16 +34,20 @@ def page_size(requested: int) -> int:
 
 
 def fingerprint(query: MessageFilter) -> str:
-    """A short digest of every field of the filter (equal filters, equal digests)."""
+    """A short digest of every field of the filter (equal filters, equal digests).
+
+    The order: provider, account, statuses, the request's status fields, the time range, the
+    internal status fields (each group in table order)."""
+    requested = [query.value(field.name) for field in FIELDS if field.in_requests]
+    internal = [query.value(field.name) for field in FIELDS if not field.in_requests]
     fields = [
         query.provider,
         query.account,
         sorted(query.statuses),
-        query.recipient,
-        query.client_ref,
+        *requested,
         query.update_time_start,
         query.update_time_end,
-        query.parent_message_id,
+        *internal,
     ]
     canonical = json.dumps(fields, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()[:32]

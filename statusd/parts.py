@@ -140,7 +140,9 @@ async def read_parent(
 ) -> pb.MessageStatus | None:
     """The aggregated status of ``key`` as a parent id, or None when it has no parts."""
     query = MessageFilter(
-        provider=key.provider, account=key.account, parent_message_id=key.message_id
+        provider=key.provider,
+        account=key.account,
+        fields={"parent_message_id": key.message_id},
     )
     parts: list[pb.MessageStatus] = []
     after: str | None = None

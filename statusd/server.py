@@ -254,7 +254,11 @@ def _loopback(host: str) -> bool:
 async def serve(settings: StatusdSettings) -> None:
     """Runs statusd until SIGTERM or SIGINT, then shuts down gracefully."""
     daemon = Statusd(settings)
-    await daemon.start()
+    try:
+        await daemon.start()
+    except Exception:
+        await daemon.stop(0)  # a store it cannot use: stop what already runs, then say why
+        raise
     log.info(
         "statusd listening",
         extra={

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from common.settings import ConfigError
 from statusd.settings import StatusdSettings
-from statusd.storage.base import InvalidPosition, Store, StoreError, StoreUnavailable
+from statusd.storage.base import (
+    InvalidPosition,
+    SchemaTooNew,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 from statusd.storage.sqlite import SqliteStore
 
-__all__ = ["InvalidPosition", "Store", "StoreError", "StoreUnavailable", "open_store"]
+__all__ = [
+    "InvalidPosition",
+    "SchemaTooNew",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "open_store",
+]
 
 
 def open_store(settings: StatusdSettings) -> Store:

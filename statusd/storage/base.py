@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from statusd import status_fields
 
 Outcome: TypeAlias = ingest_pb.IngestOutcome.ValueType
 STORED = ingest_pb.INGEST_OUTCOME_STORED
@@ -43,18 +44,36 @@ class InvalidPosition(StoreError):
     (a change stream's history moved past it); start again from :meth:`Store.last_position`."""
 
 
+class SchemaTooNew(StoreError):
+    """The store was written by a newer statusd than this one: statusd does not start (the
+    message names both schema versions)."""
+
+
 @dataclass(frozen=True)
 class MessageFilter:
-    """What List and Watch select on. Empty fields select everything; fields combine with AND."""
+    """What List and Watch select on. Empty fields select everything; fields combine with AND.
+
+    ``fields`` holds values of the table's status fields (:mod:`statusd.status_fields`),
+    each selecting messages whose field equals the value; empty values are dropped.
+    """
 
     provider: str = ""
     account: str | None = None
     statuses: frozenset[int] = frozenset()
-    recipient: str = ""
-    client_ref: str = ""
     update_time_start: int | None = None  # microseconds, inclusive
     update_time_end: int | None = None  # microseconds, exclusive
-    parent_message_id: str = ""  # the parts of one multipart message
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fields) - set(status_fields.NAMES)
+        if unknown:
+            raise ValueError(f"not a status field: {', '.join(sorted(unknown))}")
+        given = {name: value for name, value in self.fields.items() if value}
+        object.__setattr__(self, "fields", given)
+
+    def value(self, name: str) -> str:
+        """The value a status field must have ("" when the filter does not select on it)."""
+        return self.fields.get(name, "")
 
     def matches(self, status: pb.MessageStatus) -> bool:
         """Whether a message passes the filter (the in-memory form of the store query)."""
@@ -65,11 +84,9 @@ class MessageFilter:
             (not self.provider or status.provider == self.provider)
             and (self.account is None or status.account == self.account)
             and (not self.statuses or status.status in self.statuses)
-            and (not self.recipient or status.recipient == self.recipient)
-            and (not self.client_ref or status.client_ref == self.client_ref)
             and (self.update_time_start is None or updated >= self.update_time_start)
             and (self.update_time_end is None or updated < self.update_time_end)
-            and (not self.parent_message_id or status.parent_message_id == self.parent_message_id)
+            and all(getattr(status, name) == value for name, value in self.fields.items())
         )
 
 

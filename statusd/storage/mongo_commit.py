@@ -14,7 +14,8 @@ report, and every duplicate, to its message with two guarded updates each:
 * "count once": filter ``{_id, applied: {$ne: digest}}``, ``$push`` the digest, ``$inc``
   ``report_count``, ``$bit or`` the terminal bit, ``$max`` the update time.
 
-plus one "fill if empty" update per message for recipient, client_ref and parent_message_id.
+plus one "fill if empty" update per message for each status field (recipient, client_ref, ...:
+:mod:`statusd.status_fields`).
 No update reads, computes and writes back; each is a single-document conditional update, so
 several statusd replicas can commit to one database at once and the result is the fold of
 the union of their reports: the current report is the maximum of the order key (a maximum
@@ -46,6 +47,7 @@ from pymongo.errors import BulkWriteError
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
+from statusd.status_fields import FIELDS
 from statusd.storage import mongo_docs as docs
 from statusd.storage.base import DUPLICATE, STALE, STORED, Outcome, StoreUnavailable
 from statusd.storage.mongo_changes import Collection, Feed
@@ -153,9 +155,9 @@ class BatchWriter:
             if index is not None:
                 becomes_current[len(operations)] = index
             operations += _guarded_updates(message, report, now, stamp)
-            for field in docs.FILLED_FIELDS:
-                if getattr(report, field):
-                    fills.setdefault((message, field), getattr(report, field))
+            for field in FIELDS:
+                if getattr(report, field.name):
+                    fills.setdefault((message, field.key), getattr(report, field.name))
         operations += [
             UpdateOne({"_id": message, field: ""}, {"$set": {field: value}})
             for (message, field), value in fills.items()

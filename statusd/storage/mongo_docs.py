@@ -1,5 +1,7 @@
 """The MongoDB store's documents, indexes and cursors (see :mod:`statusd.storage.mongo`).
 
+The status fields (:mod:`statusd.status_fields`) are document keys, each with its index.
+
 Every value that comes from a provider is stored as a BSON *value*, never as a field name:
 reports and quarantined items are serialized protobuf bytes (BSON Binary) next to a few
 indexed scalar fields, so ``$``-prefixed or dotted keys inside a payload are inert data. No
@@ -21,17 +23,18 @@ from pymongo import ASCENDING
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
+from statusd.status_fields import FIELDS, StatusField
 from statusd.storage.base import InvalidPosition, MessageFilter
 
 Document = dict[str, Any]
+#: ``(collection, name, keys, options)``
+Index = tuple[str, str, list[tuple[str, int]], dict[str, Any]]
 
 #: Fields a read needs; ``applied`` (the dedupe digests behind ``report_count``) stays behind.
 MESSAGE_FIELDS: Final = {"applied": 0}
 #: The list order: first-seen time, then the message key. Both are set once, when the message
 #: document is created, and never change, so the order is stable while reports keep arriving.
 LIST_ORDER: Final = [("first_seen", ASCENDING), ("_id", ASCENDING)]
-#: Message fields filled by the first report that carries them (as the SQLite store does).
-FILLED_FIELDS: Final = ("recipient", "client_ref", "parent_message_id")
 _MAX_MICROS: Final = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 
 
@@ -39,9 +42,16 @@ def _partial(field: str) -> dict[str, Any]:
     return {"partialFilterExpression": {field: {"$gt": ""}}}
 
 
+def field_index(field: StatusField) -> Index:
+    """The index of a status field (:mod:`statusd.status_fields`): only messages that carry
+    it, in list order."""
+    keys = [(name, ASCENDING) for name in (*field.index_prefix, field.key)]
+    return ("messages", f"list_{field.index}", [*keys, *LIST_ORDER], _partial(field.key))
+
+
 #: ``(collection, name, keys, options)`` of every index, created idempotently at start-up.
 #: The TTL indexes get ``expireAfterSeconds`` from the retention setting.
-INDEXES: Final[list[tuple[str, str, list[tuple[str, int]], dict[str, Any]]]] = [
+INDEXES: Final[list[Index]] = [
     ("messages", "list_all", LIST_ORDER, {}),
     ("messages", "list_provider", [("provider", ASCENDING), *LIST_ORDER], {}),
     (
@@ -51,24 +61,7 @@ INDEXES: Final[list[tuple[str, str, list[tuple[str, int]], dict[str, Any]]]] = [
         {},
     ),
     ("messages", "list_status", [("status", ASCENDING), *LIST_ORDER], {}),
-    ("messages", "list_recipient", [("recipient", ASCENDING), *LIST_ORDER], _partial("recipient")),
-    (
-        "messages",
-        "list_client_ref",
-        [("client_ref", ASCENDING), *LIST_ORDER],
-        _partial("client_ref"),
-    ),
-    (
-        "messages",
-        "list_parent",
-        [
-            ("provider", ASCENDING),
-            ("account", ASCENDING),
-            ("parent_message_id", ASCENDING),
-            *LIST_ORDER,
-        ],
-        _partial("parent_message_id"),
-    ),
+    *(field_index(field) for field in FIELDS),
     ("messages", "list_updated", [("updated", ASCENDING), *LIST_ORDER], {}),
     ("messages", "retention", [("updated_at", ASCENDING)], {"ttl": True}),
     ("events", "history", [("key", ASCENDING)], {}),
@@ -155,7 +148,7 @@ def skeleton(report: pb.DeliveryReport, now_micros: int) -> Document:
         "report_count": 0,
         "terminal_mask": 0,
         "applied": [],
-        **dict.fromkeys(FILLED_FIELDS, ""),
+        **{field.key: "" for field in FIELDS},
     }
 
 
@@ -171,9 +164,7 @@ def message_status(
         latest_report=pb.DeliveryReport.FromString(bytes(document["report"])),
         report_count=document["report_count"],
         conflict=model.has_conflict(document["terminal_mask"]),
-        recipient=document["recipient"],
-        client_ref=document["client_ref"],
-        parent_message_id=document["parent_message_id"],
+        **{field.name: document[field.key] for field in FIELDS},
     )
     status.first_seen_time.FromMicroseconds(document["first_seen"])
     status.update_time.FromMicroseconds(document["updated"])
@@ -204,8 +195,8 @@ def projected_status(
     base["report_count"] += 1
     base["terminal_mask"] |= model.terminal_bit(report.status)
     base["updated"] = max(base["updated"], stored_micros)
-    for field in FILLED_FIELDS:
-        base[field] = base[field] or getattr(report, field)
+    for field in FIELDS:
+        base[field.key] = base[field.key] or getattr(report, field.name)
     return message_status(base)
 
 
@@ -218,10 +209,9 @@ def filter_query(query: MessageFilter) -> Document:
         found["account"] = query.account
     if query.statuses:
         found["status"] = {"$in": sorted(query.statuses)}
-    for field in ("recipient", "client_ref", "parent_message_id"):
-        value = getattr(query, field)
-        if value:
-            found[field] = value
+    for field in FIELDS:
+        if query.value(field.name):
+            found[field.key] = query.value(field.name)
     updated: Document = {}
     if query.update_time_start is not None:
         updated["$gte"] = query.update_time_start

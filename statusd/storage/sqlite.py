@@ -30,13 +30,13 @@ from statusd.storage.base import (
     Store,
     StoreUnavailable,
 )
+from statusd.storage.sqlite_schema import prepare
 from statusd.storage.sqlite_sql import (
     CHANGES_SQL,
     MESSAGE_COLUMNS,
-    SCHEMA,
-    SCHEMA_VERSION,
     commit_batch,
     message_status,
+    read_message,
     row_id,
     where_clauses,
 )
@@ -123,16 +123,10 @@ class SqliteStore(Store):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Creates the schema, or migrates an older file's; refuses a newer file's
+        (:class:`~statusd.storage.base.SchemaTooNew`)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-
-        def create(connection: sqlite3.Connection) -> None:
-            connection.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
-            connection.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-
-        await self._run(self._writer_pool, lambda: create(self._connection()))
+        await self._run(self._writer_pool, lambda: prepare(self._connection(), self.path))
 
     async def close(self) -> None:
         def close_all() -> None:
@@ -178,30 +172,14 @@ class SqliteStore(Store):
     # -- reads ---------------------------------------------------------------------------
 
     async def get(self, key: pb.MessageKey, *, full: bool = False) -> pb.MessageStatus | None:
-        def get(connection: sqlite3.Connection) -> pb.MessageStatus | None:
-            row = connection.execute(
-                f"SELECT {MESSAGE_COLUMNS} FROM messages "  # noqa: S608 - constant columns
-                "WHERE provider = ? AND account = ? AND message_id = ?",
-                (key.provider, key.account, key.message_id),
-            ).fetchone()
-            return None if row is None else message_status(connection, row, full=full)
-
-        return await self._read_here(get)
+        return await self._read_here(lambda connection: read_message(connection, key, full=full))
 
     async def batch_get(
         self, keys: Sequence[pb.MessageKey], *, full: bool = False
     ) -> list[pb.MessageStatus]:
         def batch_get(connection: sqlite3.Connection) -> list[pb.MessageStatus]:
-            found = []
-            for key in keys:
-                row = connection.execute(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages "  # noqa: S608 - constant columns
-                    "WHERE provider = ? AND account = ? AND message_id = ?",
-                    (key.provider, key.account, key.message_id),
-                ).fetchone()
-                if row is not None:
-                    found.append(message_status(connection, row, full=full))
-            return found
+            found = (read_message(connection, key, full=full) for key in keys)
+            return [status for status in found if status is not None]
 
         # A small batch is a few lookups; a large one could hold the loop up: use the pool.
         small = len(keys) <= LOOP_BATCH_KEYS

@@ -1,7 +1,9 @@
-"""The SQL of the SQLite store: the schema, the batch commit, and rows as protos.
+"""The SQL of the SQLite store: the batch commit, filters, and rows as protos.
 
-Everything here runs on a connection the store hands in (inside its write transaction for
-:func:`commit_batch`); :mod:`statusd.storage.sqlite` owns the connections and threads.
+The statements name the status field table's columns (:mod:`statusd.status_fields`); the
+schema is :mod:`statusd.storage.sqlite_schema`. Everything here runs on a connection the store
+hands in (inside its write transaction for :func:`commit_batch`); :mod:`statusd.storage.sqlite`
+owns the connections and threads.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
+from statusd.status_fields import FIELDS
 from statusd.storage.base import (
     DUPLICATE,
     STALE,
@@ -22,61 +25,42 @@ from statusd.storage.base import (
     Outcome,
 )
 
-SCHEMA_VERSION = 1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    provider TEXT NOT NULL,
-    account TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    order_key TEXT NOT NULL,
-    latest BLOB NOT NULL,
-    first_seen INTEGER NOT NULL,
-    updated INTEGER NOT NULL,
-    report_count INTEGER NOT NULL,
-    terminal_mask INTEGER NOT NULL,
-    recipient TEXT NOT NULL,
-    client_ref TEXT NOT NULL,
-    parent_message_id TEXT NOT NULL,
-    UNIQUE (provider, account, message_id)
-);
-CREATE INDEX IF NOT EXISTS messages_updated ON messages (updated);
-CREATE INDEX IF NOT EXISTS messages_status ON messages (status, id);
-CREATE INDEX IF NOT EXISTS messages_recipient ON messages (recipient, id) WHERE recipient != '';
-CREATE INDEX IF NOT EXISTS messages_client_ref ON messages (client_ref, id) WHERE client_ref != '';
-CREATE INDEX IF NOT EXISTS messages_parent ON messages (provider, account, parent_message_id, id)
-    WHERE parent_message_id != '';
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    message INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
-    event_id TEXT NOT NULL,
-    event_time INTEGER NOT NULL,
-    sequence INTEGER NOT NULL,
-    report BLOB NOT NULL,
-    UNIQUE (message, event_id)
-);
-CREATE TABLE IF NOT EXISTS quarantine (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    provider TEXT NOT NULL,
-    account TEXT NOT NULL,
-    item BLOB NOT NULL,
-    stored INTEGER NOT NULL
-);
-"""
-
-MESSAGE_COLUMNS = (
+#: The columns of the status field table, in table order.
+FIELD_COLUMNS = ", ".join(field.column for field in FIELDS)
+_FIXED_COLUMNS = (
     "id, provider, account, message_id, status, latest, first_seen, updated, "
-    "report_count, terminal_mask, recipient, client_ref, parent_message_id"
+    "report_count, terminal_mask"
 )
+#: What a read selects of a message row; :func:`message_status` turns it into the proto.
+MESSAGE_COLUMNS = f"{_FIXED_COLUMNS}, {FIELD_COLUMNS}"
 
+GET_SQL = (
+    f"SELECT {MESSAGE_COLUMNS} FROM messages "  # noqa: S608 - constant columns
+    "WHERE provider = ? AND account = ? AND message_id = ?"
+)
 CHANGES_SQL = (
     "SELECT e.id, e.report, "  # noqa: S608 - constant columns
     + ", ".join("m." + column.strip() for column in MESSAGE_COLUMNS.split(","))
     + " FROM events e JOIN messages m ON m.id = e.message WHERE e.id > ? ORDER BY e.id LIMIT ?"
 )
+INSERT_SQL = (
+    "INSERT INTO messages (provider, account, message_id, status, order_key, latest,"  # noqa: S608
+    f" first_seen, updated, report_count, terminal_mask, {FIELD_COLUMNS})"
+    f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?{', ?' * len(FIELDS)})"
+)
+#: A new distinct report: count it, and fill the status fields still empty.
+_COUNT_AND_FILL = (
+    "updated = ?, report_count = report_count + 1, terminal_mask = terminal_mask | ?, "
+    + ", ".join(
+        f"{field.column} = CASE WHEN {field.column} = '' THEN ? ELSE {field.column} END"
+        for field in FIELDS
+    )
+)
+CURRENT_SQL = (
+    f"UPDATE messages SET status = ?, order_key = ?, latest = ?, {_COUNT_AND_FILL}"  # noqa: S608
+    " WHERE id = ?"
+)
+STALE_SQL = f"UPDATE messages SET {_COUNT_AND_FILL} WHERE id = ?"  # noqa: S608
 
 
 def now_micros() -> int:
@@ -90,82 +74,43 @@ def commit_batch(
 ) -> list[Outcome]:
     """Applies one batch inside the open write transaction (the writer is the only one)."""
     now = now_micros()
-    outcomes: list[Outcome] = []
-    execute = connection.execute
-    for report in reports:
-        key = model.order_key(report)
-        blob = report.SerializeToString()
-        bit = model.terminal_bit(report.status)
-        row = execute(
-            "SELECT id, order_key FROM messages WHERE provider = ? AND account = ? "
-            "AND message_id = ?",
-            (report.provider, report.account, report.message_id),
-        ).fetchone()
-        if row is None:
-            message = execute(
-                "INSERT INTO messages (provider, account, message_id, status, order_key, latest,"
-                " first_seen, updated, report_count, terminal_mask, recipient, client_ref,"
-                " parent_message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                (
-                    report.provider,
-                    report.account,
-                    report.message_id,
-                    report.status,
-                    key,
-                    blob,
-                    now,
-                    now,
-                    bit,
-                    report.recipient,
-                    report.client_ref,
-                    report.parent_message_id,
-                ),
-            ).lastrowid
-            insert_event(connection, message, report, blob)
-            outcomes.append(STORED)
-            continue
-        message, current = row
-        if not insert_event(connection, message, report, blob):
-            outcomes.append(DUPLICATE)
-            continue
-        if key > current:
-            execute(
-                "UPDATE messages SET status = ?, order_key = ?, latest = ?, updated = ?,"
-                " report_count = report_count + 1, terminal_mask = terminal_mask | ?,"
-                " recipient = CASE WHEN recipient = '' THEN ? ELSE recipient END,"
-                " client_ref = CASE WHEN client_ref = '' THEN ? ELSE client_ref END,"
-                " parent_message_id = CASE WHEN parent_message_id = '' THEN ?"
-                " ELSE parent_message_id END WHERE id = ?",
-                (
-                    report.status,
-                    key,
-                    blob,
-                    now,
-                    bit,
-                    report.recipient,
-                    report.client_ref,
-                    report.parent_message_id,
-                    message,
-                ),
-            )
-            outcomes.append(STORED)
-        else:
-            execute(
-                "UPDATE messages SET updated = ?, report_count = report_count + 1,"
-                " terminal_mask = terminal_mask | ?,"
-                " recipient = CASE WHEN recipient = '' THEN ? ELSE recipient END,"
-                " client_ref = CASE WHEN client_ref = '' THEN ? ELSE client_ref END,"
-                " parent_message_id = CASE WHEN parent_message_id = '' THEN ?"
-                " ELSE parent_message_id END WHERE id = ?",
-                (now, bit, report.recipient, report.client_ref, report.parent_message_id, message),
-            )
-            outcomes.append(STALE)
+    outcomes = [apply_report(connection, report, now) for report in reports]
     if quarantined:
         connection.executemany(
             "INSERT INTO quarantine (provider, account, item, stored) VALUES (?, ?, ?, ?)",
             [(item.provider, item.account, item.SerializeToString(), now) for item in quarantined],
         )
     return outcomes
+
+
+def apply_report(connection: sqlite3.Connection, report: pb.DeliveryReport, now: int) -> Outcome:
+    """Adds one report to its message's history and, when it is newer, makes it current."""
+    key = model.order_key(report)
+    blob = report.SerializeToString()
+    bit = model.terminal_bit(report.status)
+    fields = [getattr(report, field.name) for field in FIELDS]
+    row = connection.execute(
+        "SELECT id, order_key FROM messages WHERE provider = ? AND account = ? AND message_id = ?",
+        (report.provider, report.account, report.message_id),
+    ).fetchone()
+    if row is None:
+        message = connection.execute(
+            INSERT_SQL,
+            (
+                *(report.provider, report.account, report.message_id, report.status),
+                *(key, blob, now, now, bit, *fields),
+            ),
+        ).lastrowid
+        insert_event(connection, message, report, blob)
+        return STORED
+    message, current = row
+    if not insert_event(connection, message, report, blob):
+        return DUPLICATE
+    if key > current:
+        connection.execute(CURRENT_SQL, (report.status, key, blob, now, bit, *fields, message))
+        return STORED
+    connection.execute(STALE_SQL, (now, bit, *fields, message))
+    return STALE
 
 
 def insert_event(
@@ -188,38 +133,37 @@ def row_id(position: str) -> int:
 
 
 def where_clauses(query: MessageFilter) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
+    """The SQL conditions of a List or Watch filter and their parameters."""
+    conditions: list[tuple[str, Any]] = []
     if query.provider:
-        where.append("provider = ?")
-        params.append(query.provider)
+        conditions.append(("provider = ?", query.provider))
     if query.account is not None:
-        where.append("account = ?")
-        params.append(query.account)
+        conditions.append(("account = ?", query.account))
+    conditions += [(f"{f.column} = ?", query.value(f.name)) for f in FIELDS if query.value(f.name)]
+    if query.update_time_start is not None:
+        conditions.append(("updated >= ?", query.update_time_start))
+    if query.update_time_end is not None:
+        conditions.append(("updated < ?", query.update_time_end))
+    where = [clause for clause, _ in conditions]
+    params = [value for _, value in conditions]
     if query.statuses:
         where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
         params.extend(sorted(query.statuses))
-    if query.recipient:
-        where.append("recipient = ?")
-        params.append(query.recipient)
-    if query.client_ref:
-        where.append("client_ref = ?")
-        params.append(query.client_ref)
-    if query.update_time_start is not None:
-        where.append("updated >= ?")
-        params.append(query.update_time_start)
-    if query.update_time_end is not None:
-        where.append("updated < ?")
-        params.append(query.update_time_end)
-    if query.parent_message_id:
-        where.append("parent_message_id = ?")
-        params.append(query.parent_message_id)
     return where, params
+
+
+def read_message(
+    connection: sqlite3.Connection, key: pb.MessageKey, *, full: bool
+) -> pb.MessageStatus | None:
+    """One message by its key, or None."""
+    row = connection.execute(GET_SQL, (key.provider, key.account, key.message_id)).fetchone()
+    return None if row is None else message_status(connection, row, full=full)
 
 
 def message_status(
     connection: sqlite3.Connection, row: Sequence[Any], *, full: bool
 ) -> pb.MessageStatus:
+    """A row of :data:`MESSAGE_COLUMNS` as the proto (with history when ``full``)."""
     (
         message,
         provider,
@@ -231,10 +175,7 @@ def message_status(
         updated,
         report_count,
         terminal_mask,
-        recipient,
-        client_ref,
-        parent_message_id,
-    ) = row
+    ) = row[:10]
     result = pb.MessageStatus(
         provider=provider,
         account=account,
@@ -243,9 +184,7 @@ def message_status(
         latest_report=pb.DeliveryReport.FromString(latest),
         report_count=report_count,
         conflict=model.has_conflict(terminal_mask),
-        recipient=recipient,
-        client_ref=client_ref,
-        parent_message_id=parent_message_id,
+        **{field.name: value for field, value in zip(FIELDS, row[10:], strict=True)},
     )
     result.first_seen_time.FromMicroseconds(first_seen)
     result.update_time.FromMicroseconds(updated)

@@ -142,7 +142,9 @@ async def test_list_filters_and_pages_in_first_seen_order(store: Store) -> None:
         MessageFilter(statuses=frozenset({DELIVERED})), after=None, limit=10
     )
     assert [item.message_id for item in delivered.items] == ["m-1", "m-3", "m-5"]
-    by_ref = await store.list_messages(MessageFilter(client_ref="ref-0"), after=None, limit=10)
+    by_ref = await store.list_messages(
+        MessageFilter(fields={"client_ref": "ref-0"}), after=None, limit=10
+    )
     assert [item.message_id for item in by_ref.items] == ["m-0", "m-3", "m-6"]
     none = await store.list_messages(MessageFilter(provider="plivo"), after=None, limit=10)
     assert none.items == []
@@ -191,7 +193,9 @@ async def test_parts_are_found_by_parent_message_id(store: Store) -> None:
         parts.append(part)
     await store.commit(filled(*parts, report(message_id="single")))
     found = await store.list_messages(
-        MessageFilter(provider="infobip", parent_message_id="whole-1"), after=None, limit=10
+        MessageFilter(provider="infobip", fields={"parent_message_id": "whole-1"}),
+        after=None,
+        limit=10,
     )
     assert [item.message_id for item in found.items] == ["part-1", "part-2"]
     assert all(item.parent_message_id == "whole-1" for item in found.items)
@@ -243,10 +247,12 @@ async def test_operator_like_provider_data_is_stored_as_data(store: Store) -> No
     assert status is not None
     assert status.latest_report == tricky
     assert list(status.history) == [tricky]
-    by_ref = await store.list_messages(MessageFilter(client_ref="$gt"), after=None, limit=5)
+    by_ref = await store.list_messages(
+        MessageFilter(fields={"client_ref": "$gt"}), after=None, limit=5
+    )
     assert [item.message_id for item in by_ref.items] == ['$where.x", "y']
     assert (
-        await store.list_messages(MessageFilter(client_ref="x"), after=None, limit=5)
+        await store.list_messages(MessageFilter(fields={"client_ref": "x"}), after=None, limit=5)
     ).items == []
 
 
@@ -260,7 +266,9 @@ async def test_fields_are_filled_by_the_first_report_that_has_them(store: Store)
     assert status is not None
     assert (status.recipient, status.client_ref) == ("+41790000002", "ref-9")
     assert status.status == DELIVERED
-    found = await store.list_messages(MessageFilter(recipient="+41790000002"), after=None, limit=5)
+    found = await store.list_messages(
+        MessageFilter(fields={"recipient": "+41790000002"}), after=None, limit=5
+    )
     assert [item.message_id for item in found.items] == ["m-1"]
 
 

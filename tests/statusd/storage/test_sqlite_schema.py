@@ -1,0 +1,200 @@
+"""statusd.storage.sqlite_schema: a new file gets the schema, a file written by schema
+version 1 (``data/schema_v1.sql``, the statements statusd ran before versions moved to the
+file header) is migrated in place and keeps its rows, a field added to the status field table
+becomes a column of an existing file, and a file from a newer statusd is refused."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd import model
+from statusd.status_fields import FIELDS, StatusField
+from statusd.storage.base import STALE, STORED, MessageFilter, SchemaTooNew
+from statusd.storage.sqlite import SqliteStore
+from statusd.storage.sqlite_schema import (
+    SCHEMA_VERSION,
+    file_version,
+    prepare,
+    schema_statements,
+    sync_fields,
+)
+from tests.helpers.processes import BIN
+from tests.helpers.reports import BASE_MICROS, filled, key, report
+
+SCHEMA_V1 = (Path(__file__).parent / "data" / "schema_v1.sql").read_text()
+SENT = pb.DELIVERY_STATUS_SENT
+DELIVERED = pb.DELIVERY_STATUS_DELIVERED
+
+
+def write_v1_file(path: Path) -> pb.DeliveryReport:
+    """A version 1 file holding one message (a SENT report with recipient and client
+    reference) and one quarantined item, as statusd wrote them then."""
+    (sent,) = filled(report(status=SENT, event_offset=10))
+    sent.client_ref = "order-7"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(SCHEMA_V1)
+        message = connection.execute(
+            "INSERT INTO messages (provider, account, message_id, status, order_key, latest,"
+            " first_seen, updated, report_count, terminal_mask, recipient, client_ref,"
+            " parent_message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?, '')",
+            (
+                *(sent.provider, sent.account, sent.message_id, SENT, model.order_key(sent)),
+                *(sent.SerializeToString(), BASE_MICROS, BASE_MICROS, sent.recipient, "order-7"),
+            ),
+        ).lastrowid
+        connection.execute(
+            "INSERT INTO events (message, event_id, event_time, sequence, report)"
+            " VALUES (?, ?, ?, 0, ?)",
+            (message, sent.event_id, model.effective_time(sent), sent.SerializeToString()),
+        )
+        item = pb.QuarantinedItem(provider="plivo", reason="unknown status")
+        connection.execute(
+            "INSERT INTO quarantine (provider, account, item, stored) VALUES ('plivo', '', ?, ?)",
+            (item.SerializeToString(), BASE_MICROS),
+        )
+    return sent
+
+
+def header_version(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+async def test_a_new_file_gets_the_current_version(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "new.sqlite3")
+    await store.open()
+    await store.close()
+    assert header_version(tmp_path / "new.sqlite3") == SCHEMA_VERSION
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    sent = write_v1_file(path)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        found = await store.get(key(), full=True)
+        assert found is not None
+        assert (found.status, found.client_ref, found.recipient) == (
+            SENT,
+            "order-7",
+            "+41790000000",
+        )
+        assert list(found.history) == [sent]
+        by_ref = await store.list_messages(
+            MessageFilter(fields={"client_ref": "order-7"}), after=None, limit=5
+        )
+        assert [item.message_id for item in by_ref.items] == ["m-1"]
+        assert [item.reason for item in await store.quarantined(after=None, limit=5)] == [
+            "unknown status"
+        ]
+        delivered, other = filled(report(event_offset=20), report("m-2"))
+        assert await store.commit([delivered, other]) == [STORED, STORED]
+        assert await store.commit(filled(report(status=SENT, event_offset=5))) == [STALE]
+        after = await store.get(key())
+        assert after is not None
+        assert (after.status, after.report_count, after.client_ref) == (DELIVERED, 3, "order-7")
+    finally:
+        await store.close()
+    assert header_version(path) == SCHEMA_VERSION
+    with sqlite3.connect(path) as connection:
+        assert file_version(connection) == SCHEMA_VERSION
+        assert connection.execute("SELECT count(*) FROM meta").fetchone()[0] == 0
+
+
+async def test_opening_again_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    write_v1_file(path)
+    for _ in range(2):
+        store = SqliteStore(path)
+        await store.open()
+        await store.close()
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        assert (await reopened.list_messages(MessageFilter(), after=None, limit=5)).items
+    finally:
+        await reopened.close()
+
+
+async def test_a_file_of_a_newer_statusd_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    store = SqliteStore(path)
+    with pytest.raises(SchemaTooNew) as refused:
+        await store.open()
+    await store.close()
+    message = str(refused.value)
+    assert f"schema version {SCHEMA_VERSION + 1}" in message
+    assert f"up to {SCHEMA_VERSION}" in message
+    assert header_version(path) == SCHEMA_VERSION + 1
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+def test_statusd_exits_with_one_line_naming_both_versions(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    env = {
+        "DLRHUB_SQLITE_PATH": str(path),
+        "DLRHUB_STATUSD_HOST": "127.0.0.1",
+        "DLRHUB_STATUSD_PORT": "0",
+        "DLRHUB_STATUSD_METRICS_PORT": "0",
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [str(BIN / "dlrhub-statusd")],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("dlrhub-statusd: sqlite ")
+    assert f"schema version {SCHEMA_VERSION + 1}" in last
+    assert f"up to {SCHEMA_VERSION}" in last
+    assert "Traceback" not in done.stderr
+
+
+EXTRA = StatusField("sender", "sender", "sender", "sender")
+
+
+def test_a_field_added_to_the_table_becomes_a_column_of_an_existing_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.sqlite3"
+    with sqlite3.connect(path, isolation_level=None) as connection:
+        prepare(connection, path)
+        connection.execute(
+            "INSERT INTO messages (provider, account, message_id, status, order_key, latest,"
+            " first_seen, updated, report_count, terminal_mask)"
+            " VALUES ('infobip', '', 'm-1', 3, 'k', x'', 1, 1, 1, 0)"
+        )
+        prepare(connection, path, (*FIELDS, EXTRA))
+        row = connection.execute("SELECT message_id, sender FROM messages").fetchone()
+        indexes = connection.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'messages_sender'"
+        ).fetchone()
+    assert row == ("m-1", "")
+    assert indexes == ("CREATE INDEX messages_sender ON messages (sender, id) WHERE sender != ''",)
+
+
+def test_a_new_file_has_every_field_column_and_index(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None) as connection:
+        for statement in schema_statements((*FIELDS, EXTRA)):
+            connection.execute(statement)
+        sync_fields(connection, (*FIELDS, EXTRA))
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(messages)")}
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    for field in (*FIELDS, EXTRA):
+        assert field.column in columns
+        assert f"messages_{field.index}" in names
