@@ -32,28 +32,28 @@ class StatusField:
     #: The attribute of DeliveryReport, MessageStatus and (``in_requests``) the List/Watch
     #: requests, and the field name of :class:`~statusd.storage.base.MessageFilter`.
     name: str
-    #: The SQLite column of ``messages``.
-    column: str
-    #: The key in a MongoDB ``messages`` document.
-    key: str
-    #: Names the index: ``messages_<index>`` (SQLite), ``list_<index>`` (MongoDB).
-    index: str
+    #: The SQLite column of ``messages`` ("": the name).
+    column: str = ""
+    #: The key in a MongoDB ``messages`` document ("": the name).
+    key: str = ""
+    #: Names the index: ``messages_<index>`` (SQLite), ``list_<index>`` (MongoDB) ("": the name).
+    index: str = ""
     #: Fields indexed before this one (``provider``, ``account``): same name in both stores.
     index_prefix: tuple[str, ...] = ()
     #: Whether List and Watch requests carry this filter.
     in_requests: bool = True
 
+    def __post_init__(self) -> None:
+        for attribute in ("column", "key", "index"):
+            if not getattr(self, attribute):
+                object.__setattr__(self, attribute, self.name)
+
 
 FIELDS: Final[tuple[StatusField, ...]] = (
-    StatusField("recipient", "recipient", "recipient", "recipient"),
-    StatusField("client_ref", "client_ref", "client_ref", "client_ref"),
+    StatusField("recipient"),
+    StatusField("client_ref"),
     StatusField(
-        "parent_message_id",
-        "parent_message_id",
-        "parent_message_id",
-        "parent",
-        index_prefix=("provider", "account"),
-        in_requests=False,
+        "parent_message_id", index="parent", index_prefix=("provider", "account"), in_requests=False
     ),
 )
 

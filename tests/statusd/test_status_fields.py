@@ -16,7 +16,13 @@ from statusd.storage.base import MessageFilter
 from statusd.storage.sqlite_schema import index_statement, schema_statements
 from tests.helpers.reports import report
 
-EXTRA = StatusField("sender", "sender_column", "sender_key", "by_sender", ("provider",))
+EXTRA = StatusField(
+    "sender",
+    column="sender_column",
+    key="sender_key",
+    index="by_sender",
+    index_prefix=("provider",),
+)
 
 
 def test_an_extra_field_gets_its_column_and_indexes_from_the_table() -> None:
@@ -33,6 +39,11 @@ def test_an_extra_field_gets_its_column_and_indexes_from_the_table() -> None:
         [("provider", ASCENDING), ("sender_key", ASCENDING), *mongo_docs.LIST_ORDER],
         {"partialFilterExpression": {"sender_key": {"$gt": ""}}},
     )
+
+
+def test_column_key_and_index_default_to_the_name() -> None:
+    plain = StatusField("sender")
+    assert (plain.column, plain.key, plain.index) == ("sender", "sender", "sender")
 
 
 def test_the_filter_refuses_a_field_not_in_the_table() -> None:

@@ -165,7 +165,7 @@ def test_statusd_exits_with_one_line_naming_both_versions(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
-EXTRA = StatusField("sender", "sender", "sender", "sender")
+EXTRA = StatusField("sender")
 
 
 def test_a_field_added_to_the_table_becomes_a_column_of_an_existing_file(
