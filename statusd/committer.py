@@ -83,6 +83,11 @@ class GroupCommitter:
         # A caller that goes away only cancels its own future; the batch commits all the same.
         return await future
 
+    async def release(self, ids: Sequence[str]) -> int:
+        """Removes quarantined items (after a replay); returns how many. A release is rare
+        and idempotent, so it goes to the store directly rather than through a batch."""
+        return await self.store.release(ids)
+
     def _take_batch(self) -> list[_Call]:
         batch: list[_Call] = []
         size = 0

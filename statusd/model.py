@@ -129,14 +129,22 @@ def history_key(report: pb.DeliveryReport) -> tuple[int, int, str]:
     return (effective_time(report), report.sequence, report.event_id)
 
 
+def fill_event_id(report: pb.DeliveryReport) -> pb.DeliveryReport:
+    """Sets an empty ``event_id`` to :func:`dedupe_key`, in place; returns the report.
+
+    The one place a report gets its dedupe key (statusd's ingest and :func:`with_event_id`)."""
+    if not report.event_id:
+        report.event_id = dedupe_key(report)
+    return report
+
+
 def with_event_id(report: pb.DeliveryReport) -> pb.DeliveryReport:
     """The report with ``event_id`` filled by :func:`dedupe_key` (a copy when it changes)."""
     if report.event_id:
         return report
     filled = pb.DeliveryReport()
     filled.CopyFrom(report)
-    filled.event_id = dedupe_key(report)
-    return filled
+    return fill_event_id(filled)
 
 
 @dataclass(frozen=True)

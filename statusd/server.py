@@ -32,10 +32,11 @@ from dlrhub.v1 import (
 from statusd import metrics
 from statusd.auth import BearerAuth
 from statusd.committer import GroupCommitter
+from statusd.cursors import CursorCodec
+from statusd.reads import Reader
 from statusd.service import IngestService, StatusService
 from statusd.settings import StatusdSettings
 from statusd.storage import Store, StoreUnavailable, open_store
-from statusd.tokens import TokenCodec
 from statusd.watch import ChangeHub
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,10 @@ class Statusd:
                 STATUS_SERVICE: [token.get_secret_value() for token in settings.read_tokens],
             }
         )
-        self.codec = TokenCodec(
+        codec = CursorCodec(
             [key.get_secret_value().encode() for key in settings.token_signing_keys]
         )
+        self.reader = Reader(self.store, codec, settings.multipart_policy)
         self.server = grpc.aio.server(
             interceptors=[self.auth] if self.auth.protected else [],
             options=[
@@ -100,15 +102,11 @@ class Statusd:
         Watch answers UNAVAILABLE until its change hub can read the store."""
         self.committer.start()
         ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
-            IngestService(self.committer, self.codec), self.server
+            IngestService(self.committer, self.reader), self.server
         )
         status_service_pb2_grpc.add_StatusServiceServicer_to_server(
             StatusService(
-                self.store,
-                self.hub,
-                self.codec,
-                heartbeat_seconds=self.settings.watch_heartbeat_seconds,
-                multipart_policy=self.settings.multipart_policy,
+                self.reader, self.hub, heartbeat_seconds=self.settings.watch_heartbeat_seconds
             ),
             self.server,
         )

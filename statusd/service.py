@@ -22,12 +22,10 @@ from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
-from statusd import errors, metrics, model, parts
+from statusd import errors, metrics, model
 from statusd.committer import GroupCommitter
-from statusd.filters import message_filter
-from statusd.pagination import MAX_PAGE_SIZE, Paginator, page_size
-from statusd.storage.base import Change, Store
-from statusd.tokens import TokenCodec
+from statusd.reads import MAX_PAGE_SIZE, Reader, message_filter
+from statusd.storage.base import Change
 from statusd.watch import ChangeHub
 
 log = logging.getLogger(__name__)
@@ -38,8 +36,6 @@ MAX_ID_LENGTH = 1024
 MAX_NAME_LENGTH = 64
 #: The most keys one BatchGetMessageStatuses call may name.
 MAX_BATCH_KEYS = 1000
-RESUME_KIND = "resume"
-QUARANTINE_KIND = "quarantine"
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
@@ -87,7 +83,8 @@ def rpc(
 
 
 def checked_report(report: pb.DeliveryReport, index: int, now_micros: int) -> pb.DeliveryReport:
-    """Validates one incoming report; returns it with its dedupe key and received time set."""
+    """Validates one incoming report; returns it with its dedupe key and received time set
+    (the request is ours to change: they are set in place, without copying)."""
     where = f"reports[{index}]"
     if not report.provider or len(report.provider) > MAX_NAME_LENGTH:
         raise errors.InvalidArgument(f"{where}.provider: 1 to {MAX_NAME_LENGTH} characters")
@@ -103,12 +100,9 @@ def checked_report(report: pb.DeliveryReport, index: int, now_micros: int) -> pb
         )
     if report.sequence < 0:
         raise errors.InvalidArgument(f"{where}.sequence: must not be negative")
-    # The request is ours to change: fill in what the store needs without copying.
     if not report.HasField("received_time"):
         report.received_time.FromMicroseconds(now_micros)
-    if not report.event_id:
-        report.event_id = model.dedupe_key(report)
-    return report
+    return model.fill_event_id(report)
 
 
 def checked_key(provider: str, message_id: str, account: str, where: str = "") -> pb.MessageKey:
@@ -127,9 +121,9 @@ def checked_key(provider: str, message_id: str, account: str, where: str = "") -
 class IngestService(ingest_grpc.IngestServiceServicer):
     """IngestReports: validate, group-commit, answer counts after the commit."""
 
-    def __init__(self, committer: GroupCommitter, codec: TokenCodec | None = None) -> None:
+    def __init__(self, committer: GroupCommitter, reader: Reader) -> None:
         self.committer = committer
-        self.codec = codec if codec is not None else TokenCodec()
+        self.reader = reader
 
     @rpc("IngestReports")
     async def IngestReports(
@@ -171,18 +165,12 @@ class IngestService(ingest_grpc.IngestServiceServicer):
         request: ingest_pb.ListQuarantinedItemsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> ingest_pb.ListQuarantinedItemsResponse:
-        size = page_size(request.page_size)
-        after = None
-        if request.page_token:
-            cursor = self.codec.decode(QUARANTINE_KIND, request.page_token, "page_token")
-            after = str(cursor.get("after", ""))
-        items = await self.committer.store.quarantined(after=after, limit=size + 1)
-        response = ingest_pb.ListQuarantinedItemsResponse(quarantined_items=items[:size])
-        if len(items) > size:
-            response.next_page_token = self.codec.encode(
-                QUARANTINE_KIND, {"after": items[size - 1].id}
-            )
-        return response
+        items, next_token = await self.reader.quarantined_page(
+            token=request.page_token, size=request.page_size
+        )
+        return ingest_pb.ListQuarantinedItemsResponse(
+            quarantined_items=items, next_page_token=next_token
+        )
 
     @rpc("DeleteQuarantinedItems")
     async def DeleteQuarantinedItems(
@@ -192,28 +180,17 @@ class IngestService(ingest_grpc.IngestServiceServicer):
     ) -> ingest_pb.DeleteQuarantinedItemsResponse:
         if len(request.ids) > MAX_PAGE_SIZE:
             raise errors.InvalidArgument(f"ids: at most {MAX_PAGE_SIZE} per call")
-        deleted = await self.committer.store.release(list(request.ids))
+        deleted = await self.committer.release(list(request.ids))
         return ingest_pb.DeleteQuarantinedItemsResponse(deleted=deleted)
 
 
 class StatusService(status_grpc.StatusServiceServicer):
     """Reads for internal services."""
 
-    def __init__(
-        self,
-        store: Store,
-        hub: ChangeHub,
-        codec: TokenCodec,
-        *,
-        heartbeat_seconds: float,
-        multipart_policy: parts.Policy = "worst",
-    ) -> None:
-        self.store = store
+    def __init__(self, reader: Reader, hub: ChangeHub, *, heartbeat_seconds: float) -> None:
+        self.reader = reader
         self.hub = hub
-        self.codec = codec
-        self.paginator = Paginator(store, codec)
         self.heartbeat_seconds = heartbeat_seconds
-        self.multipart_policy = multipart_policy
 
     @rpc("GetMessageStatus")
     async def GetMessageStatus(
@@ -223,9 +200,7 @@ class StatusService(status_grpc.StatusServiceServicer):
     ) -> status_pb.GetMessageStatusResponse:
         key = checked_key(request.provider, request.message_id, request.account)
         full = request.view == pb.MESSAGE_STATUS_VIEW_FULL
-        found = await self.store.get(key, full=full)
-        if found is None:  # a multipart message's parent id: aggregate its parts
-            found = await parts.read_parent(self.store, key, self.multipart_policy, full=full)
+        found = await self.reader.get(key, full=full)
         if found is None:
             raise errors.NotFound(
                 f"no reports for message {request.message_id!r} of provider {request.provider!r}"
@@ -247,7 +222,7 @@ class StatusService(status_grpc.StatusServiceServicer):
             checked_key(key.provider, key.message_id, key.account, f"keys[{index}].")
             for index, key in enumerate(request.keys)
         ]
-        found = await self.store.batch_get(keys, full=request.view == pb.MESSAGE_STATUS_VIEW_FULL)
+        found = await self.reader.batch_get(keys, full=request.view == pb.MESSAGE_STATUS_VIEW_FULL)
         return status_pb.BatchGetMessageStatusesResponse(message_statuses=found)
 
     @rpc("ListMessageStatuses")
@@ -256,7 +231,7 @@ class StatusService(status_grpc.StatusServiceServicer):
         request: status_pb.ListMessageStatusesRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> status_pb.ListMessageStatusesResponse:
-        items, next_token = await self.paginator.page(
+        items, next_token = await self.reader.page(
             message_filter(request),
             token=request.page_token,
             size=request.page_size,
@@ -275,16 +250,12 @@ class StatusService(status_grpc.StatusServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         query = message_filter(request)
-        after: str | None = None
-        if request.resume_token:
-            payload = self.codec.decode(RESUME_KIND, request.resume_token, "resume_token")
-            after = payload.get("p")
-            if after is not None and not isinstance(after, str):
-                raise errors.InvalidArgument("resume_token: not a valid token")
+        token = request.resume_token
+        after = self.reader.resume_position(token) if token else None
 
         async def send(change: Change | None, position: str | None) -> None:
             response = status_pb.WatchMessageStatusesResponse(
-                resume_token=self.codec.encode(RESUME_KIND, {"p": position})
+                resume_token=self.reader.resume_token(position)
             )
             if change is not None:
                 response.message_status.CopyFrom(change.message_status)
@@ -298,6 +269,6 @@ class StatusService(status_grpc.StatusServiceServicer):
             query,
             send,
             heartbeat=self.heartbeat_seconds,
-            resume=bool(request.resume_token),
+            resume=bool(token),
             after=after,
         )

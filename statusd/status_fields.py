@@ -9,7 +9,7 @@ share. Every field in :data:`FIELDS` is:
   memory (:meth:`~statusd.storage.base.MessageFilter.matches`), in SQL
   (:mod:`statusd.storage.sqlite_sql`) and in MongoDB (:mod:`statusd.storage.mongo_docs`);
 * indexed (only where it is set) in both stores, after ``index_prefix``, then list order;
-* part of a page token's filter fingerprint (:mod:`statusd.pagination`).
+* part of a page token's filter fingerprint (:mod:`statusd.reads`).
 
 ``in_requests`` fields are also filters of ``ListMessageStatusesRequest`` and
 ``WatchMessageStatusesRequest`` (the proto must have them); the others are internal (the

@@ -9,7 +9,7 @@ import pytest
 from pymongo import ASCENDING
 
 from dlrhub.v1 import delivery_report_pb2 as pb
-from statusd import pagination
+from statusd import reads
 from statusd.status_fields import FIELDS, NAMES, StatusField
 from statusd.storage import mongo_docs, sqlite_sql
 from statusd.storage.base import MessageFilter
@@ -93,11 +93,11 @@ def test_the_in_memory_filter_and_the_fingerprint_select_on_the_field(field: Sta
     assert not query.matches(status_with(field.name, "y"))
     assert not query.matches(pb.MessageStatus())
     assert MessageFilter().matches(status)
-    fingerprints = {pagination.fingerprint(MessageFilter(fields={field.name: v})) for v in "xy"}
-    assert len(fingerprints | {pagination.fingerprint(MessageFilter())}) == 3
+    fingerprints = {reads.fingerprint(MessageFilter(fields={field.name: v})) for v in "xy"}
+    assert len(fingerprints | {reads.fingerprint(MessageFilter())}) == 3
 
 
 def test_the_fingerprint_of_the_fields_today_is_unchanged() -> None:
     """Page tokens issued before the table existed stay valid (the digest then)."""
     query = MessageFilter(provider="plivo", fields={"client_ref": "r", "parent_message_id": "p"})
-    assert pagination.fingerprint(query) == "c3f602b14144654aa88694c78700ee49"
+    assert reads.fingerprint(query) == "c3f602b14144654aa88694c78700ee49"

@@ -1,4 +1,5 @@
-"""Opaque, integrity-checked tokens: List's page tokens and Watch's resume tokens.
+"""Opaque, integrity-checked cursor tokens: List's page tokens and Watch's resume tokens
+(bearer tokens, which authenticate callers, are :mod:`statusd.auth`).
 
 A token is ``base64url(version || payload || mac)`` without padding: ``payload`` is compact
 JSON, ``mac`` the first 16 bytes of HMAC-SHA256 over the token's kind, version and payload.
@@ -30,7 +31,7 @@ MAC_BYTES = 16
 BUILTIN_KEY = b"dlrhub token checksum v1"
 
 
-class TokenCodec:
+class CursorCodec:
     """Signs and checks tokens with the deployment's keys (the first one signs)."""
 
     def __init__(self, keys: Sequence[bytes] = ()) -> None:

@@ -16,19 +16,13 @@ from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
-from statusd import model, parts
+from statusd import model, multipart
 from tests.helpers.reports import STATUSES, report
 from tests.helpers.servers import running_statusd, statusd_settings
 
-D = pb.DELIVERY_STATUS_DELIVERED
-U = pb.DELIVERY_STATUS_UNDELIVERED
-R = pb.DELIVERY_STATUS_REJECTED
-F = pb.DELIVERY_STATUS_FAILED
-E = pb.DELIVERY_STATUS_EXPIRED
-S = pb.DELIVERY_STATUS_SENT
-Q = pb.DELIVERY_STATUS_QUEUED
-A = pb.DELIVERY_STATUS_ACCEPTED
-X = pb.DELIVERY_STATUS_UNKNOWN
+#: The statuses by their initials (X: unknown), to keep the tables below short.
+A, Q, S, D = model.ACCEPTED, model.QUEUED, model.SENT, model.DELIVERED
+U, E, R, F, X = model.UNDELIVERED, model.EXPIRED, model.REJECTED, model.FAILED, model.UNKNOWN
 
 
 def part_report(
@@ -56,8 +50,10 @@ def states(reports: list[pb.DeliveryReport]) -> list[pb.MessageStatus]:
     ]
 
 
-def result(*reports: pb.DeliveryReport, policy: parts.Policy = "worst") -> tuple[int, bool, int]:
-    aggregate = parts.aggregate(states(list(reports)), policy)
+def result(
+    *reports: pb.DeliveryReport, policy: multipart.Policy = "worst"
+) -> tuple[int, bool, int]:
+    aggregate = multipart.aggregate(states(list(reports)), policy)
     return aggregate.status, aggregate.partial, aggregate.part_count
 
 
@@ -127,14 +123,16 @@ def part_reports(draw: st.DrawFn) -> list[pb.DeliveryReport]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(reports=part_reports(), seed=st.integers(0, 2**16), policy=st.sampled_from(parts.POLICIES))
+@given(
+    reports=part_reports(), seed=st.integers(0, 2**16), policy=st.sampled_from(multipart.POLICIES)
+)
 def test_any_order_and_duplication_give_the_same_parent(
-    reports: list[pb.DeliveryReport], seed: int, policy: parts.Policy
+    reports: list[pb.DeliveryReport], seed: int, policy: multipart.Policy
 ) -> None:
     shuffled = reports + random.Random(seed).sample(reports, k=len(reports) // 2)
     random.Random(seed).shuffle(shuffled)
-    first = parts.aggregate(states(reports), policy)
-    again = parts.aggregate(states(shuffled), policy)
+    first = multipart.aggregate(states(reports), policy)
+    again = multipart.aggregate(states(shuffled), policy)
     assert (first.status, first.partial, first.part_count) == (
         again.status,
         again.partial,
@@ -146,7 +144,7 @@ def test_any_order_and_duplication_give_the_same_parent(
 
 def test_no_parts_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one part"):
-        parts.aggregate([])
+        multipart.aggregate([])
 
 
 async def test_get_message_status_aggregates_a_parent_id(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ with the status :func:`aggregate` computes from its parts (providers.md §11.4):
 
 ``partial`` flags a status that does not hold for every part. :func:`aggregate` is pure and
 reads only the set of part statuses; each part's status is already independent of the order
-its reports came in (:mod:`statusd.model`), so the parent's status is too.
+its reports came in (:mod:`statusd.model`), so the parent's status is too. Reading the
+parts from the store is :meth:`statusd.reads.Reader.read_parent`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Literal
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
-from statusd.storage.base import MessageFilter, Store
 
 Policy = Literal["worst", "any_delivered"]
 POLICIES: tuple[Policy, ...] = ("worst", "any_delivered")
@@ -36,9 +36,6 @@ SEVERITY: tuple[model.Status, ...] = (
     model.EXPIRED,
     model.UNDELIVERED,
 )
-#: Most parts read for one parent (an SMS has at most 255 parts).
-MAX_PARTS = 256
-_PAGE = 128
 
 
 @dataclass(frozen=True)
@@ -133,25 +130,3 @@ def parent_status(
         history = [report for part in parts for report in part.history]
         status.history.extend(sorted(history, key=model.history_key))
     return status
-
-
-async def read_parent(
-    store: Store, key: pb.MessageKey, policy: Policy, *, full: bool = False
-) -> pb.MessageStatus | None:
-    """The aggregated status of ``key`` as a parent id, or None when it has no parts."""
-    query = MessageFilter(
-        provider=key.provider,
-        account=key.account,
-        fields={"parent_message_id": key.message_id},
-    )
-    parts: list[pb.MessageStatus] = []
-    after: str | None = None
-    while len(parts) < MAX_PARTS:
-        page = await store.list_messages(query, after=after, limit=_PAGE, full=full)
-        parts.extend(page.items)
-        if page.cursor is None:
-            break
-        after = page.cursor
-    if not parts:
-        return None
-    return parent_status(key.message_id, parts[:MAX_PARTS], policy, full=full)

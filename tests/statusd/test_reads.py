@@ -1,9 +1,10 @@
-"""ListMessageStatuses and BatchGetMessageStatuses over real gRPC; page tokens."""
+"""statusd.reads: ListMessageStatuses and BatchGetMessageStatuses over real gRPC, page
+tokens, filters, and the multipart read through :class:`~statusd.reads.Reader` (the
+aggregate over gRPC is in test_multipart.py; resume tokens in test_watch.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections import Counter
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import pytest
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
+from statusd.cursors import CursorCodec
 from statusd.errors import InvalidArgument
-from statusd.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page_size
-from statusd.tokens import TokenCodec
-from tests.helpers.reports import report
+from statusd.reads import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_PARTS, PARTS_PAGE, Reader, page_size
+from statusd.storage.sqlite import SqliteStore
+from tests.helpers.reports import filled, key, report
 from tests.helpers.rpc import ingest, status_stub
 from tests.helpers.servers import running_statusd, statusd_settings
 
@@ -59,26 +61,6 @@ def test_page_size_rules() -> None:
     assert page_size(MAX_PAGE_SIZE + 1) == MAX_PAGE_SIZE == 1000
     with pytest.raises(InvalidArgument, match="page_size"):
         page_size(-1)
-
-
-def test_tokens_round_trip_and_refuse_alterations() -> None:
-    codec = TokenCodec([b"key-1"])
-    token = codec.encode("page", {"c": "42"})
-    assert codec.decode("page", token, "page_token") == {"c": "42"}
-    assert "42" not in token
-    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    raw[3] ^= 1
-    altered = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
-    for bad in (altered, token[:-2], "", "%%%", token + "A"):
-        with pytest.raises(InvalidArgument, match="page_token"):
-            codec.decode("page", bad, "page_token")
-    with pytest.raises(InvalidArgument, match="resume_token"):
-        codec.decode("resume", token, "resume_token")  # another kind of token
-    with pytest.raises(InvalidArgument):
-        TokenCodec([b"key-2"]).decode("page", token, "page_token")  # another deployment
-    rotated = TokenCodec([b"key-2", b"key-1"])
-    assert rotated.decode("page", token, "page_token") == {"c": "42"}
-    assert TokenCodec().decode("page", TokenCodec().encode("page", {}), "page_token") == {}
 
 
 async def test_page_size_default_clamp_and_negative(channel: grpc.aio.Channel) -> None:
@@ -287,3 +269,28 @@ async def test_batch_get_limits_and_validates_keys(channel: grpc.aio.Channel) ->
         stub.BatchGetMessageStatuses(status_pb.BatchGetMessageStatusesRequest(keys=bad))
     )
     assert "keys[1].provider" in (error.details() or "")
+
+
+async def test_a_parent_read_pages_through_its_parts_up_to_the_limit(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    await store.open()
+    try:
+        parts = []
+        for index in range(MAX_PARTS + 10):  # more than one page, and more than the limit
+            part = report(f"part-{index:03d}", SENT)
+            part.parent_message_id, part.part_index = "whole", index + 1
+            parts.append(part)
+        await store.commit(filled(*parts, report("single", DELIVERED)))
+        reader = Reader(store, CursorCodec())
+        whole = await reader.get(key("whole"), full=False)
+        assert whole is not None
+        assert whole.status == SENT
+        assert len(whole.parts) == MAX_PARTS > PARTS_PAGE
+        assert whole.parts[0].message_id == "part-000"
+        single = await reader.get(key("single"), full=False)
+        assert single is not None
+        assert (single.status, list(single.parts)) == (DELIVERED, [])
+        assert await reader.get(key("nothing"), full=False) is None
+        assert await reader.read_parent(key("single"), full=False) is None
+    finally:
+        await store.close()
