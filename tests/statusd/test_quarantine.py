@@ -1,4 +1,5 @@
-"""The quarantine over gRPC: items kept, listed in pages, deleted after replay."""
+"""The quarantine over gRPC: items kept, listed in pages, deleted after replay (covers the
+quarantine parts of statusd/service.py, statusd/reads.py and statusd/committer.py)."""
 
 from __future__ import annotations
 

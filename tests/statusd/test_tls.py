@@ -1,4 +1,5 @@
-"""TLS and mutual TLS on statusd's gRPC port, with certificates made for the test."""
+"""TLS and mutual TLS on statusd's gRPC port, with certificates made for the test (covers
+statusd/server.py's TLS binding and statusd/settings.py's certificate settings)."""
 
 from __future__ import annotations
 

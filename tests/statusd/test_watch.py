@@ -1,4 +1,6 @@
-"""WatchMessageStatuses over real gRPC: order, filters, resume, heartbeats, slow subscribers."""
+"""WatchMessageStatuses over real gRPC: order, filters, resume, heartbeats, slow subscribers
+(statusd/watch.py; statusd/metrics.py's watchers gauge and handled counter, read as /metrics
+shows them)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
-from statusd import metrics
 from statusd.server import Statusd
 from tests.helpers.odd_stores import store_for
 from tests.helpers.reports import report
@@ -48,12 +50,17 @@ def by_message(changes: list[Response]) -> dict[str, list[int]]:
     return dict(seen)
 
 
+def sample(name: str, **labels: str) -> float:
+    """A metric's value as /metrics would show it (0 before it was first counted)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def gauge_settles(value: float) -> None:
     for _ in range(200):
-        if metrics.WATCHERS._value.get() == value:
+        if sample("dlrhub_watchers") == value:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"dlrhub_watchers is {metrics.WATCHERS._value.get()}, not {value}")
+    raise AssertionError(f"dlrhub_watchers is {sample('dlrhub_watchers')}, not {value}")
 
 
 async def test_every_change_once_in_order_per_message(channel: grpc.aio.Channel) -> None:
@@ -260,12 +267,12 @@ async def test_the_hub_reads_once_per_wake_up_not_per_subscriber(
 
 
 async def test_watchers_gauge_follows_open_streams(channel: grpc.aio.Channel) -> None:
-    base = metrics.WATCHERS._value.get()
-    cancelled = metrics.GRPC_HANDLED.labels("WatchMessageStatuses", "CANCELLED")
-    cancelled_before = cancelled._value.get()
+    base = sample("dlrhub_watchers")
+    cancelled = {"method": "WatchMessageStatuses", "code": "CANCELLED"}
+    cancelled_before = sample("dlrhub_grpc_server_handled_total", **cancelled)
     calls = [(await started(channel))[0] for _ in range(3)]
     await gauge_settles(base + 3)
     for call in calls:
         call.cancel()
     await gauge_settles(base)
-    assert cancelled._value.get() == cancelled_before + 3
+    assert sample("dlrhub_grpc_server_handled_total", **cancelled) == cancelled_before + 3

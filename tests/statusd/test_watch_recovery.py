@@ -1,6 +1,6 @@
 """Watch through restarts and failures: resume after statusd restarts (also with a store
 whose "now" is no change's position), unexpected read failures, a store that is down at
-start, shutdown."""
+start, shutdown (statusd/watch.py, with test_watch.py)."""
 
 from __future__ import annotations
 

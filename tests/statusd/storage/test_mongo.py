@@ -1,7 +1,8 @@
 """What only the MongoDB store has: round trips per batch, interrupted commits, change streams,
 indexes, write concern, outages. Over mongomock through the async adapter, as a standalone
 server and as a replica set with the adapter's emulated change stream (the contract every
-store shares is in test_contract.py)."""
+store shares is in test_contract.py). Covers statusd/storage/mongo.py, mongo_commit.py,
+mongo_changes.py and mongo_docs.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""open_store: SQLite by default, MongoDB when DLRHUB_MONGODB_URI is set, and a clear
-configuration error (never the password) for a URI that cannot be used."""
+"""open_store (statusd/storage/__init__.py): SQLite by default, MongoDB when
+DLRHUB_MONGODB_URI is set, and a clear configuration error (never the password) for a URI that
+cannot be used."""
 
 from __future__ import annotations
 

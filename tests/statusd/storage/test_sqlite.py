@@ -1,5 +1,7 @@
 """What only the SQLite store does: point reads on the event loop's own connection, with the
-thread pool taking over when the file is busy."""
+thread pool taking over when the file is busy. Which connection reads shows in no answer, and a
+real file cannot be made busy for readers once the store has it open (WAL), so these tests look
+at and replace the store's loop connection."""
 
 from __future__ import annotations
 
