@@ -37,6 +37,7 @@ MAX_NAME_LENGTH = 64
 #: The most keys one BatchGetMessageStatuses call may name.
 MAX_BATCH_KEYS = 1000
 
+Context = grpc.aio.ServicerContext[Any, Any]
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
 _Handler = Callable[[Any, _Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Response]]
@@ -127,9 +128,7 @@ class IngestService(ingest_grpc.IngestServiceServicer):
 
     @rpc("IngestReports")
     async def IngestReports(
-        self,
-        request: ingest_pb.IngestReportsRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: ingest_pb.IngestReportsRequest, context: Context
     ) -> ingest_pb.IngestReportsResponse:
         now = time.time_ns() // 1_000
         reports = [checked_report(report, i, now) for i, report in enumerate(request.reports)]
@@ -161,9 +160,7 @@ class IngestService(ingest_grpc.IngestServiceServicer):
 
     @rpc("ListQuarantinedItems")
     async def ListQuarantinedItems(
-        self,
-        request: ingest_pb.ListQuarantinedItemsRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: ingest_pb.ListQuarantinedItemsRequest, context: Context
     ) -> ingest_pb.ListQuarantinedItemsResponse:
         items, next_token = await self.reader.quarantined_page(
             token=request.page_token, size=request.page_size
@@ -174,9 +171,7 @@ class IngestService(ingest_grpc.IngestServiceServicer):
 
     @rpc("DeleteQuarantinedItems")
     async def DeleteQuarantinedItems(
-        self,
-        request: ingest_pb.DeleteQuarantinedItemsRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: ingest_pb.DeleteQuarantinedItemsRequest, context: Context
     ) -> ingest_pb.DeleteQuarantinedItemsResponse:
         if len(request.ids) > MAX_PAGE_SIZE:
             raise errors.InvalidArgument(f"ids: at most {MAX_PAGE_SIZE} per call")
@@ -194,9 +189,7 @@ class StatusService(status_grpc.StatusServiceServicer):
 
     @rpc("GetMessageStatus")
     async def GetMessageStatus(
-        self,
-        request: status_pb.GetMessageStatusRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: status_pb.GetMessageStatusRequest, context: Context
     ) -> status_pb.GetMessageStatusResponse:
         key = checked_key(request.provider, request.message_id, request.account)
         full = request.view == pb.MESSAGE_STATUS_VIEW_FULL
@@ -210,9 +203,7 @@ class StatusService(status_grpc.StatusServiceServicer):
 
     @rpc("BatchGetMessageStatuses")
     async def BatchGetMessageStatuses(
-        self,
-        request: status_pb.BatchGetMessageStatusesRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: status_pb.BatchGetMessageStatusesRequest, context: Context
     ) -> status_pb.BatchGetMessageStatusesResponse:
         if len(request.keys) > MAX_BATCH_KEYS:
             raise errors.InvalidArgument(
@@ -227,9 +218,7 @@ class StatusService(status_grpc.StatusServiceServicer):
 
     @rpc("ListMessageStatuses")
     async def ListMessageStatuses(
-        self,
-        request: status_pb.ListMessageStatusesRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: status_pb.ListMessageStatusesRequest, context: Context
     ) -> status_pb.ListMessageStatusesResponse:
         items, next_token = await self.reader.page(
             message_filter(request),
