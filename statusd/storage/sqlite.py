@@ -8,7 +8,8 @@ pool. A point read that finds the file busy falls back to the pool rather than b
 
 Tables: ``messages`` (one row per message: the current report and counters; its rowid is the
 first-seen order that List pages through), ``events`` (every distinct report; its rowid is
-the change position that Watch resumes from) and ``quarantine``.
+the change position that Watch resumes from) and ``quarantine``; their statements, the schema
+version and the migration of older files are :mod:`statusd.storage.sqlite_schema`.
 """
 
 from __future__ import annotations
