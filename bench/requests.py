@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from gateway.providers import signing
+from gateway.auth.basic import authorization as basic_authorization
 from gateway.providers.plivo import sign_v3
 
 BASIC = ("bench", "bench-secret")
@@ -43,7 +43,7 @@ class Request:
 def infobip(scenario: str, count: int, per_request: int) -> Iterator[Request]:
     headers = {
         "Content-Type": "application/json",
-        "Authorization": signing.basic_authorization(":".join(BASIC)),
+        "Authorization": basic_authorization(":".join(BASIC)),
     }
     for index in range(count):
         ids = [f"{scenario}-{index}-{item}" for item in range(per_request)]

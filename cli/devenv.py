@@ -7,9 +7,7 @@ environment does not set, so ``dlrhub send-sample`` signs with the same secrets.
 
 from __future__ import annotations
 
-import base64
 import os
-import secrets
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
@@ -29,41 +27,14 @@ def has_provider_credentials() -> bool:
 
 
 def generate(directory: Path = DEV_ENV.parent) -> dict[str, str]:
-    """Fresh development credentials for every provider. Telnyx and AWS SNS sign with keys
-    only the provider holds, so development gets its own key pairs: a Telnyx Ed25519 key,
-    and a self-signed SNS certificate written to ``<directory>/aws-sns/`` (trusted through
-    ``DLRHUB_AWS_SNS_CERT_DIR``) whose key ``dlrhub send-sample`` signs with."""
-    from gateway.providers import sns
-    from gateway.providers.telnyx import public_key_of
+    """Fresh development credentials for every provider, each made by its provider
+    (:meth:`~gateway.providers.base.Provider.dev_credentials`; files go under ``directory``)."""
+    from gateway.providers import PROVIDERS
 
-    telnyx_seed = secrets.token_bytes(32)
-    sns_dir = directory / "aws-sns"
-    sns_dir.mkdir(parents=True, exist_ok=True)
-    certificate, key = sns.signing_pair("sns.us-east-1.amazonaws.com (dlrhub development)")
-    (sns_dir / "SimpleNotificationService-dlrhub-dev.pem").write_bytes(certificate)
-    key_path = sns_dir / "signing-key.pem"
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-    return {
-        "DLRHUB_INFOBIP_BASIC_AUTH": f"dev:{secrets.token_urlsafe(18)}",
-        "DLRHUB_INFOBIP_HMAC_SECRET": secrets.token_urlsafe(24),
-        "DLRHUB_PLIVO_AUTH_TOKEN": secrets.token_urlsafe(24),
-        "DLRHUB_TWILIO_AUTH_TOKEN": secrets.token_hex(16),
-        "DLRHUB_VONAGE_SIGNATURE_SECRET": secrets.token_urlsafe(24),
-        "DLRHUB_VONAGE_SIGNATURE_METHOD": "sha256",
-        "DLRHUB_VONAGE_MESSAGES_SIGNATURE_SECRET": secrets.token_urlsafe(24),
-        "DLRHUB_SINCH_WEBHOOK_SECRET": secrets.token_urlsafe(24),
-        "DLRHUB_TELNYX_PUBLIC_KEY": public_key_of(telnyx_seed),
-        "DLRHUB_TELNYX_SAMPLE_SIGNING_KEY": base64.b64encode(telnyx_seed).decode("ascii"),
-        "DLRHUB_BIRD_SIGNING_KEY": secrets.token_urlsafe(24),
-        "DLRHUB_MESSAGEBIRD_SIGNING_KEY": secrets.token_urlsafe(24),
-        "DLRHUB_AWS_SNS_TOPIC_ARNS": "arn:aws:sns:us-east-1:000000000000:dlrhub-dev",
-        "DLRHUB_AWS_SNS_CERT_DIR": str(sns_dir),
-        "DLRHUB_AWS_SNS_SAMPLE_SIGNING_KEY_FILE": str(key_path),
-        "DLRHUB_STANDARD_WEBHOOKS_SECRET": "whsec_"
-        + base64.b64encode(secrets.token_bytes(24)).decode("ascii"),
-    }
+    values: dict[str, str] = {}
+    for provider in PROVIDERS.values():
+        values.update(provider.dev_credentials(directory))
+    return values
 
 
 def read(path: Path = DEV_ENV) -> dict[str, str]:

@@ -14,32 +14,30 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import CommaList
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import sns_signature
 from gateway.errors import Malformed, NotReady
-from gateway.providers import sns
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     SampleUnavailable,
     json_body,
     json_object,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
@@ -127,17 +125,8 @@ class AwsSnsCredentials(Credentials):
         return bool(self.topic_arns)
 
 
-class AwsSnsSettings(ProviderSettings, AwsSnsCredentials):
-    """``DLRHUB_AWS_SNS_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="DLRHUB_AWS_SNS_", extra="ignore", frozen=True)
-    credentials_class: ClassVar[type[Credentials]] = AwsSnsCredentials
-    accounts: dict[str, AwsSnsCredentials] = Field(default_factory=dict)
-
-
 class AwsSns(Provider):
     name = "aws-sns"
-    settings_class = AwsSnsSettings
     credentials: AwsSnsCredentials
 
     def __init__(
@@ -147,21 +136,21 @@ class AwsSns(Provider):
         *,
         insecure: bool = False,
         clock: Callable[[], float] = time.time,
-        fetch: sns.Fetcher | None = sns.fetch_https,
-        confirm: sns.Fetcher | None = None,
+        fetch: sns_signature.Fetcher | None = sns_signature.fetch_https,
+        confirm: sns_signature.Fetcher | None = None,
     ) -> None:
         super().__init__(account, credentials, insecure=insecure, clock=clock)
-        self.certificates = sns.CertificateStore(credentials.cert_dir, fetch)
+        self.certificates = sns_signature.CertificateStore(credentials.cert_dir, fetch)
         #: GETs a SubscribeURL (injected by tests; the same https client by default).
-        self.confirm = confirm if confirm is not None else sns.fetch_https
+        self.confirm = confirm if confirm is not None else sns_signature.fetch_https
 
     def verify(self, request: InboundRequest) -> str:
         message = envelope(request)
         try:
-            sns.verify(message, self.certificates)
-        except sns.SnsError as exc:
+            sns_signature.verify(message, self.certificates)
+        except sns_signature.SnsError as exc:
             raise self.unauthenticated(exc.reason, label=exc.label) from None
-        except sns.CertificateUnavailable as exc:
+        except sns_signature.CertificateUnavailable as exc:
             raise NotReady(f"aws-sns: {exc}") from None
         if message.get("TopicArn") not in self.credentials.topic_arns:
             raise self.unauthenticated("TopicArn is not one of DLRHUB_AWS_SNS_TOPIC_ARNS")
@@ -183,10 +172,7 @@ class AwsSns(Provider):
         if kind == "UnsubscribeConfirmation":
             log.warning("aws-sns: unsubscribed from %s", message.get("TopicArn"))
             return Parsed()
-        try:
-            return Parsed(reports=[notification_report(message)])
-        except InvalidItem as exc:
-            return Parsed(quarantined=[quarantine(str(exc), raw_json(message))])
+        return Parsed.of(message, notification_report)
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:
         """A quarantined Notification parsed again with today's code (quarantine replay)."""
@@ -203,7 +189,7 @@ class AwsSns(Provider):
                 extra={"subscribe_url": url},
             )
             return
-        if not sns.is_sns_url(url, pem=False):
+        if not sns_signature.is_sns_url(url, pem=False):
             raise Malformed("SubscribeURL is not an https URL on sns.<region>.amazonaws.com")
         try:
             self.confirm(url)
@@ -220,7 +206,7 @@ class AwsSns(Provider):
                 "(development only; `dlrhub run` generates them)"
             )
         key = creds.sample_signing_key.get_secret_value().encode("utf-8")
-        cert_name = sns.certificate_matching(creds.cert_dir, key)
+        cert_name = sns_signature.certificate_matching(creds.cert_dir, key)
         if cert_name is None:
             raise SampleUnavailable("no certificate in DLRHUB_AWS_SNS_CERT_DIR matches the key")
         message = sample_message(
@@ -230,7 +216,7 @@ class AwsSns(Provider):
             TopicArn=creds.topic_arns[0],
             SigningCertURL=f"https://{SAMPLE_REGION_HOST}/{cert_name}",
         )
-        message["Signature"] = sns.sign(message, key)
+        message["Signature"] = sns_signature.sign(message, key)
         headers = {
             "Content-Type": "text/plain; charset=UTF-8",
             "x-amz-sns-message-type": "Notification",
@@ -238,6 +224,26 @@ class AwsSns(Provider):
             "x-amz-sns-topic-arn": message["TopicArn"],
         }
         return SampleRequest("POST", url, headers, json.dumps(message).encode("utf-8"))
+
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        """A self-signed certificate standing in for SNS's, written to
+        ``<directory>/aws-sns/`` (trusted through the certificate directory), and its key,
+        which ``dlrhub send-sample`` signs with: SNS signs with a key only AWS holds."""
+        sns_dir = directory / "aws-sns"
+        sns_dir.mkdir(parents=True, exist_ok=True)
+        common_name = f"{SAMPLE_REGION_HOST} (dlrhub development)"
+        certificate, key = sns_signature.signing_pair(common_name)
+        (sns_dir / "SimpleNotificationService-dlrhub-dev.pem").write_bytes(certificate)
+        key_path = sns_dir / "signing-key.pem"
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        return {
+            cls.env("topic_arns"): "arn:aws:sns:us-east-1:000000000000:dlrhub-dev",
+            cls.env("cert_dir"): str(sns_dir),
+            cls.env("sample_signing_key") + "_FILE": str(key_path),
+        }
 
 
 def envelope(request: InboundRequest) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """What every provider module implements, and the plumbing they share.
 
-A provider module declares its name, its credentials (a settings class whose variables are
-``DLRHUB_<PROVIDER>_<SETTING>``), its status mapping tables, and two methods:
+A provider module declares its name, its credentials class (the annotation of
+``credentials``; the settings class with variables ``DLRHUB_<PROVIDER>_<SETTING>`` is derived
+from the two), its status mapping tables, and two methods:
 ``verify(request)`` raises :class:`~gateway.errors.Unauthenticated` unless the request is
 genuine and returns the method that proved it; ``parse(request)`` turns the body into
 :class:`Parsed` reports, raising :class:`~gateway.errors.Malformed` when the envelope is bad and
@@ -14,16 +15,21 @@ from __future__ import annotations
 import abc
 import json
 import time
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from common.settings import BaseConfig
+from common.settings import BaseConfig, env_name
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import signatures
 from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
 
 #: Longest message id accepted from a provider.
@@ -141,6 +147,20 @@ class Parsed:
     quarantined: list[pb.QuarantinedItem] = field(default_factory=list)
     replay_key: str = ""
 
+    @classmethod
+    def of(cls, item: Any, normalize: Callable[[Any], Normalized]) -> Parsed:
+        """``normalize(item)``'s reports, or the whole item quarantined (as JSON, with the
+        reason) when it raises InvalidItem."""
+        try:
+            normalized = normalize(item)
+        except InvalidItem as exc:
+            return cls(quarantined=[quarantine(str(exc), raw_json(item))])
+        return cls(reports=normalized if isinstance(normalized, list) else [normalized])
+
+
+#: What a provider's normalizer makes of one item: a report, or several.
+Normalized = pb.DeliveryReport | list[pb.DeliveryReport]
+
 
 class Credentials(BaseModel):
     """Base of a provider's credential fields: one account's worth."""
@@ -178,16 +198,46 @@ class ProviderSettings(BaseConfig):
         accounts: Mapping[str, Credentials] = getattr(self, "accounts", {})
         return {"": default, **accounts}
 
+    @classmethod
+    def for_provider(cls, name: str, credentials: type[Credentials]) -> type[ProviderSettings]:
+        """The settings class of provider ``name``: ``DLRHUB_<NAME>_<FIELD>`` for each field of
+        ``credentials`` (the default account), and ``DLRHUB_<NAME>_ACCOUNTS``."""
+        prefix = f"DLRHUB_{name.upper().replace('-', '_')}_"
+        class_name = credentials.__name__.removesuffix("Credentials") + "Settings"
+        namespace = {
+            "__module__": credentials.__module__,
+            "__qualname__": class_name,
+            "__doc__": f"``{prefix}*``.",
+            "__annotations__": {"accounts": types.GenericAlias(dict, (str, credentials))},
+            "model_config": SettingsConfigDict(env_prefix=prefix, extra="ignore", frozen=True),
+            "credentials_class": credentials,
+            "accounts": Field(default_factory=dict),
+        }
+        return cast(type[ProviderSettings], type(class_name, (cls, credentials), namespace))
+
 
 class Provider(abc.ABC):
     """One provider account's verifier and parser."""
 
     #: Provider name: the URL path segment and ``DeliveryReport.provider``.
     name: ClassVar[str]
-    #: The settings class with this provider's credentials.
+    #: One account's credentials; a subclass annotates it with its own Credentials class,
+    #: from which ``credentials_class`` and ``settings_class`` are derived.
+    credentials: Credentials
+    #: The class of ``credentials``.
+    credentials_class: ClassVar[type[Credentials]]
+    #: The settings class with this provider's credentials (``DLRHUB_<NAME>_*``).
     settings_class: ClassVar[type[ProviderSettings]]
     #: HTTP methods the provider calls with.
     methods: ClassVar[frozenset[str]] = frozenset({"POST"})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        credentials = typing.get_type_hints(cls).get("credentials")
+        if not (isinstance(credentials, type) and issubclass(credentials, Credentials)):
+            raise TypeError(f"{cls.__name__}.credentials must be annotated with its Credentials")
+        cls.credentials_class = credentials
+        cls.settings_class = ProviderSettings.for_provider(cls.name, credentials)
 
     def __init__(
         self,
@@ -248,6 +298,17 @@ class Provider(abc.ABC):
         canonical ``status`` (``delivered``, ``undelivered``, ...), signed with the first
         configured credential of each kind."""
 
+    @classmethod
+    @abc.abstractmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        """Fresh development credentials, as environment variables, that make ``verify`` and
+        ``sample`` work; files a provider needs (keys, certificates) go under ``directory``."""
+
+    @classmethod
+    def env(cls, setting: str) -> str:
+        """The environment variable of one of this provider's settings."""
+        return env_name(cls.settings_class, setting)
+
     # -- helpers for subclasses ------------------------------------------------------------
 
     def require_content_type(self, request: InboundRequest, *allowed: str) -> None:
@@ -259,6 +320,15 @@ class Provider(abc.ABC):
 
     def unauthenticated(self, reason: str, *, label: str = "invalid") -> Unauthenticated:
         return Unauthenticated(f"{self.name}: {reason}", label=label)
+
+    def check_timestamp(
+        self, value: object, name: str, max_age: float, *, max_future: float = 300.0
+    ) -> int:
+        """A signed Unix timestamp checked against ``self.clock()``
+        (:func:`gateway.auth.signatures.check_timestamp`)."""
+        return signatures.check_timestamp(
+            value, now=self.clock(), max_age=max_age, max_future=max_future, name=name
+        )
 
 
 def json_body(request: InboundRequest) -> Any:

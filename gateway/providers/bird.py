@@ -10,28 +10,27 @@ documented one. See docs/providers/bird.md.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import signatures
 from gateway.errors import Malformed
-from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     json_body,
     json_object,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
@@ -77,34 +76,20 @@ class BirdCredentials(Credentials):
     )
 
 
-class BirdSettings(ProviderSettings, BirdCredentials):
-    """``DLRHUB_BIRD_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="DLRHUB_BIRD_", extra="ignore", frozen=True)
-    credentials_class: ClassVar[type[Credentials]] = BirdCredentials
-    accounts: dict[str, BirdCredentials] = Field(default_factory=dict)
-
-
 class Bird(Provider):
     name = "bird"
-    settings_class = BirdSettings
     credentials: BirdCredentials
 
     def verify(self, request: InboundRequest) -> str:
         signature, stamp = request.header(SIGNATURE), request.header(TIMESTAMP)
         if not signature:
             raise self.unauthenticated(f"no {SIGNATURE} header", label="missing")
-        keys = signing.secret_values(self.credentials.signing_key)
+        keys = signatures.secret_values(self.credentials.signing_key)
         message = signing_message(stamp or "", request.url, request.body)
-        expected = [signing.hmac_b64(key, message) for key in keys]
-        if not signing.any_equal(expected, [signature.strip()]):
+        if not signatures.hmac_matches(keys, message, [signature.strip()]):
             raise self.unauthenticated(f"{SIGNATURE} does not match")
-        signing.check_timestamp(
-            stamp,
-            now=self.clock(),
-            max_age=self.credentials.timestamp_tolerance_seconds,
-            name=f"bird: {TIMESTAMP}",
-        )
+        tolerance = self.credentials.timestamp_tolerance_seconds
+        self.check_timestamp(stamp, f"bird: {TIMESTAMP}", tolerance)
         return "bird_hmac"
 
     def parse(self, request: InboundRequest) -> Parsed:
@@ -112,10 +97,7 @@ class Bird(Provider):
         body = json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("payload"), dict):
             raise Malformed('body must be a JSON object with a "payload" object')
-        try:
-            return Parsed(reports=[normalize(body)])
-        except InvalidItem as exc:
-            return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
+        return Parsed.of(body, normalize)
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:
         """A quarantined item parsed again with today's code (quarantine replay)."""
@@ -144,8 +126,7 @@ class Bird(Provider):
             payload["failure"] = {"code": 15005, "source": {"name": "sms-messagebird", "code": "1"}}
         body = raw_json({"service": "channels", "event": "sms.outbound", "payload": payload})
         raw = body.encode("utf-8")
-        keys = self.credentials.signing_key
-        key = keys[0].get_secret_value() if keys else ""
+        key = signatures.first_secret(self.credentials.signing_key)
         stamp = str(int(self.clock()))
         headers = {
             "Content-Type": "application/json",
@@ -153,6 +134,10 @@ class Bird(Provider):
             TIMESTAMP: stamp,
         }
         return SampleRequest("POST", url, headers, raw)
+
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        return {cls.env("signing_key"): secrets.token_urlsafe(24)}
 
 
 def normalize(body: dict[str, Any]) -> pb.DeliveryReport:
@@ -215,4 +200,4 @@ def signing_message(timestamp: str, url: str, body: bytes) -> bytes:
 
 def sign(timestamp: str, url: str, body: bytes, key: str) -> str:
     """A ``messagebird-signature`` value (for tests and ``dlrhub send-sample``)."""
-    return signing.hmac_b64(key.encode("utf-8"), signing_message(timestamp, url, body))
+    return signatures.hmac_b64(key.encode("utf-8"), signing_message(timestamp, url, body))

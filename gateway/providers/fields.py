@@ -87,6 +87,15 @@ def text(value: object, field_name: str, *, limit: int = 4000) -> str:
     return value
 
 
+def required(value: object, field_name: str, *, limit: int = 4000) -> str:
+    """A string field that must be present: stripped of surrounding space, and raising
+    InvalidItem ``<field> is missing`` when absent or blank."""
+    found = text(value, field_name, limit=limit).strip()
+    if not found:
+        raise InvalidItem(f"{field_name} is missing")
+    return found
+
+
 #: A provider's error codes: code → (description, permanent or None when the provider does
 #: not say, the canonical status a failure with this code gets or None to keep the mapped one).
 ErrorCodes = Mapping[str, tuple[str, bool | None, "pb.DeliveryStatus.ValueType | None"]]

@@ -9,28 +9,27 @@ are alternatives: a request must pass at least one. See docs/providers/infobip.m
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import basic, signatures
 from gateway.errors import Malformed, Unauthenticated
-from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     json_body,
     json_item,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
@@ -105,17 +104,8 @@ class InfobipCredentials(Credentials):
     url_token: Secrets = Field((), description="Secret tokens accepted in `?token=`.")
 
 
-class InfobipSettings(ProviderSettings, InfobipCredentials):
-    """``DLRHUB_INFOBIP_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="DLRHUB_INFOBIP_", extra="ignore", frozen=True)
-    credentials_class: ClassVar[type[Credentials]] = InfobipCredentials
-    accounts: dict[str, InfobipCredentials] = Field(default_factory=dict)
-
-
 class Infobip(Provider):
     name = "infobip"
-    settings_class = InfobipSettings
     credentials: InfobipCredentials
 
     def verify(self, request: InboundRequest) -> str:
@@ -125,25 +115,22 @@ class Infobip(Provider):
         if creds.basic_auth and request.header("authorization"):
             presented = True
             try:
-                given = signing.basic_credentials(request.header("authorization"))
-            except Unauthenticated:
-                given = ""
-            expected = [secret.get_secret_value() for secret in creds.basic_auth]
-            if given and signing.any_equal(expected, [given]):
+                basic.check(request.header("authorization"), creds.basic_auth)
                 passed = "basic"
+            except Unauthenticated:
+                pass  # a failed credential: another configured method may still pass
         if creds.hmac_secret and request.header(creds.hmac_header):
             presented = True
             header = (request.header(creds.hmac_header) or "").strip().lower()
-            given = header.removeprefix("sha256=")
-            keys = signing.secret_values(creds.hmac_secret)
-            expected = [signing.hmac_hex(key, request.body) for key in keys]
-            if signing.any_equal(expected, [given]):
+            keys = signatures.secret_values(creds.hmac_secret)
+            given = [header.removeprefix("sha256=")]
+            if signatures.hmac_matches(keys, request.body, given, encoding="hex"):
                 passed = passed or "hmac"
         tokens = [value for key, value in request.query if key == "token"]
         if creds.url_token and tokens:
             presented = True
             expected = [secret.get_secret_value() for secret in creds.url_token]
-            if signing.any_equal(expected, tokens):
+            if signatures.any_equal(expected, tokens):
                 passed = passed or "url_token"
         if passed:
             return passed
@@ -175,13 +162,13 @@ class Infobip(Provider):
         headers = {"Content-Type": "application/json"}
         creds = self.credentials
         if creds.basic_auth:
-            headers["Authorization"] = signing.basic_authorization(
-                creds.basic_auth[0].get_secret_value()
+            headers["Authorization"] = basic.authorization(
+                signatures.first_secret(creds.basic_auth)
             )
         if creds.hmac_secret:
-            headers[creds.hmac_header] = sign(body, creds.hmac_secret[0].get_secret_value())
+            headers[creds.hmac_header] = sign(body, signatures.first_secret(creds.hmac_secret))
         if creds.url_token:
-            token = quote(creds.url_token[0].get_secret_value(), safe="")
+            token = quote(signatures.first_secret(creds.url_token), safe="")
             url += ("&" if "?" in url else "?") + f"token={token}"
         return SampleRequest("POST", url, headers, body)
 
@@ -195,11 +182,17 @@ class Infobip(Provider):
             raise Malformed('"results" must be a non-empty array')
         parsed = Parsed()
         for item in results:
-            try:
-                parsed.reports.append(normalize(item))
-            except InvalidItem as exc:
-                parsed.quarantined.append(quarantine(str(exc), raw_json(item)))
+            one = Parsed.of(item, normalize)
+            parsed.reports += one.reports
+            parsed.quarantined += one.quarantined
         return parsed
+
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        return {
+            cls.env("basic_auth"): f"dev:{secrets.token_urlsafe(18)}",
+            cls.env("hmac_secret"): secrets.token_urlsafe(24),
+        }
 
 
 #: Infobip status objects for ``dlrhub send-sample``: (groupId, groupName, id, name).
@@ -282,4 +275,4 @@ def _set_error(report: pb.DeliveryReport, error: Any) -> None:
 
 def sign(body: bytes, secret: str) -> str:
     """The ``X-Infobip-Signature`` value for ``body`` (for tests and ``dlrhub send-sample``)."""
-    return signing.hmac_hex(secret.encode("utf-8"), body)
+    return signatures.hmac_hex(secret.encode("utf-8"), body)

@@ -13,28 +13,26 @@ SHA-256 of the body>``, with the timestamp inside a window. See docs/providers/m
 from __future__ import annotations
 
 import hashlib
+import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import jwt, signatures
 from gateway.errors import Malformed
-from gateway.providers import jwt, signing
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
-    InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     json_object,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
@@ -42,6 +40,7 @@ from gateway.providers.fields import (
     e164,
     iso_time,
     network_code,
+    required,
     set_time,
     text,
     whole_number,
@@ -85,17 +84,8 @@ class MessageBirdCredentials(Credentials):
     )
 
 
-class MessageBirdSettings(ProviderSettings, MessageBirdCredentials):
-    """``DLRHUB_MESSAGEBIRD_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="DLRHUB_MESSAGEBIRD_", extra="ignore", frozen=True)
-    credentials_class: ClassVar[type[Credentials]] = MessageBirdCredentials
-    accounts: dict[str, MessageBirdCredentials] = Field(default_factory=dict)
-
-
 class MessageBird(Provider):
     name = "messagebird"
-    settings_class = MessageBirdSettings
     methods = frozenset({"GET", "POST"})
     credentials: MessageBirdCredentials
 
@@ -114,7 +104,7 @@ class MessageBird(Provider):
         try:
             claims = jwt.decode(
                 token.strip(),
-                signing.secret_values(self.credentials.signing_key),
+                signatures.secret_values(self.credentials.signing_key),
                 now=self.clock(),
                 algorithms=ALGORITHMS,
                 required=("iss", "nbf", "exp"),
@@ -125,8 +115,8 @@ class MessageBird(Provider):
         if claims.get("iss") != "MessageBird":
             raise self.unauthenticated("token issuer is not MessageBird")
         url_hash = claims.get("url_hash")
-        if not isinstance(url_hash, str) or not signing.equal(
-            signing.sha256_hex(request.url.encode("utf-8")), url_hash
+        if not isinstance(url_hash, str) or not signatures.equal(
+            signatures.sha256_hex(request.url.encode("utf-8")), url_hash
         ):
             raise self.unauthenticated("url_hash does not match the URL called")
         payload_hash = claims.get("payload_hash")
@@ -134,23 +124,18 @@ class MessageBird(Provider):
             raise self.unauthenticated("payload_hash and the body disagree on there being a body")
         if request.body and not (
             isinstance(payload_hash, str)
-            and signing.equal(signing.sha256_hex(request.body), payload_hash)
+            and signatures.equal(signatures.sha256_hex(request.body), payload_hash)
         ):
             raise self.unauthenticated("payload_hash does not match the body")
 
     def _verify_legacy(self, request: InboundRequest, signature: str) -> None:
         stamp = request.header(LEGACY_TIMESTAMP) or ""
         message = legacy_message(stamp, request.query, request.body)
-        keys = signing.secret_values(self.credentials.signing_key)
-        expected = [signing.hmac_b64(key, message) for key in keys]
-        if not signing.any_equal(expected, [signature.strip()]):
+        keys = signatures.secret_values(self.credentials.signing_key)
+        if not signatures.hmac_matches(keys, message, [signature.strip()]):
             raise self.unauthenticated(f"{LEGACY_HEADER} does not match")
-        signing.check_timestamp(
-            stamp,
-            now=self.clock(),
-            max_age=self.credentials.timestamp_tolerance_seconds,
-            name=f"messagebird: {LEGACY_TIMESTAMP}",
-        )
+        tolerance = self.credentials.timestamp_tolerance_seconds
+        self.check_timestamp(stamp, f"messagebird: {LEGACY_TIMESTAMP}", tolerance)
 
     def parse(self, request: InboundRequest) -> Parsed:
         if request.method == "POST":
@@ -158,10 +143,7 @@ class MessageBird(Provider):
         params = request.params()
         if not params.get("id"):
             raise Malformed("id is missing")
-        try:
-            return Parsed(reports=[normalize(params)])
-        except InvalidItem as exc:
-            return Parsed(quarantined=[quarantine(str(exc), raw_json(params))])
+        return Parsed.of(params, normalize)
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:
         """A quarantined item parsed again with today's code (quarantine replay)."""
@@ -179,20 +161,19 @@ class MessageBird(Provider):
             "ported": "0",
         }
         signed_url = url + ("&" if "?" in url else "?") + urlencode(params)
-        keys = self.credentials.signing_key
-        key = keys[0].get_secret_value() if keys else ""
+        key = signatures.first_secret(self.credentials.signing_key)
         headers = {JWT_HEADER: sign(signed_url, b"", key, now=self.clock())}
         return SampleRequest("GET", signed_url, headers, b"")
+
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        return {cls.env("signing_key"): secrets.token_urlsafe(24)}
 
 
 def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     """One status report → a report (provider-level fields are stamped later)."""
-    message = text(params.get("id"), "id", limit=128).strip()
-    if not message:
-        raise InvalidItem("id is missing")
-    raw_status = text(params.get("status"), "status", limit=64).strip()
-    if not raw_status:
-        raise InvalidItem("status is missing")
+    message = required(params.get("id"), "id", limit=128)
+    raw_status = required(params.get("status"), "status", limit=64)
     report = pb.DeliveryReport(
         message_id=message,
         status=STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN),
@@ -227,13 +208,13 @@ def sign(url: str, body: bytes, key: str, *, now: float, algorithm: str = "HS256
         "nbf": int(now),
         "exp": int(now) + 60,
         "jti": str(uuid.uuid4()),
-        "url_hash": signing.sha256_hex(url.encode("utf-8")),
+        "url_hash": signatures.sha256_hex(url.encode("utf-8")),
     }
     if body:
-        claims["payload_hash"] = signing.sha256_hex(body)
+        claims["payload_hash"] = signatures.sha256_hex(body)
     return jwt.encode(claims, key.encode("utf-8"), algorithm)
 
 
 def sign_legacy(timestamp: str, query: tuple[tuple[str, str], ...], body: bytes, key: str) -> str:
     """A deprecated ``MessageBird-Signature`` value."""
-    return signing.hmac_b64(key.encode("utf-8"), legacy_message(timestamp, query, body))
+    return signatures.hmac_b64(key.encode("utf-8"), legacy_message(timestamp, query, body))

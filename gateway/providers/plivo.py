@@ -12,26 +12,24 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import signatures
 from gateway.errors import Malformed
-from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     json_item,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
@@ -40,6 +38,7 @@ from gateway.providers.fields import (
     decimal_text,
     e164,
     iso_time,
+    required,
     set_time,
     text,
     whole_number,
@@ -107,29 +106,20 @@ class PlivoCredentials(Credentials):
     )
 
 
-class PlivoSettings(ProviderSettings, PlivoCredentials):
-    """``DLRHUB_PLIVO_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="DLRHUB_PLIVO_", extra="ignore", frozen=True)
-    credentials_class: ClassVar[type[Credentials]] = PlivoCredentials
-    accounts: dict[str, PlivoCredentials] = Field(default_factory=dict)
-
-
 class Plivo(Provider):
     name = "plivo"
-    settings_class = PlivoSettings
     methods = frozenset({"POST", "GET"})
     credentials: PlivoCredentials
 
     def verify(self, request: InboundRequest) -> str:
-        tokens = signing.secret_values(self.credentials.auth_token)
+        tokens = signatures.secret_values(self.credentials.auth_token)
         if any(request.header(name) for name in V3_HEADERS):
             nonce = request.header("X-Plivo-Signature-V3-Nonce")
             if not nonce:
                 raise self.unauthenticated("X-Plivo-Signature-V3-Nonce is missing", label="missing")
             message = v3_string(request.method, request.url, request.form) + "." + nonce
-            expected = [signing.hmac_b64(token, message.encode("utf-8")) for token in tokens]
-            if signing.any_equal(expected, _signatures(request, V3_HEADERS)):
+            given = _signatures(request, V3_HEADERS)
+            if signatures.hmac_matches(tokens, message.encode("utf-8"), given):
                 return "plivo_v3"
             raise self.unauthenticated("X-Plivo-Signature-V3 does not match")
         if any(request.header(name) for name in V2_HEADERS):
@@ -137,8 +127,7 @@ class Plivo(Provider):
             if not nonce:
                 raise self.unauthenticated("X-Plivo-Signature-V2-Nonce is missing", label="missing")
             message_v2 = (_base_url(request.url) + nonce).encode("utf-8")
-            expected = [signing.hmac_b64(token, message_v2) for token in tokens]
-            if signing.any_equal(expected, _signatures(request, V2_HEADERS)):
+            if signatures.hmac_matches(tokens, message_v2, _signatures(request, V2_HEADERS)):
                 return "plivo_v2"
             raise self.unauthenticated("X-Plivo-Signature-V2 does not match")
         raise self.unauthenticated("no X-Plivo-Signature-V3 or -V2 header", label="missing")
@@ -168,15 +157,17 @@ class Plivo(Provider):
             ("DeliveryReportTime", now),
         )
         nonce = secrets.token_hex(10)
-        token = (
-            self.credentials.auth_token[0].get_secret_value() if self.credentials.auth_token else ""
-        )
+        token = signatures.first_secret(self.credentials.auth_token)
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "X-Plivo-Signature-V3-Nonce": nonce,
             "X-Plivo-Signature-V3": sign_v3("POST", url, form, nonce, token),
         }
         return SampleRequest("POST", url, headers, urlencode(form).encode("utf-8"))
+
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        return {cls.env("auth_token"): secrets.token_urlsafe(24)}
 
     def signed_nonce(self, request: InboundRequest) -> str:
         # V3 when any V3 header is present (verify() required it), else V2.
@@ -190,22 +181,15 @@ class Plivo(Provider):
         params = request.params()
         if not params.get("MessageUUID"):
             raise Malformed("MessageUUID is missing")
-        try:
-            return Parsed(reports=[normalize(params)])
-        except InvalidItem as exc:
-            return Parsed(quarantined=[quarantine(str(exc), raw_json(params))])
+        return Parsed.of(params, normalize)
 
 
 def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     """One callback's parameters → a report (provider-level fields are stamped later)."""
     if not isinstance(params, dict):
         raise InvalidItem("callback parameters are not an object")
-    uuid = text(params.get("MessageUUID"), "MessageUUID", limit=128).strip()
-    if not uuid:
-        raise InvalidItem("MessageUUID is missing")
-    raw_status = text(params.get("Status"), "Status", limit=64).strip()
-    if not raw_status:
-        raise InvalidItem("Status is missing")
+    uuid = required(params.get("MessageUUID"), "MessageUUID", limit=128)
+    raw_status = required(params.get("Status"), "Status", limit=64)
     status = STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN)
     report = pb.DeliveryReport(
         message_id=uuid,
@@ -293,9 +277,9 @@ def sign_v3(
 ) -> str:
     """An ``X-Plivo-Signature-V3`` value (for tests and ``dlrhub send-sample``)."""
     message = v3_string(method, url, form) + "." + nonce
-    return signing.hmac_b64(token.encode("utf-8"), message.encode("utf-8"))
+    return signatures.hmac_b64(token.encode("utf-8"), message.encode("utf-8"))
 
 
 def sign_v2(url: str, nonce: str, token: str) -> str:
     """An ``X-Plivo-Signature-V2`` value."""
-    return signing.hmac_b64(token.encode("utf-8"), (_base_url(url) + nonce).encode("utf-8"))
+    return signatures.hmac_b64(token.encode("utf-8"), (_base_url(url) + nonce).encode("utf-8"))

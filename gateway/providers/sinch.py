@@ -19,27 +19,25 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import basic, signatures
 from gateway.errors import Malformed, Unauthenticated
-from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     json_body,
     json_object,
     only_report,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
@@ -47,6 +45,7 @@ from gateway.providers.fields import (
     apply_error_code,
     e164,
     iso_time,
+    required,
     set_time,
     text,
     whole_number,
@@ -123,17 +122,8 @@ class SinchCredentials(Credentials):
     )
 
 
-class SinchSettings(ProviderSettings, SinchCredentials):
-    """``DLRHUB_SINCH_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="DLRHUB_SINCH_", extra="ignore", frozen=True)
-    credentials_class: ClassVar[type[Credentials]] = SinchCredentials
-    accounts: dict[str, SinchCredentials] = Field(default_factory=dict)
-
-
 class Sinch(Provider):
     name = "sinch"
-    settings_class = SinchSettings
     credentials: SinchCredentials
 
     def verify(self, request: InboundRequest) -> str:
@@ -143,13 +133,10 @@ class Sinch(Provider):
             return "sinch_hmac"
         if request.header("authorization") and creds.basic_auth:
             try:
-                given = signing.basic_credentials(request.header("authorization"))
+                basic.check(request.header("authorization"), creds.basic_auth)
             except Unauthenticated as exc:
-                raise self.unauthenticated(exc.reason) from None
-            expected = [secret.get_secret_value() for secret in creds.basic_auth]
-            if signing.any_equal(expected, [given]):
-                return "basic"
-            raise self.unauthenticated("Basic credentials do not match")
+                raise self.unauthenticated(str(exc), label=exc.label) from None
+            return "basic"
         if request.header(SIGNATURE) or request.header("authorization"):
             raise self.unauthenticated("the request's credentials are not the configured kind")
         raise self.unauthenticated("no signature headers or Basic credentials", label="missing")
@@ -159,26 +146,19 @@ class Sinch(Provider):
         if not nonce or not stamp:
             raise self.unauthenticated("signature nonce or timestamp header missing")
         message = request.body + f".{nonce}.{stamp}".encode()
-        keys = signing.secret_values(self.credentials.webhook_secret)
-        expected = [signing.hmac_b64(key, message) for key in keys]
-        if not signing.any_equal(expected, [(request.header(SIGNATURE) or "").strip()]):
+        keys = signatures.secret_values(self.credentials.webhook_secret)
+        given = [(request.header(SIGNATURE) or "").strip()]
+        if not signatures.hmac_matches(keys, message, given):
             raise self.unauthenticated(f"{SIGNATURE} does not match")
-        signing.check_timestamp(
-            stamp,
-            now=self.clock(),
-            max_age=self.credentials.timestamp_tolerance_seconds,
-            name=f"sinch: {TIMESTAMP}",
-        )
+        tolerance = self.credentials.timestamp_tolerance_seconds
+        self.check_timestamp(stamp, f"sinch: {TIMESTAMP}", tolerance)
 
     def parse(self, request: InboundRequest) -> Parsed:
         self.require_content_type(request, "application/json")
         body = json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             raise Malformed('body must be a JSON object with a "type"')
-        try:
-            return Parsed(reports=reports_of(body))
-        except InvalidItem as exc:
-            return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
+        return Parsed.of(body, reports_of)
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:
         """A quarantined item parsed again with today's code (quarantine replay)."""
@@ -205,16 +185,19 @@ class Sinch(Provider):
         creds = self.credentials
         if creds.webhook_secret:
             nonce, stamp = secrets.token_hex(13), str(int(self.clock()))
-            headers[SIGNATURE] = sign(
-                body, nonce, stamp, creds.webhook_secret[0].get_secret_value()
-            )
+            secret = signatures.first_secret(creds.webhook_secret)
+            headers[SIGNATURE] = sign(body, nonce, stamp, secret)
             headers[NONCE], headers[TIMESTAMP] = nonce, stamp
         elif creds.basic_auth:
-            basic = creds.basic_auth[0].get_secret_value()
-            headers["Authorization"] = signing.basic_authorization(basic)
+            user_password = signatures.first_secret(creds.basic_auth)
+            headers["Authorization"] = basic.authorization(user_password)
         return SampleRequest(
             "POST", url, headers, body, message_id=message_key(batch_id, recipient)
         )
+
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        return {cls.env("webhook_secret"): secrets.token_urlsafe(24)}
 
 
 def reports_of(body: dict[str, Any]) -> list[pb.DeliveryReport]:
@@ -233,9 +216,7 @@ def message_key(batch_id: str, recipient: str) -> str:
 
 
 def _status(raw: object, code: object) -> tuple[pb.DeliveryStatus.ValueType, str, int | None]:
-    raw_status = text(raw, "status", limit=64).strip()
-    if not raw_status:
-        raise InvalidItem("status is missing")
+    raw_status = required(raw, "status", limit=64)
     status = STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN)
     number = None if code is None or code == "" else whole_number(code, "code")
     return status, raw_status, number
@@ -315,7 +296,7 @@ def batch_reports(item: dict[str, Any]) -> list[pb.DeliveryReport]:
 
 def sign(body: bytes, nonce: str, timestamp: str, secret: str) -> str:
     """An ``x-sinch-webhook-signature`` value (for tests and ``dlrhub send-sample``)."""
-    return signing.hmac_b64(secret.encode("utf-8"), body + f".{nonce}.{timestamp}".encode())
+    return signatures.hmac_b64(secret.encode("utf-8"), body + f".{nonce}.{timestamp}".encode())
 
 
 def sign_now(body: bytes, secret: str) -> dict[str, str]:

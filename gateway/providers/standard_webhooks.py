@@ -19,29 +19,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import Secrets
 from common.status_names import BY_NAME, status_from_label
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import signatures
 from gateway.errors import Malformed
-from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
-    InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     json_body,
     json_object,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
@@ -49,6 +47,7 @@ from gateway.providers.fields import (
     e164,
     iso_time,
     message_id,
+    required,
     set_time,
     text,
     whole_number,
@@ -137,45 +136,25 @@ class StandardWebhooksCredentials(Credentials):
         return {key.lower(): target.lower() for key, target in value.items()}
 
 
-class StandardWebhooksSettings(ProviderSettings, StandardWebhooksCredentials):
-    """``DLRHUB_STANDARD_WEBHOOKS_*``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="DLRHUB_STANDARD_WEBHOOKS_", extra="ignore", frozen=True
-    )
-    credentials_class: ClassVar[type[Credentials]] = StandardWebhooksCredentials
-    accounts: dict[str, StandardWebhooksCredentials] = Field(default_factory=dict)
-
-
 class StandardWebhooks(Provider):
     name = "standard-webhooks"
-    settings_class = StandardWebhooksSettings
     credentials: StandardWebhooksCredentials
 
     def verify(self, request: InboundRequest) -> str:
-        webhook_id, stamp, signatures = (_header(request, kind) for kind in HEADERS)
-        if not signatures:
+        webhook_id, stamp, entries = (_header(request, kind) for kind in HEADERS)
+        if not entries:
             raise self.unauthenticated("no webhook-signature header", label="missing")
         if not webhook_id:
             raise self.unauthenticated("no webhook-id header", label="missing")
         keys = [secret_key(secret.get_secret_value()) for secret in self.credentials.secret]
         message = f"{webhook_id}.{stamp}.".encode() + request.body
-        expected = [signing.hmac_b64(key, message) for key in keys]
         given = [
-            entry.partition(",")[2]
-            for entry in signatures.split()
-            if entry.partition(",")[0] == "v1"
+            entry.partition(",")[2] for entry in entries.split() if entry.partition(",")[0] == "v1"
         ]
-        if not signing.any_equal(expected, given):
+        if not signatures.hmac_matches(keys, message, given):
             raise self.unauthenticated("no v1 entry of webhook-signature matches")
         tolerance = self.credentials.timestamp_tolerance_seconds
-        signing.check_timestamp(
-            stamp,
-            now=self.clock(),
-            max_age=tolerance,
-            max_future=tolerance,
-            name="webhook-timestamp",
-        )
+        self.check_timestamp(stamp, "webhook-timestamp", tolerance, max_future=tolerance)
         return "standard_webhooks"
 
     def parse(self, request: InboundRequest) -> Parsed:
@@ -183,12 +162,10 @@ class StandardWebhooks(Provider):
         body = json_body(request)
         if not isinstance(body, dict):
             raise Malformed("body must be a JSON object")
-        try:
-            report = normalize(body, self.credentials)
-        except InvalidItem as exc:
-            return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
-        report.event_id = text(_header(request, "id"), "webhook-id", limit=256)
-        return Parsed(reports=[report])
+        parsed = Parsed.of(body, lambda item: normalize(item, self.credentials))
+        for report in parsed.reports:
+            report.event_id = text(_header(request, "id"), "webhook-id", limit=256)
+        return parsed
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:
         """A quarantined item parsed again with today's code (quarantine replay)."""
@@ -213,7 +190,7 @@ class StandardWebhooks(Provider):
         for name, value in values.items():
             _put(body, creds.field_map.get(name, name), value)
         raw = raw_json(body).encode("utf-8")
-        secret = creds.secret[0].get_secret_value() if creds.secret else SECRET_PREFIX + "AA=="
+        secret = signatures.first_secret(creds.secret, SECRET_PREFIX + "AA==")
         webhook_id, stamp = f"msg_{uuid.uuid4().hex}", str(int(self.clock()))
         headers = {
             "Content-Type": "application/json",
@@ -222,6 +199,11 @@ class StandardWebhooks(Provider):
             "webhook-signature": sign(webhook_id, stamp, raw, secret),
         }
         return SampleRequest("POST", url, headers, raw)
+
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        key = base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+        return {cls.env("secret"): SECRET_PREFIX + key}
 
 
 def _header(request: InboundRequest, kind: str) -> str:
@@ -260,9 +242,7 @@ def normalize(body: dict[str, Any], creds: StandardWebhooksCredentials) -> pb.De
     def field(name: str) -> Any:
         return _get(body, creds.field_map.get(name, name))
 
-    raw_status = text(field("status"), "status", limit=64).strip()
-    if not raw_status:
-        raise InvalidItem("status is missing")
+    raw_status = required(field("status"), "status", limit=64)
     target = creds.status_map.get(raw_status.lower(), raw_status)
     try:
         status = status_from_label(target)
@@ -298,4 +278,4 @@ def normalize(body: dict[str, Any], creds: StandardWebhooksCredentials) -> pb.De
 def sign(webhook_id: str, timestamp: str, body: bytes, secret: str) -> str:
     """A ``webhook-signature`` value (``v1,<base64>``) for tests and ``dlrhub send-sample``."""
     message = f"{webhook_id}.{timestamp}.".encode() + body
-    return "v1," + signing.hmac_b64(secret_key(secret), message)
+    return "v1," + signatures.hmac_b64(secret_key(secret), message)

@@ -15,32 +15,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.errors import Malformed
-from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     SampleUnavailable,
     json_body,
     json_object,
     only_report,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
@@ -121,17 +119,8 @@ class TelnyxCredentials(Credentials):
         return bool(self.public_key)
 
 
-class TelnyxSettings(ProviderSettings, TelnyxCredentials):
-    """``DLRHUB_TELNYX_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="DLRHUB_TELNYX_", extra="ignore", frozen=True)
-    credentials_class: ClassVar[type[Credentials]] = TelnyxCredentials
-    accounts: dict[str, TelnyxCredentials] = Field(default_factory=dict)
-
-
 class Telnyx(Provider):
     name = "telnyx"
-    settings_class = TelnyxSettings
     credentials: TelnyxCredentials
 
     def verify(self, request: InboundRequest) -> str:
@@ -149,26 +138,21 @@ class Telnyx(Provider):
         if not any(_verifies(key, raw_signature, message) for key in keys):
             raise self.unauthenticated(f"{SIGNATURE} does not verify with any public key")
         tolerance = self.credentials.timestamp_tolerance_seconds
-        signing.check_timestamp(
-            stamp, now=self.clock(), max_age=tolerance, max_future=tolerance, name=TIMESTAMP
-        )
+        self.check_timestamp(stamp, TIMESTAMP, tolerance, max_future=tolerance)
         return "ed25519"
 
     def parse(self, request: InboundRequest) -> Parsed:
         self.require_content_type(request, "application/json")
         body = json_body(request)
         try:
-            data = event_data(body)
+            event_data(body)
         except InvalidItem:
             raise Malformed('body must be a JSON object with "data" and "data.payload"') from None
-        try:
-            return Parsed(reports=normalize(data))
-        except InvalidItem as exc:
-            return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
+        return Parsed.of(body, reports_of)
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:
         """A quarantined item parsed again with today's code (quarantine replay)."""
-        return only_report(normalize(event_data(json_object(raw))))
+        return only_report(reports_of(json_object(raw)))
 
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         if not self.credentials.sample_signing_key:
@@ -209,6 +193,15 @@ class Telnyx(Provider):
         }
         return SampleRequest("POST", url, headers, body)
 
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        """A development key pair: Telnyx signs with a key only Telnyx holds."""
+        seed = secrets.token_bytes(32)
+        return {
+            cls.env("public_key"): public_key_of(seed),
+            cls.env("sample_signing_key"): base64.b64encode(seed).decode("ascii"),
+        }
+
 
 def _verifies(public_key: bytes, signature: bytes, message: bytes) -> bool:
     try:
@@ -224,6 +217,11 @@ def event_data(body: object) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
         raise InvalidItem('not an event with "data" and "data.payload"')
     return data
+
+
+def reports_of(body: object) -> list[pb.DeliveryReport]:
+    """A webhook body → a report per recipient."""
+    return normalize(event_data(body))
 
 
 def normalize(data: dict[str, Any]) -> list[pb.DeliveryReport]:

@@ -15,32 +15,30 @@ Twilio sends it). See docs/providers/twilio.md.
 from __future__ import annotations
 
 import secrets
-from typing import ClassVar
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import signatures
 from gateway.errors import Malformed
-from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     json_object,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
     ErrorCodes,
     apply_error_code,
     e164,
+    required,
     text,
 )
 
@@ -107,17 +105,8 @@ class TwilioCredentials(Credentials):
     )
 
 
-class TwilioSettings(ProviderSettings, TwilioCredentials):
-    """``DLRHUB_TWILIO_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="DLRHUB_TWILIO_", extra="ignore", frozen=True)
-    credentials_class: ClassVar[type[Credentials]] = TwilioCredentials
-    accounts: dict[str, TwilioCredentials] = Field(default_factory=dict)
-
-
 class Twilio(Provider):
     name = "twilio"
-    settings_class = TwilioSettings
     credentials: TwilioCredentials
 
     def verify(self, request: InboundRequest) -> str:
@@ -132,16 +121,16 @@ class Twilio(Provider):
         body_hash = [value for key, value in request.query if key == "bodySHA256"]
         if body_hash and not request.form:
             # A JSON body: the URL carries its hash and the HMAC covers the URL alone.
-            if not signing.equal(signing.sha256_hex(request.body), body_hash[-1].lower()):
+            if not signatures.equal(signatures.sha256_hex(request.body), body_hash[-1].lower()):
                 raise self.unauthenticated("bodySHA256 does not match the body")
             pairs = ()
-        keys = signing.secret_values(self.credentials.auth_token)
+        keys = signatures.secret_values(self.credentials.auth_token)
         expected = [
             signature_of(url, pairs, key, algorithm)
             for url in url_variants(request.url)
             for key in keys
         ]
-        if signing.any_equal(expected, [signature.strip()]):
+        if signatures.any_equal(expected, [signature.strip()]):
             return "twilio_sha256" if algorithm == "sha256" else "twilio_sha1"
         raise self.unauthenticated(f"{SIGNATURE_HEADER} does not match")
 
@@ -150,13 +139,11 @@ class Twilio(Provider):
         params = dict(request.form)
         if not (params.get("MessageSid") or params.get("SmsSid")):
             raise Malformed("MessageSid is missing")
-        try:
-            report = normalize(params)
-        except InvalidItem as exc:
-            return Parsed(quarantined=[quarantine(str(exc), raw_json(params))])
+        parsed = Parsed.of(params, normalize)
         token = text(request.header("I-Twilio-Idempotency-Token"), "idempotency token", limit=256)
-        report.event_id = token.strip()
-        return Parsed(reports=[report])
+        for report in parsed.reports:
+            report.event_id = token.strip()
+        return parsed
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:
         """A quarantined item parsed again with today's code (quarantine replay)."""
@@ -177,14 +164,17 @@ class Twilio(Provider):
         ]
         if code:
             form.append(("ErrorCode", code))
-        tokens = self.credentials.auth_token
-        token = tokens[0].get_secret_value() if tokens else ""
+        token = signatures.first_secret(self.credentials.auth_token)
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             SIGNATURE_HEADER: sign(url, tuple(form), token),
             "I-Twilio-Idempotency-Token": secrets.token_hex(16),
         }
         return SampleRequest("POST", url, headers, urlencode(form).encode("utf-8"))
+
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        return {cls.env("auth_token"): secrets.token_hex(16)}
 
 
 def normalize(params: dict[str, str]) -> pb.DeliveryReport:
@@ -193,14 +183,9 @@ def normalize(params: dict[str, str]) -> pb.DeliveryReport:
     Twilio sends no event time (``RawDlrDoneDate`` is the carrier's local time with an
     unknown offset, kept in ``raw``), so statusd orders Twilio reports by rank and arrival.
     """
-    sid = text(params.get("MessageSid") or params.get("SmsSid"), "MessageSid", limit=128).strip()
-    if not sid:
-        raise InvalidItem("MessageSid is missing")
-    raw_status = text(
-        params.get("MessageStatus") or params.get("SmsStatus"), "MessageStatus", limit=64
-    ).strip()
-    if not raw_status:
-        raise InvalidItem("MessageStatus is missing")
+    sid = required(params.get("MessageSid") or params.get("SmsSid"), "MessageSid", limit=128)
+    status_text = params.get("MessageStatus") or params.get("SmsStatus")
+    raw_status = required(status_text, "MessageStatus", limit=64)
     if raw_status.lower() in INBOUND:
         raise InvalidItem(f"MessageStatus {raw_status!r} is an inbound message, not a report")
     status = STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN)
@@ -256,7 +241,7 @@ def signing_string(url: str, form: tuple[tuple[str, str], ...]) -> str:
 def signature_of(
     url: str, form: tuple[tuple[str, str], ...], key: bytes, algorithm: str = "sha1"
 ) -> str:
-    return signing.hmac_b64(key, signing_string(url, form).encode("utf-8"), algorithm)
+    return signatures.hmac_b64(key, signing_string(url, form).encode("utf-8"), algorithm)
 
 
 def sign(url: str, form: tuple[tuple[str, str], ...], token: str) -> str:
@@ -267,5 +252,5 @@ def sign(url: str, form: tuple[tuple[str, str], ...], token: str) -> str:
 def sign_json(url: str, body: bytes, token: str) -> tuple[str, str]:
     """The URL with ``bodySHA256`` added and its signature, for a JSON body."""
     separator = "&" if urlsplit(url).query else "?"
-    signed_url = f"{url}{separator}bodySHA256={signing.sha256_hex(body)}"
+    signed_url = f"{url}{separator}bodySHA256={signatures.sha256_hex(body)}"
     return signed_url, sign(signed_url, (), token)

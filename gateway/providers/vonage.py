@@ -21,27 +21,25 @@ import json
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import signatures
 from gateway.errors import Malformed
-from gateway.providers import signing
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     json_body,
     json_object,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
@@ -50,6 +48,7 @@ from gateway.providers.fields import (
     decimal_text,
     e164,
     network_code,
+    required,
     set_time,
     text,
 )
@@ -122,17 +121,8 @@ class VonageCredentials(Credentials):
     )
 
 
-class VonageSettings(ProviderSettings, VonageCredentials):
-    """``DLRHUB_VONAGE_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="DLRHUB_VONAGE_", extra="ignore", frozen=True)
-    credentials_class: ClassVar[type[Credentials]] = VonageCredentials
-    accounts: dict[str, VonageCredentials] = Field(default_factory=dict)
-
-
 class Vonage(Provider):
     name = "vonage"
-    settings_class = VonageSettings
     methods = frozenset({"POST", "GET"})
     credentials: VonageCredentials
 
@@ -147,26 +137,19 @@ class Vonage(Provider):
         signed = {key: value for key, value in params.items() if key != "sig"}
         expected = [
             signature(signed, secret, creds.signature_method)
-            for secret in signing.secret_values(creds.signature_secret)
+            for secret in signatures.secret_values(creds.signature_secret)
         ]
-        if not signing.any_equal(expected, [given.strip().lower()]):
+        if not signatures.any_equal(expected, [given.strip().lower()]):
             raise self.unauthenticated(f"sig does not match ({creds.signature_method})")
-        signing.check_timestamp(
-            params.get("timestamp"),
-            now=self.clock(),
-            max_age=creds.timestamp_tolerance_seconds,
-            name="vonage: timestamp",
-        )
+        tolerance = creds.timestamp_tolerance_seconds
+        self.check_timestamp(params.get("timestamp"), "vonage: timestamp", tolerance)
         return f"vonage_{creds.signature_method}"
 
     def parse(self, request: InboundRequest) -> Parsed:
         params = receipt_params(request)
         if not params.get("messageId"):
             raise Malformed("messageId is missing")
-        try:
-            return Parsed(reports=[self._with_parent(normalize(params))])
-        except InvalidItem as exc:
-            return Parsed(quarantined=[quarantine(str(exc), raw_json(params))])
+        return Parsed.of(params, lambda item: self._with_parent(normalize(item)))
 
     def _with_parent(self, report: pb.DeliveryReport) -> pb.DeliveryReport:
         """With ``client_ref_is_parent``, the part's client-ref becomes its parent id."""
@@ -198,10 +181,17 @@ class Vonage(Provider):
             "nonce": secrets.token_hex(16),
         }
         creds = self.credentials
-        secret = creds.signature_secret[0].get_secret_value() if creds.signature_secret else ""
+        secret = signatures.first_secret(creds.signature_secret)
         params["sig"] = sign(params, secret, creds.signature_method)
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         return SampleRequest("POST", url, headers, urlencode(params).encode("utf-8"))
+
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        return {
+            cls.env("signature_secret"): secrets.token_urlsafe(24),
+            cls.env("signature_method"): "sha256",
+        }
 
 
 def receipt_params(request: InboundRequest) -> dict[str, Any]:
@@ -237,7 +227,7 @@ def signature(params: dict[str, Any], secret: bytes, method: str) -> str:
     message = signing_string(params).encode("utf-8")
     if method == "md5hash":
         return hashlib.md5(message + secret, usedforsecurity=False).hexdigest()
-    return signing.hmac_hex(secret, message, method)
+    return signatures.hmac_hex(secret, message, method)
 
 
 def sign(params: dict[str, Any], secret: str, method: str = "md5hash") -> str:
@@ -248,12 +238,8 @@ def sign(params: dict[str, Any], secret: str, method: str = "md5hash") -> str:
 
 def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     """One receipt → a report (provider-level fields are stamped later)."""
-    message = text(params.get("messageId"), "messageId", limit=128).strip()
-    if not message:
-        raise InvalidItem("messageId is missing")
-    raw_status = text(params.get("status"), "status", limit=64).strip()
-    if not raw_status:
-        raise InvalidItem("status is missing")
+    message = required(params.get("messageId"), "messageId", limit=128)
+    raw_status = required(params.get("status"), "status", limit=64)
     status = STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN)
     report = pb.DeliveryReport(
         message_id=message,

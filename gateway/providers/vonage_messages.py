@@ -10,28 +10,27 @@ error can, rarely, make it send a callback **unsigned**; such a callback is answ
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import jwt, signatures
 from gateway.errors import Malformed, NotReady
-from gateway.providers import jwt, signing
 from gateway.providers.base import (
     Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
     Provider,
-    ProviderSettings,
     SampleRequest,
     json_body,
     json_object,
-    quarantine,
     raw_json,
 )
 from gateway.providers.fields import (
@@ -39,6 +38,7 @@ from gateway.providers.fields import (
     e164,
     iso_time,
     network_code,
+    required,
     set_time,
     text,
     whole_number,
@@ -78,19 +78,8 @@ class VonageMessagesCredentials(Credentials):
     )
 
 
-class VonageMessagesSettings(ProviderSettings, VonageMessagesCredentials):
-    """``DLRHUB_VONAGE_MESSAGES_*``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="DLRHUB_VONAGE_MESSAGES_", extra="ignore", frozen=True
-    )
-    credentials_class: ClassVar[type[Credentials]] = VonageMessagesCredentials
-    accounts: dict[str, VonageMessagesCredentials] = Field(default_factory=dict)
-
-
 class VonageMessages(Provider):
     name = "vonage-messages"
-    settings_class = VonageMessagesSettings
     credentials: VonageMessagesCredentials
 
     def verify(self, request: InboundRequest) -> str:
@@ -103,7 +92,7 @@ class VonageMessages(Provider):
         try:
             claims = jwt.decode(
                 token.strip(),
-                signing.secret_values(creds.signature_secret),
+                signatures.secret_values(creds.signature_secret),
                 now=self.clock(),
                 algorithms=("HS256",),
                 max_age=float(tolerance) if tolerance else None,
@@ -113,7 +102,7 @@ class VonageMessages(Provider):
         payload_hash = claims.get("payload_hash")
         if not isinstance(payload_hash, str):
             raise self.unauthenticated("token has no payload_hash claim")
-        if not signing.equal(signing.sha256_hex(request.body), payload_hash.lower()):
+        if not signatures.equal(signatures.sha256_hex(request.body), payload_hash.lower()):
             raise self.unauthenticated("payload_hash does not match the body")
         return "vonage_jwt"
 
@@ -122,10 +111,7 @@ class VonageMessages(Provider):
         body = json_body(request)
         if not isinstance(body, dict) or not body.get("message_uuid"):
             raise Malformed("body must be a JSON object with a message_uuid")
-        try:
-            return Parsed(reports=[normalize(body)])
-        except InvalidItem as exc:
-            return Parsed(quarantined=[quarantine(str(exc), raw_json(body))])
+        return Parsed.of(body, normalize)
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:
         """A quarantined item parsed again with today's code (quarantine replay)."""
@@ -151,23 +137,22 @@ class VonageMessages(Provider):
                 "detail": "Message failed because the number is blocked",
             }
         body = raw_json(item).encode("utf-8")
-        secrets_ = self.credentials.signature_secret
-        secret = secrets_[0].get_secret_value() if secrets_ else ""
+        secret = signatures.first_secret(self.credentials.signature_secret)
         headers = {
             "Content-Type": "application/json",
             "Authorization": "Bearer " + sign(body, secret, now=self.clock()),
         }
         return SampleRequest("POST", url, headers, body)
 
+    @classmethod
+    def dev_credentials(cls, directory: Path) -> dict[str, str]:
+        return {cls.env("signature_secret"): secrets.token_urlsafe(24)}
+
 
 def normalize(item: dict[str, Any]) -> pb.DeliveryReport:
     """One status callback → a report (provider-level fields are stamped later)."""
-    uuid_ = text(item.get("message_uuid"), "message_uuid", limit=128).strip()
-    if not uuid_:
-        raise InvalidItem("message_uuid is missing")
-    raw_status = text(item.get("status"), "status", limit=64).strip()
-    if not raw_status:
-        raise InvalidItem("status is missing")
+    uuid_ = required(item.get("message_uuid"), "message_uuid", limit=128)
+    raw_status = required(item.get("status"), "status", limit=64)
     status = STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN)
     report = pb.DeliveryReport(
         message_id=uuid_,
@@ -212,7 +197,7 @@ def sign(body: bytes, secret: str, *, now: float, api_key: str = "abcd1234") -> 
         "iat": int(now),
         "jti": str(uuid.uuid4()),
         "iss": "Vonage",
-        "payload_hash": signing.sha256_hex(body),
+        "payload_hash": signatures.sha256_hex(body),
         "api_key": api_key,
         "application_id": "00000000-0000-4000-8000-000000000000",
     }

@@ -16,35 +16,14 @@ from gateway.providers import PROVIDERS
 from gateway.providers.base import Credentials, InvalidItem, Parsed, Provider
 from statusd.service import checked_report
 from tests.fuzz.strategies import FUZZ, hostile_body, hostile_headers, json_values
-from tests.gateway.provider_cases import ProviderContract
-from tests.gateway.providers import (
-    test_aws_sns,
-    test_bird,
-    test_infobip,
-    test_messagebird,
-    test_plivo,
-    test_sinch,
-    test_standard_webhooks,
-    test_telnyx,
-    test_twilio,
-    test_vonage,
-    test_vonage_messages,
-)
+from tests.gateway.provider_cases import ProviderContract, contracts_of
+from tests.gateway.providers import test_aws_sns
 from tests.helpers.requests import from_sample, inbound
 
-#: How each provider's tests make credentials and endpoints (one contract class each).
+#: How each provider's tests make credentials and endpoints: every contract class of every
+#: provider's test module, by ``<provider>/<contract class>``.
 CONTRACTS: dict[str, type[ProviderContract]] = {
-    "infobip": test_infobip.TestHmacContract,
-    "plivo": test_plivo.TestPlivoV3Contract,
-    "twilio": test_twilio.TestTwilioContract,
-    "vonage": test_vonage.TestVonageContract,
-    "vonage-messages": test_vonage_messages.TestVonageMessagesContract,
-    "sinch": test_sinch.TestSinchSignatureContract,
-    "telnyx": test_telnyx.TestTelnyxContract,
-    "bird": test_bird.TestBirdContract,
-    "messagebird": test_messagebird.TestMessageBirdContract,
-    "aws-sns": test_aws_sns.TestAwsSnsContract,
-    "standard-webhooks": test_standard_webhooks.TestStandardWebhooksContract,
+    f"{name}/{contract.__name__}": contract for name in PROVIDERS for contract in contracts_of(name)
 }
 URL = "https://dlr.example.com/webhooks/{name}"
 NOW = 1_767_225_600_000_000
@@ -52,7 +31,7 @@ TRUST_STORE = Path(tempfile.mkdtemp(prefix="dlrhub-fuzz-sns-"))
 
 
 def test_every_provider_is_fuzzed() -> None:
-    assert set(CONTRACTS) == set(PROVIDERS)
+    assert {key.partition("/")[0] for key in CONTRACTS} == set(PROVIDERS)
 
 
 def endpoints(name: str) -> tuple[ProviderContract, Provider, Provider]:
@@ -63,7 +42,7 @@ def endpoints(name: str) -> tuple[ProviderContract, Provider, Provider]:
         contract.cert_dir = TRUST_STORE
         contract.key = key.decode()
     secured = contract.build("", contract.credentials("fuzz-secret"))
-    empty: Credentials = PROVIDERS[name].settings_class.credentials_class()
+    empty: Credentials = contract.provider.credentials_class()
     return contract, secured, contract.build("", empty, insecure=True)
 
 
@@ -90,7 +69,7 @@ def outcome(endpoint: Provider, request: object) -> Parsed | WebhookError:
 @given(data=st.data())
 def test_hostile_requests(name: str, data: st.DataObject) -> None:
     contract, secured, insecure = endpoints(name)
-    sample = secured.sample(URL.format(name=name), "fuzz-1", "delivered")
+    sample = secured.sample(URL.format(name=contract.provider.name), "fuzz-1", "delivered")
     body = data.draw(hostile_body(sample), label="body")
     headers = data.draw(hostile_headers(sample), label="headers")
     method = data.draw(st.sampled_from(["POST", "POST", "GET"]), label="method")
@@ -117,14 +96,14 @@ def test_quarantine_replay_of_anything(name: str, raw: str) -> None:
         report = insecure.parse_item(raw)
     except InvalidItem:
         return
-    report.provider = name
+    report.provider = insecure.name
     checked_report(report, 0, NOW)
 
 
 @pytest.mark.parametrize("name", sorted(CONTRACTS))
 def test_the_unmutated_sample_is_accepted(name: str) -> None:
     _, secured, _ = endpoints(name)
-    sample = secured.sample(URL.format(name=name), "fuzz-1", "delivered")
+    sample = secured.sample(URL.format(name=secured.name), "fuzz-1", "delivered")
     parsed = outcome(secured, from_sample(sample))
     assert isinstance(parsed, Parsed)
     assert parsed.reports

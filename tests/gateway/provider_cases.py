@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib
 from typing import Any, ClassVar
 
 import pytest
@@ -135,6 +136,19 @@ class ProviderContract(abc.ABC):
             assert [status_label(report.status) for report in parsed.reports] == [status]
             assert [report.message_id for report in parsed.reports] == [self.sample_id(status)]
             assert sample.message_id in ("", self.sample_id(status))
+
+
+def contracts_of(provider: str) -> list[type[ProviderContract]]:
+    """The contract classes of a provider's test module
+    (``tests/gateway/providers/test_<name>.py``), in the order they are defined."""
+    module = importlib.import_module(f"tests.gateway.providers.test_{provider.replace('-', '_')}")
+    return [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ProviderContract)
+        and value.__module__ == module.__name__
+    ]
 
 
 class TimestampedProviderContract(ProviderContract):

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from gateway.providers import signing
+from gateway.auth.basic import authorization as basic_authorization
 from gateway.providers.plivo import sign_v3
 
 STATUS_FLOW = [
@@ -59,7 +59,7 @@ def infobip_deliveries(messages: int, basic: str, rng: random.Random) -> list[De
             )
     rng.shuffle(items)
     headers = {
-        "Authorization": signing.basic_authorization(basic),
+        "Authorization": basic_authorization(basic),
         "Content-Type": "application/json",
     }
     deliveries = []

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from common.status_names import status_label
+from gateway.auth import sns_signature
 from gateway.errors import Malformed, NotReady, Unauthenticated, WebhookError
-from gateway.providers import sns
 from gateway.providers.aws_sns import AwsSns, AwsSnsCredentials, sample_message
 from gateway.providers.base import Credentials, InboundRequest, Provider
 from tests.conftest import signature_vectors
@@ -32,7 +32,7 @@ CERT_URL = f"https://sns.eu-west-1.amazonaws.com/{CERT_NAME}"
 
 @functools.cache
 def key_pair() -> tuple[bytes, bytes]:
-    return sns.signing_pair("sns.eu-west-1.amazonaws.com (test)")
+    return sns_signature.signing_pair("sns.eu-west-1.amazonaws.com (test)")
 
 
 def topic(name: str) -> str:
@@ -44,7 +44,7 @@ def notification(
 ) -> dict[str, Any]:
     message = sample_message(message_id, event_type, time.time())
     message.update(TopicArn=topic_arn, SigningCertURL=CERT_URL, **extra)
-    message["Signature"] = sns.sign(message, key_pair()[1])
+    message["Signature"] = sns_signature.sign(message, key_pair()[1])
     return message
 
 
@@ -130,7 +130,7 @@ def test_signature_vector(tmp_path: Path) -> None:
     provider = AwsSns("", creds, clock=lambda: now, fetch=None)
     request = inbound(VECTOR["url"], headers=VECTOR["headers"], body=VECTOR["body"].encode())
     assert VECTOR["valid"]
-    assert sns.canonical(message).decode() == VECTOR["string_to_sign"]
+    assert sns_signature.canonical(message).decode() == VECTOR["string_to_sign"]
     report = first_report(provider.handle(request))
     assert report.message_id == "862a8790-60c0-4430-9b2b-658bdexample"
     assert report.event_id == "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324"
@@ -147,7 +147,7 @@ def test_signature_vector(tmp_path: Path) -> None:
 
 def test_signature_version_1_is_sha1_and_versions_are_not_interchangeable() -> None:
     message = notification(topic("t"), SignatureVersion="1")
-    message["Signature"] = sns.sign(message, key_pair()[1])
+    message["Signature"] = sns_signature.sign(message, key_pair()[1])
     assert endpoint(topic("t")).verify(post(message)) == "sns_rsa"
     relabelled = {**message, "SignatureVersion": "2"}
     with pytest.raises(Unauthenticated):
@@ -178,7 +178,7 @@ def test_certificates_come_only_from_sns_hosts(cert_url: str) -> None:
 
 
 def test_china_region_hosts_are_sns_hosts() -> None:
-    assert sns.is_sns_url("https://sns.cn-north-1.amazonaws.com.cn/c.pem", pem=True)
+    assert sns_signature.is_sns_url("https://sns.cn-north-1.amazonaws.com.cn/c.pem", pem=True)
 
 
 def test_certificates_are_fetched_once_and_cached() -> None:
@@ -196,7 +196,7 @@ def test_a_certificate_that_cannot_be_fetched_asks_for_a_retry() -> None:
 
 
 def test_a_wrong_certificate_is_refused() -> None:
-    other, _ = sns.signing_pair("someone else")
+    other, _ = sns_signature.signing_pair("someone else")
     with pytest.raises(Unauthenticated, match="does not verify"):
         endpoint(topic("t"), fetch=Fetcher(other)).verify(post(notification(topic("t"))))
     with pytest.raises(Unauthenticated, match="PEM"):
@@ -215,7 +215,7 @@ def confirmation(topic_arn: str, subscribe_url: str) -> dict[str, Any]:
         "SignatureVersion": "2",
         "SigningCertURL": CERT_URL,
     }
-    message["Signature"] = sns.sign(message, key_pair()[1])
+    message["Signature"] = sns_signature.sign(message, key_pair()[1])
     return message
 
 
@@ -322,7 +322,7 @@ def test_status_table(event_type: str, canonical: str, permanent: bool | None) -
 def test_a_message_that_is_not_an_sms_event_is_quarantined() -> None:
     message = notification(topic("t"))
     message["Message"] = "not json"
-    message["Signature"] = sns.sign(message, key_pair()[1])
+    message["Signature"] = sns_signature.sign(message, key_pair()[1])
     parsed = endpoint(topic("t")).handle(post(message))
     assert parsed.quarantined[0].reason == "Message is not JSON"
 

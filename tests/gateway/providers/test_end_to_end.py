@@ -3,8 +3,6 @@ a running statusd, read back over real gRPC; multipart parents aggregated at rea
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,15 +17,12 @@ from common.settings import load
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
-from gateway.providers import PROVIDERS, Provider, sns
+from gateway.providers import PROVIDERS, Provider
 from gateway.providers.base import SampleRequest
-from gateway.providers.telnyx import public_key_of
 from gateway.providers.vonage import sign as vonage_sign
 from tests.helpers.servers import environment, running_gateway, running_statusd, statusd_settings
 
 PUBLIC_URL = "https://dlr.example.com"
-TELNYX_SEED = hashlib.sha256(b"telnyx e2e").digest()
-TOPIC = "arn:aws:sns:us-east-1:123456789012:sms-events"
 #: The canonical statuses each provider's sample can report, beyond ``delivered``.
 FAILURES = {
     "infobip": "undelivered",
@@ -45,27 +40,12 @@ FAILURES = {
 
 
 def environment_for(tmp_path: Path) -> dict[str, str]:
-    certificate, key = sns.signing_pair("sns.us-east-1.amazonaws.com (e2e)")
-    (tmp_path / "SimpleNotificationService-e2e.pem").write_bytes(certificate)
-    (tmp_path / "sns-key.pem").write_bytes(key)
-    return {
-        "DLRHUB_INFOBIP_BASIC_AUTH": "infobip:pw",
-        "DLRHUB_PLIVO_AUTH_TOKEN": "plivo-token",
-        "DLRHUB_TWILIO_AUTH_TOKEN": "twilio-token",
-        "DLRHUB_VONAGE_SIGNATURE_SECRET": "vonage-secret",
-        "DLRHUB_VONAGE_SIGNATURE_METHOD": "sha512",
-        "DLRHUB_VONAGE_CLIENT_REF_IS_PARENT": "true",
-        "DLRHUB_VONAGE_MESSAGES_SIGNATURE_SECRET": "vonage-messages-secret",
-        "DLRHUB_SINCH_WEBHOOK_SECRET": "sinch-secret",
-        "DLRHUB_TELNYX_PUBLIC_KEY": public_key_of(TELNYX_SEED),
-        "DLRHUB_TELNYX_SAMPLE_SIGNING_KEY": base64.b64encode(TELNYX_SEED).decode(),
-        "DLRHUB_BIRD_SIGNING_KEY": "bird-key",
-        "DLRHUB_MESSAGEBIRD_SIGNING_KEY": "messagebird-key",
-        "DLRHUB_AWS_SNS_TOPIC_ARNS": TOPIC,
-        "DLRHUB_AWS_SNS_CERT_DIR": str(tmp_path),
-        "DLRHUB_AWS_SNS_SAMPLE_SIGNING_KEY_FILE": str(tmp_path / "sns-key.pem"),
-        "DLRHUB_STANDARD_WEBHOOKS_SECRET": "whsec_" + base64.b64encode(b"e2e" * 8).decode(),
-    }
+    """Every provider's development credentials, as ``dlrhub run`` makes them, with Vonage
+    parts grouped under their client-ref."""
+    env = {"DLRHUB_VONAGE_CLIENT_REF_IS_PARENT": "true"}
+    for provider in PROVIDERS.values():
+        env.update(provider.dev_credentials(tmp_path))
+    return env
 
 
 @dataclass
@@ -139,9 +119,9 @@ async def test_signed_reports_in_statuses_out(running: Running, name: str) -> No
     if first.method == "GET":
         forged = SampleRequest("GET", first.url.replace("e2e-1", "e2e-9"), first.headers, b"")
     if name == "infobip":  # Basic credentials do not cover the body: forge them instead
-        forged = SampleRequest(
-            "POST", first.url, {**first.headers, "Authorization": "Basic eDp5"}, first.body
-        )
+        headers = {**first.headers, "Authorization": "Basic eDp5"}
+        headers.pop("X-Infobip-Signature")
+        forged = SampleRequest("POST", first.url, headers, first.body)
     refused = await running.send(forged)
     assert refused.status_code == 401, refused.text
     assert refused.json()["error"] == "unauthorized"
@@ -158,7 +138,9 @@ async def test_vonage_parts_are_aggregated_under_their_client_ref(running: Runni
             "client-ref": "order-77",
             "nonce": message_id,
         }
-        params["sig"] = vonage_sign(params, "vonage-secret", "sha512")
+        env = running.env
+        secret = env["DLRHUB_VONAGE_SIGNATURE_SECRET"]
+        params["sig"] = vonage_sign(params, secret, env["DLRHUB_VONAGE_SIGNATURE_METHOD"])
         answer = await running.http.get("/webhooks/vonage", params=params)
         assert answer.status_code == 200, answer.text
 

@@ -11,8 +11,8 @@ import pytest
 
 from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth.basic import authorization as basic_authorization
 from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
-from gateway.providers import signing
 from gateway.providers.base import InboundRequest
 from gateway.providers.infobip import Infobip, InfobipCredentials, sign
 from tests.conftest import signature_vectors
@@ -43,7 +43,7 @@ def body(payload: Any = ONE) -> bytes:
 
 
 def basic(secret: str) -> dict[str, str]:
-    return {"Authorization": signing.basic_authorization(f"infobip:{secret}")}
+    return {"Authorization": basic_authorization(f"infobip:{secret}")}
 
 
 def endpoint(**credentials: Any) -> Infobip:
@@ -127,7 +127,7 @@ def test_vector_infobip_basic() -> None:
         vector["url"], headers=vector["headers"], body=body(), content_type="application/json"
     )
     assert provider.handle(request).reports
-    assert signing.basic_authorization(vector["secret"]) == vector["expected_signature"]
+    assert basic_authorization(vector["secret"]) == vector["expected_signature"]
 
 
 def test_hmac_accepts_a_sha256_prefix_and_upper_case_hex() -> None:

@@ -18,8 +18,8 @@ from messagebird.request_validator import RequestValidator
 from messagebird.signed_request import SignedRequest
 
 from common.status_names import status_label
+from gateway.auth import jwt
 from gateway.errors import Malformed, Unauthenticated
-from gateway.providers import jwt
 from gateway.providers.base import InboundRequest
 from gateway.providers.messagebird import (
     MessageBird,

@@ -18,8 +18,8 @@ from sinch.domains.authentication.sinch_events.v1.authentication_validation impo
 )
 
 from common.status_names import status_label
+from gateway.auth.basic import authorization as basic_authorization
 from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
-from gateway.providers import signing
 from gateway.providers.base import InboundRequest
 from gateway.providers.sinch import Sinch, SinchCredentials, sign, sign_now
 from tests.conftest import signature_vectors
@@ -106,12 +106,12 @@ class TestSinchBasicContract(ProviderContract):
         return SinchCredentials(basic_auth=",".join(f"sinch:{secret}" for secret in secrets))
 
     def signed_request(self, secret: str, message_id: str = "msg-1") -> InboundRequest:
-        basic = signing.basic_authorization(f"sinch:{secret}")
+        basic = basic_authorization(f"sinch:{secret}")
         return json_request(signed_body(message_id), {"Authorization": basic})
 
     def tampered(self, request: InboundRequest) -> InboundRequest:
         # Basic credentials do not cover the body; tampering the credentials is what fails.
-        forged = signing.basic_authorization("sinch:guess")
+        forged = basic_authorization("sinch:guess")
         return dataclasses.replace(request, headers={**request.headers, "authorization": forged})
 
     def sample_id(self, status: str) -> str:
@@ -173,7 +173,7 @@ def test_sinch_sdk_signatures_are_accepted(text_value: str, secret: str, nonce: 
 
 def test_a_signature_must_pass_even_when_basic_would() -> None:
     body = body_of(ITEM)
-    basic = signing.basic_authorization("u:p")
+    basic = basic_authorization("u:p")
     headers = {**sign_now(body, "wrong"), "Authorization": basic}
     both = endpoint(webhook_secret="right", basic_auth="u:p")
     with pytest.raises(Unauthenticated):

@@ -21,7 +21,6 @@ from gateway.providers.base import InboundRequest
 from gateway.providers.standard_webhooks import (
     StandardWebhooks,
     StandardWebhooksCredentials,
-    StandardWebhooksSettings,
     sign,
 )
 from tests.conftest import signature_vectors
@@ -211,8 +210,9 @@ def test_mapping_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DLRHUB_STANDARD_WEBHOOKS_SECRET", whsec("s"))
     monkeypatch.setenv("DLRHUB_STANDARD_WEBHOOKS_FIELD_MAP", json.dumps(CUSTOM["field_map"]))
     monkeypatch.setenv("DLRHUB_STANDARD_WEBHOOKS_STATUS_MAP", '{"OK": "Delivered"}')
-    settings = load(StandardWebhooksSettings)
-    assert settings.status_map == {"ok": "delivered"}
+    default = load(StandardWebhooks.settings_class).account_credentials()[""]
+    assert isinstance(default, StandardWebhooksCredentials)
+    assert default.status_map == {"ok": "delivered"}
     for variable, value in (
         ("DLRHUB_STANDARD_WEBHOOKS_STATUS_MAP", '{"OK": "great"}'),
         ("DLRHUB_STANDARD_WEBHOOKS_FIELD_MAP", '{"colour": "data.colour"}'),
@@ -222,7 +222,7 @@ def test_mapping_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None
         with monkeypatch.context() as patch:
             patch.setenv(variable, value)
             with pytest.raises(ConfigError) as caught:
-                load(StandardWebhooksSettings)
+                load(StandardWebhooks.settings_class)
             assert variable in str(caught.value)
 
 

@@ -21,7 +21,6 @@ from gateway.providers.base import InboundRequest, SampleUnavailable
 from gateway.providers.telnyx import (
     Telnyx,
     TelnyxCredentials,
-    TelnyxSettings,
     public_key_of,
     sign,
 )
@@ -141,7 +140,7 @@ def test_telnyx_verifier_accepts_what_we_sign(status: str) -> None:
 def test_public_keys_are_validated_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DLRHUB_TELNYX_PUBLIC_KEY", "bm90IGEga2V5")
     with pytest.raises(ConfigError) as caught:
-        load(TelnyxSettings)
+        load(Telnyx.settings_class)
     assert "DLRHUB_TELNYX_PUBLIC_KEY" in str(caught.value)
     assert not TelnyxCredentials(sample_signing_key=b64(seed("x"))).configured()
 

@@ -15,8 +15,8 @@ import pytest
 from vonage_jwt.verify_jwt import verify_signature
 
 from common.status_names import status_label
+from gateway.auth import jwt
 from gateway.errors import Malformed, NotReady, Unauthenticated
-from gateway.providers import jwt
 from gateway.providers.base import InboundRequest
 from gateway.providers.vonage_messages import (
     VonageMessages,

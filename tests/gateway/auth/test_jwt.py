@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.providers import jwt
+from gateway.auth import jwt
 
 KEY = b"k" * 64
 NOW = 1_700_000_000.0

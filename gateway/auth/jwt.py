@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gateway.providers import signing
+from gateway.auth import signatures
 
 #: JOSE algorithm name → hashlib name, for the HMAC algorithms only.
 HMAC_ALGORITHMS: dict[str, str] = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
@@ -64,7 +64,7 @@ def encode(claims: Mapping[str, Any], key: bytes, algorithm: str = "HS256") -> s
         b64url_encode(json.dumps(part, separators=(",", ":")).encode("utf-8"))
         for part in (header, dict(claims))
     )
-    digest = signing.hmac_digest(key, signing_input.encode("ascii"), HMAC_ALGORITHMS[algorithm])
+    digest = signatures.hmac_digest(key, signing_input.encode("ascii"), HMAC_ALGORITHMS[algorithm])
     return f"{signing_input}.{b64url_encode(digest)}"
 
 
@@ -101,8 +101,8 @@ def decode(
     signature = b64url_decode(parts[2])
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii", "replace")
     hash_name = HMAC_ALGORITHMS[algorithm]
-    expected = [signing.hmac_digest(key, signing_input, hash_name) for key in keys]
-    if not expected or not signing.any_equal(expected, [signature]):
+    expected = [signatures.hmac_digest(key, signing_input, hash_name) for key in keys]
+    if not expected or not signatures.any_equal(expected, [signature]):
         raise TokenError("token signature does not match")
     claims = _json_object(parts[1], "claims")
     missing = [name for name in required if name not in claims]
