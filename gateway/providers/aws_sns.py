@@ -1,13 +1,14 @@
 """AWS End User Messaging SMS events, delivered by an SNS topic's HTTPS subscription.
 
 Each POST is one SNS message (``text/plain`` JSON); a ``Notification``'s ``Message`` is a
-JSON string holding one SMS event. Authenticity: the SNS signature (see :mod:`sns`), from a
-certificate on ``sns.<region>.amazonaws.com`` (https only) or in the trusted directory, and
-a ``TopicArn`` among the allowed ones. SNS retries resend the very same signed message, so
-there is no tight time window, only a generous maximum age; the SNS ``MessageId`` is the
-event id statusd dedupes on. ``SubscriptionConfirmation`` is confirmed (a GET of its
-``SubscribeURL``, which must be on the same SNS hosts) only when configured; otherwise it is
-logged for you to confirm. See docs/providers/aws-sns.md.
+JSON string holding one SMS event. Authenticity: the SNS signature
+(:mod:`gateway.auth.sns_signature`), from a certificate on ``sns.<region>.amazonaws.com``
+(https only) or in the trusted directory, and a ``TopicArn`` among the allowed ones. SNS
+retries resend the very same signed message, so there is no tight time window, only a
+generous maximum age; the SNS ``MessageId`` is the event id statusd dedupes on.
+``SubscriptionConfirmation`` is confirmed (a GET of its ``SubscribeURL``, which must be on the
+same SNS hosts) only when configured; otherwise it is logged for you to confirm. See
+docs/providers/aws-sns.md.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import sns_signature
 from gateway.errors import Malformed, NotReady
 from gateway.providers.base import (
-    Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
@@ -40,6 +40,7 @@ from gateway.providers.base import (
     json_object,
     raw_json,
 )
+from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     decimal_text,
     e164,
@@ -104,8 +105,8 @@ class AwsSnsCredentials(Credentials):
     confirm_subscriptions: bool = Field(
         False, description="Confirm SubscriptionConfirmation messages of allowed topics."
     )
-    timestamp_tolerance_seconds: int = Field(
-        DEFAULT_MAX_AGE_SECONDS, ge=0, description="Oldest SNS Timestamp accepted (0: any)."
+    timestamp_tolerance_seconds: int = tolerance(
+        DEFAULT_MAX_AGE_SECONDS, "Oldest SNS Timestamp accepted (0: any)."
     )
     sample_signing_key: SecretStr | None = Field(
         None, description="PEM RSA key for `dlrhub send-sample` (use the _FILE form); dev only."

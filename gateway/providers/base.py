@@ -15,22 +15,20 @@ from __future__ import annotations
 import abc
 import json
 import time
-import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
-from common.settings import BaseConfig, env_name
+from common.settings import env_name
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import signatures
 from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
+from gateway.providers.credentials import Credentials, ProviderSettings
 
 #: Longest message id accepted from a provider.
 MAX_MESSAGE_ID_LENGTH = 128
@@ -162,60 +160,6 @@ class Parsed:
 Normalized = pb.DeliveryReport | list[pb.DeliveryReport]
 
 
-class Credentials(BaseModel):
-    """Base of a provider's credential fields: one account's worth."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def configured(self) -> bool:
-        """True when at least one secret is set."""
-        return any(_is_set_secret(value) for _, value in self)
-
-    def redacted_names(self) -> list[str]:
-        """Which credentials are set, by name only (for start-up logs): ``["basic_auth"]``."""
-        return [name for name, value in self if _is_set_secret(value)]
-
-
-def _is_set_secret(value: object) -> bool:
-    if isinstance(value, SecretStr):
-        return bool(value.get_secret_value())
-    return isinstance(value, tuple) and any(isinstance(item, SecretStr) for item in value)
-
-
-class ProviderSettings(BaseConfig):
-    """Base of a provider's settings. A subclass inherits its credentials class too, so the
-    default account's credentials come from ``DLRHUB_<PROVIDER>_*``; named accounts come from
-    ``DLRHUB_<PROVIDER>_ACCOUNTS`` (JSON ``{"<account>": {<same fields, lower case>}}``) and
-    are served at ``/webhooks/<provider>/<account>``."""
-
-    #: The provider's credentials class (a base class of the subclass).
-    credentials_class: ClassVar[type[Credentials]]
-
-    def account_credentials(self) -> dict[str, Credentials]:
-        """``{"": default account, "<account>": ..., ...}``."""
-        fields = self.credentials_class.model_fields
-        default = self.credentials_class(**{name: getattr(self, name) for name in fields})
-        accounts: Mapping[str, Credentials] = getattr(self, "accounts", {})
-        return {"": default, **accounts}
-
-    @classmethod
-    def for_provider(cls, name: str, credentials: type[Credentials]) -> type[ProviderSettings]:
-        """The settings class of provider ``name``: ``DLRHUB_<NAME>_<FIELD>`` for each field of
-        ``credentials`` (the default account), and ``DLRHUB_<NAME>_ACCOUNTS``."""
-        prefix = f"DLRHUB_{name.upper().replace('-', '_')}_"
-        class_name = credentials.__name__.removesuffix("Credentials") + "Settings"
-        namespace = {
-            "__module__": credentials.__module__,
-            "__qualname__": class_name,
-            "__doc__": f"``{prefix}*``.",
-            "__annotations__": {"accounts": types.GenericAlias(dict, (str, credentials))},
-            "model_config": SettingsConfigDict(env_prefix=prefix, extra="ignore", frozen=True),
-            "credentials_class": credentials,
-            "accounts": Field(default_factory=dict),
-        }
-        return cast(type[ProviderSettings], type(class_name, (cls, credentials), namespace))
-
-
 class Provider(abc.ABC):
     """One provider account's verifier and parser."""
 
@@ -320,6 +264,14 @@ class Provider(abc.ABC):
 
     def unauthenticated(self, reason: str, *, label: str = "invalid") -> Unauthenticated:
         return Unauthenticated(f"{self.name}: {reason}", label=label)
+
+    def required_header(self, request: InboundRequest, name: str) -> str:
+        """A header the provider always signs with; raises Unauthenticated (``missing``)
+        when the request lacks it."""
+        value = request.header(name)
+        if not value:
+            raise self.unauthenticated(f"no {name} header", label="missing")
+        return value
 
     def check_timestamp(
         self, value: object, name: str, max_age: float, *, max_future: float = 300.0

@@ -23,7 +23,6 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (
-    Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
@@ -33,6 +32,7 @@ from gateway.providers.base import (
     json_object,
     raw_json,
 )
+from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     e164,
     iso_time,
@@ -71,9 +71,7 @@ class BirdCredentials(Credentials):
     signing_key: Secrets = Field(
         (), description="Signing keys of the webhook subscription; several during a rotation."
     )
-    timestamp_tolerance_seconds: int = Field(
-        DEFAULT_TOLERANCE_SECONDS, ge=0, description="Oldest signed timestamp accepted (0: any)."
-    )
+    timestamp_tolerance_seconds: int = tolerance(DEFAULT_TOLERANCE_SECONDS)
 
 
 class Bird(Provider):
@@ -81,9 +79,7 @@ class Bird(Provider):
     credentials: BirdCredentials
 
     def verify(self, request: InboundRequest) -> str:
-        signature, stamp = request.header(SIGNATURE), request.header(TIMESTAMP)
-        if not signature:
-            raise self.unauthenticated(f"no {SIGNATURE} header", label="missing")
+        signature, stamp = self.required_header(request, SIGNATURE), request.header(TIMESTAMP)
         keys = signatures.secret_values(self.credentials.signing_key)
         message = signing_message(stamp or "", request.url, request.body)
         if not signatures.hmac_matches(keys, message, [signature.strip()]):

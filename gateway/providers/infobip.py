@@ -22,7 +22,6 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import basic, signatures
 from gateway.errors import Malformed, Unauthenticated
 from gateway.providers.base import (
-    Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
@@ -32,6 +31,7 @@ from gateway.providers.base import (
     json_item,
     raw_json,
 )
+from gateway.providers.credentials import Credentials
 from gateway.providers.fields import (
     decimal_text,
     e164,

@@ -27,7 +27,6 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import jwt, signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (
-    Credentials,
     InboundRequest,
     Parsed,
     Provider,
@@ -35,6 +34,7 @@ from gateway.providers.base import (
     json_object,
     raw_json,
 )
+from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     decimal_text,
     e164,
@@ -77,10 +77,9 @@ class MessageBirdCredentials(Credentials):
     signing_key: Secrets = Field(
         (), description="Signing keys (Developer settings; not the API key); several to rotate."
     )
-    timestamp_tolerance_seconds: int = Field(
+    timestamp_tolerance_seconds: int = tolerance(
         DEFAULT_TOLERANCE_SECONDS,
-        ge=0,
-        description="Oldest MessageBird-Request-Timestamp accepted (deprecated scheme; 0: any).",
+        "Oldest MessageBird-Request-Timestamp accepted (deprecated scheme; 0: any).",
     )
 
 

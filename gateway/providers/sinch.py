@@ -29,7 +29,6 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import basic, signatures
 from gateway.errors import Malformed, Unauthenticated
 from gateway.providers.base import (
-    Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
@@ -40,6 +39,7 @@ from gateway.providers.base import (
     only_report,
     raw_json,
 )
+from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     ErrorCodes,
     apply_error_code,
@@ -117,9 +117,7 @@ class SinchCredentials(Credentials):
 
     webhook_secret: Secrets = Field((), description="Secrets of the HMAC signature headers.")
     basic_auth: Secrets = Field((), description="HTTP Basic `user:password` pairs.")
-    timestamp_tolerance_seconds: int = Field(
-        DEFAULT_TOLERANCE_SECONDS, ge=0, description="Oldest signed timestamp accepted (0: any)."
-    )
+    timestamp_tolerance_seconds: int = tolerance(DEFAULT_TOLERANCE_SECONDS)
 
 
 class Sinch(Provider):

@@ -33,7 +33,6 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (
-    Credentials,
     InboundRequest,
     Parsed,
     Provider,
@@ -42,6 +41,7 @@ from gateway.providers.base import (
     json_object,
     raw_json,
 )
+from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     decimal_text,
     e164,
@@ -99,8 +99,8 @@ class StandardWebhooksCredentials(Credentials):
     """Standard Webhooks secrets and the mapping of the sender's payload."""
 
     secret: Secrets = Field((), description="`whsec_...` secrets; several during a rotation.")
-    timestamp_tolerance_seconds: int = Field(
-        DEFAULT_TOLERANCE_SECONDS, ge=1, description="How far webhook-timestamp may be from now."
+    timestamp_tolerance_seconds: int = tolerance(
+        DEFAULT_TOLERANCE_SECONDS, "How far webhook-timestamp may be from now.", ge=1
     )
     field_map: dict[str, str] = Field(
         default_factory=dict, description="Canonical field → dotted path in the sender's JSON."

@@ -29,7 +29,6 @@ from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.errors import Malformed
 from gateway.providers.base import (
-    Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
@@ -41,6 +40,7 @@ from gateway.providers.base import (
     only_report,
     raw_json,
 )
+from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     decimal_text,
     e164,
@@ -100,8 +100,8 @@ class TelnyxCredentials(Credentials):
     public_key: Secrets = Field(
         (), description="Base64 Ed25519 public keys from the Telnyx portal; several to rotate."
     )
-    timestamp_tolerance_seconds: int = Field(
-        DEFAULT_TOLERANCE_SECONDS, ge=1, description="How far telnyx-timestamp may be from now."
+    timestamp_tolerance_seconds: int = tolerance(
+        DEFAULT_TOLERANCE_SECONDS, "How far telnyx-timestamp may be from now.", ge=1
     )
     sample_signing_key: Secrets = Field(
         (), description="Base64 Ed25519 private key (seed) for `dlrhub send-sample`; dev only."
@@ -124,9 +124,7 @@ class Telnyx(Provider):
     credentials: TelnyxCredentials
 
     def verify(self, request: InboundRequest) -> str:
-        signature, stamp = request.header(SIGNATURE), request.header(TIMESTAMP)
-        if not signature:
-            raise self.unauthenticated(f"no {SIGNATURE} header", label="missing")
+        signature, stamp = self.required_header(request, SIGNATURE), request.header(TIMESTAMP)
         try:
             raw_signature = base64.b64decode(signature.strip(), validate=True)
         except (binascii.Error, ValueError):

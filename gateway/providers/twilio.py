@@ -25,7 +25,6 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (
-    Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
@@ -34,6 +33,7 @@ from gateway.providers.base import (
     json_object,
     raw_json,
 )
+from gateway.providers.credentials import Credentials
 from gateway.providers.fields import (
     ErrorCodes,
     apply_error_code,
@@ -110,9 +110,7 @@ class Twilio(Provider):
     credentials: TwilioCredentials
 
     def verify(self, request: InboundRequest) -> str:
-        signature = request.header(SIGNATURE_HEADER)
-        if not signature:
-            raise self.unauthenticated(f"no {SIGNATURE_HEADER} header", label="missing")
+        signature = self.required_header(request, SIGNATURE_HEADER)
         setting = _algorithm(request.header(SETTINGS_HEADER))
         algorithm = ALGORITHMS.get(setting)
         if algorithm is None:

@@ -32,7 +32,6 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (
-    Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
@@ -42,6 +41,7 @@ from gateway.providers.base import (
     json_object,
     raw_json,
 )
+from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     ErrorCodes,
     apply_error_code,
@@ -113,9 +113,7 @@ class VonageCredentials(Credentials):
     signature_method: SignatureMethod = Field(
         "md5hash", description="The dashboard's signature method: md5hash, md5, sha1, ..."
     )
-    timestamp_tolerance_seconds: int = Field(
-        DEFAULT_TOLERANCE_SECONDS, ge=0, description="Oldest signed timestamp accepted (0: any)."
-    )
+    timestamp_tolerance_seconds: int = tolerance(DEFAULT_TOLERANCE_SECONDS)
     client_ref_is_parent: bool = Field(
         False, description="Use client-ref as the parent id of per-part receipts."
     )

@@ -23,7 +23,6 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import jwt, signatures
 from gateway.errors import Malformed, NotReady
 from gateway.providers.base import (
-    Credentials,
     InboundRequest,
     InvalidItem,
     Parsed,
@@ -33,6 +32,7 @@ from gateway.providers.base import (
     json_object,
     raw_json,
 )
+from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     decimal_text,
     e164,
@@ -73,8 +73,8 @@ class VonageMessagesCredentials(Credentials):
     signature_secret: Secrets = Field(
         (), description="Signature secrets that sign the JWT; several during a rotation."
     )
-    timestamp_tolerance_seconds: int = Field(
-        DEFAULT_TOLERANCE_SECONDS, ge=0, description="Oldest token iat accepted (0: any)."
+    timestamp_tolerance_seconds: int = tolerance(
+        DEFAULT_TOLERANCE_SECONDS, "Oldest token iat accepted (0: any)."
     )
 
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from gateway.errors import Malformed, WebhookError
 from gateway.providers import PROVIDERS
-from gateway.providers.base import Credentials, InvalidItem, Parsed, Provider
+from gateway.providers.base import InvalidItem, Parsed, Provider
+from gateway.providers.credentials import Credentials
 from statusd.service import checked_report
 from tests.fuzz.strategies import FUZZ, hostile_body, hostile_headers, json_values
 from tests.gateway.provider_cases import ProviderContract, contracts_of

@@ -12,14 +12,17 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from common.settings import load
 from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.errors import Unauthenticated, WebhookError
-from gateway.providers.base import Credentials, InboundRequest, Provider
+from gateway.providers.base import InboundRequest, Provider
+from gateway.providers.credentials import Credentials
 from tests.helpers.requests import RECEIVED_MICROS, from_sample
 
 URL = "https://dlr.example.com/webhooks/{provider}"
@@ -136,6 +139,21 @@ class ProviderContract(abc.ABC):
             assert [status_label(report.status) for report in parsed.reports] == [status]
             assert [report.message_id for report in parsed.reports] == [self.sample_id(status)]
             assert sample.message_id in ("", self.sample_id(status))
+
+    def test_development_credentials_sign_samples_that_verify(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        variables = self.provider.dev_credentials(tmp_path)
+        assert variables
+        assert all(name.startswith(self.provider.env("")) for name in variables)
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        credentials = load(self.provider.settings_class).account_credentials()[""]
+        assert credentials.configured()
+        endpoint = self.build("", credentials)
+        sample = endpoint.sample(self.url, self.sample_id("delivered"), "delivered")
+        parsed = endpoint.handle(from_sample(sample))
+        assert [status_label(report.status) for report in parsed.reports] == ["delivered"]
 
 
 def contracts_of(provider: str) -> list[type[ProviderContract]]:

@@ -13,7 +13,7 @@ from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth.basic import authorization as basic_authorization
 from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
-from gateway.providers.base import InboundRequest
+from gateway.providers.base import InboundRequest, InvalidItem
 from gateway.providers.infobip import Infobip, InfobipCredentials, sign
 from tests.conftest import signature_vectors
 from tests.gateway.provider_cases import ProviderContract
@@ -279,3 +279,15 @@ def test_wrong_content_type_is_unsupported() -> None:
     request = inbound(URL, headers=basic("pw"), body=body(), content_type="application/xml")
     with pytest.raises(UnsupportedMediaType):
         endpoint(basic_auth="infobip:pw").handle(request)
+
+
+def test_a_quarantined_result_replays() -> None:
+    """Infobip quarantines one ``results[]`` entry, so that entry is what replays."""
+    provider = endpoint(basic_auth="infobip:pw")
+    sample = provider.sample(URL, "msg-replay", "undelivered")
+    (entry,) = json.loads(sample.body)["results"]
+    report = provider.parse_item(json.dumps(entry))
+    assert (report.message_id, status_label(report.status)) == ("msg-replay", "undelivered")
+    for garbage in ("not json", "[]", "{}"):
+        with pytest.raises(InvalidItem):
+            provider.parse_item(garbage)
