@@ -1,39 +1,25 @@
 """The Sanic application: ``create_app(config)`` wires routes, errors, and the statusd channel.
 
-Errors are answered in one place, :func:`_answer_error`: expected ones
-(:mod:`gateway.errors`) get their status from ``HTTP_STATUS`` and a JSON body
-``{"error": kind, "reason": text}``; Sanic's own (unknown route, too large) are mapped the same
-way; anything unexpected is logged and answered 503 so the provider retries, because a 2xx
-would promise a commit that never happened.
+Errors that escape a handler, or arise before one is chosen (unknown route, wrong method,
+headers too large), are answered like a webhook's: :func:`gateway.errors.expected` maps them,
+:func:`gateway.errors.respond` answers them. Tested over HTTP in tests/gateway/test_app.py.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
 from sanic import Request, Sanic
 from sanic import exceptions as sanic_errors
-from sanic.response import HTTPResponse, json
+from sanic.response import HTTPResponse
 
 from gateway import errors, metrics, routes
 from gateway.forwarder import Forwarder
 from gateway.guard import Guard
-from gateway.routes import error_response
 from gateway.settings import GatewayConfig
 
-log = logging.getLogger(__name__)
-
 APP_NAME = "dlrhub-gateway"
-
-#: Sanic's own exceptions, mapped onto ours so every answer has the same shape.
-_SANIC_ERRORS: dict[type[Exception], type[errors.WebhookError]] = {
-    sanic_errors.PayloadTooLarge: errors.PayloadTooLarge,
-    sanic_errors.NotFound: errors.NotFound,
-    sanic_errors.MethodNotAllowed: errors.MethodNotAllowed,
-    sanic_errors.BadRequest: errors.Malformed,
-}
 
 
 def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> Sanic[Any, Any]:
@@ -69,20 +55,11 @@ def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> San
 
 
 def _answer_error(request: Request, exception: Exception) -> HTTPResponse:
-    if isinstance(exception, errors.WebhookError):
-        return error_response(exception)
-    for sanic_type, ours in _SANIC_ERRORS.items():
-        if isinstance(exception, sanic_type):
-            reason = str(exception) or ours.__doc__ or ours.kind
-            if isinstance(exception, sanic_errors.PayloadTooLarge):
-                limit = request.app.ctx.config.settings.max_body_bytes
-                reason = f"body is larger than {limit} bytes"
-                provider = routes.provider_label(request)
-                metrics.REQUESTS.labels(provider, errors.PayloadTooLarge.kind).inc()
-            return error_response(ours(reason))
-    if isinstance(exception, sanic_errors.SanicException) and 400 <= exception.status_code < 500:
-        return json(
-            {"error": "bad_request", "reason": str(exception)}, status=exception.status_code
-        )
-    log.exception("unexpected error answering %s %s", request.method, request.path)
-    return error_response(errors.UpstreamUnavailable("internal error; please retry"))
+    limit = request.app.ctx.config.settings.max_body_bytes
+    error = errors.expected(exception, limit, f"{request.method} {request.path}")
+    if isinstance(exception, sanic_errors.PayloadTooLarge):
+        # Refused before any handler ran (a webhook's handler counts its own answer).
+        parts = request.path.split("/")
+        named = parts[2] if len(parts) > 2 and parts[1] == "webhooks" else ""
+        metrics.webhook_answered(metrics.provider_label(named), None, error)
+    return errors.respond(error)

@@ -1,12 +1,22 @@
-"""Expected errors of the gateway and the one table that maps them to HTTP answers.
+"""Expected errors of the gateway, the one table that maps them to HTTP answers, and the one
+function that answers them.
 
-Provider modules and handlers raise these (they know nothing of Sanic); the app turns them
-into ``{"error": <kind>, "reason": <text>}`` with the status from :data:`HTTP_STATUS`.
-Anything else that escapes is a bug: logged with its traceback, answered 503 so the provider
-retries, since a 2xx would promise a commit that never happened.
+Provider modules and the request path raise these (they know nothing of Sanic);
+:func:`respond` turns every error into ``{"error": <kind>, "reason": <text>}`` with the status
+from :data:`HTTP_STATUS`. Sanic's own errors (unknown route, wrong method, too large) are
+mapped onto ours first (:data:`SANIC_ERRORS`, :func:`expected`). Anything else that escapes is
+a bug: logged with its traceback, answered 503 so the provider retries, since a 2xx would
+promise a commit that never happened.
 """
 
 from __future__ import annotations
+
+import logging
+
+from sanic import exceptions as sanic_errors
+from sanic.response import HTTPResponse, json
+
+log = logging.getLogger(__name__)
 
 
 class WebhookError(Exception):
@@ -93,6 +103,17 @@ class NotReady(WebhookError):
     kind = "unavailable"
 
 
+class ClientError(WebhookError):
+    """Another 4xx refused by the HTTP layer itself (an unknown ``Expect``, ...): its status
+    is the HTTP layer's."""
+
+    kind = "bad_request"
+
+    def __init__(self, reason: str, *, status: int) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
 #: The mapping from expected errors to HTTP status codes.
 HTTP_STATUS: dict[type[WebhookError], int] = {
     Malformed: 400,
@@ -112,9 +133,49 @@ HTTP_STATUS: dict[type[WebhookError], int] = {
 RETRY_AFTER_SECONDS = 5
 
 
+#: Sanic's own exceptions, mapped onto ours so every answer has the same shape.
+SANIC_ERRORS: dict[type[Exception], type[WebhookError]] = {
+    sanic_errors.PayloadTooLarge: PayloadTooLarge,
+    sanic_errors.NotFound: NotFound,
+    sanic_errors.MethodNotAllowed: MethodNotAllowed,
+    sanic_errors.BadRequest: Malformed,
+}
+
+
 def http_status(error: WebhookError) -> int:
     """The HTTP status of an expected error (its class or nearest listed base)."""
+    if isinstance(error, ClientError):
+        return error.status
     for kind in type(error).__mro__:
         if kind in HTTP_STATUS:
             return HTTP_STATUS[kind]
     return 400
+
+
+def expected(exception: Exception, body_limit: int, where: str = "") -> WebhookError:
+    """The expected error an exception stands for: itself, Sanic's error mapped onto ours
+    (:data:`SANIC_ERRORS`), or, for a bug, UpstreamUnavailable after logging the traceback
+    (``where`` names the request)."""
+    if isinstance(exception, WebhookError):
+        return exception
+    for sanic_type, ours in SANIC_ERRORS.items():
+        if isinstance(exception, sanic_type):
+            if ours is PayloadTooLarge:
+                return PayloadTooLarge(f"body is larger than {body_limit} bytes")
+            return ours(str(exception) or ours.__doc__ or ours.kind)
+    if isinstance(exception, sanic_errors.SanicException) and 400 <= exception.status_code < 500:
+        return ClientError(str(exception), status=exception.status_code)
+    log.error("unexpected error answering %s", where, exc_info=exception)
+    return UpstreamUnavailable("internal error; please retry")
+
+
+def respond(error: WebhookError, request_id: str = "") -> HTTPResponse:
+    """The HTTP answer to an error: ``{"error": kind, "reason": text}`` with its status, the
+    request id, and ``Retry-After`` for 429 and 503."""
+    status = http_status(error)
+    headers = {"X-Request-Id": request_id} if request_id else {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    elif status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return json({"error": error.kind, "reason": error.reason}, status=status, headers=headers)

@@ -1,26 +1,51 @@
 """The gateway's per-request protections, in the order a request meets them: who the client
-is, whether it or the account is over a rate limit, whether it keeps failing authentication,
-and whether its signed nonce was already accepted. See ratelimit.py and replay.py."""
+is, whether it or the account is over a rate limit (see ratelimit.py), whether it keeps
+failing authentication, and, once the request is verified and parsed, whether it carries too
+many items or a signed nonce already accepted on another request.
+
+Replay protection, for schemes that sign a nonce but no time (Plivo): a nonce is remembered,
+with a digest of the request it signed, only once that request was answered 2xx: a provider
+retrying after a 503 may resend the very same signed request, and that retry must go
+through. The same nonce on a *different* request is refused with 401 (``replayed``) for
+``DLRHUB_NONCE_TTL_SECONDS``. This matters most for Plivo V2, whose signature does not cover
+the parameters: without the cache, one captured request could be replayed with altered
+parameters. A byte-identical resend of an accepted request is let through: statusd dedupes
+it into a counted duplicate that changes nothing, and a provider whose 200 was lost on the
+way (a timeout, a killed connection) gets its 200 and stops retrying, instead of a 401 that
+it would log as a failure and that would count against its address's authentication-failure
+limit.
+
+The nonce cache is per gateway process and bounded (oldest entries dropped first); with
+several gateway replicas a replay can still reach another replica, where dedupe in statusd
+makes an unaltered replay harmless. Timestamped schemes (Telnyx, Standard Webhooks, Bird) are
+protected by their signed time window instead.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 from sanic import Request
 
-from gateway.errors import HeadersTooLarge, RateLimited, Unauthenticated
+from gateway.errors import HeadersTooLarge, PayloadTooLarge, RateLimited, Unauthenticated
+from gateway.providers import InboundRequest, Parsed
 from gateway.ratelimit import Limiter, client_ip, parse_networks
-from gateway.replay import NonceCache
 from gateway.settings import GatewaySettings
 
 
 class Guard:
-    """Rate limits, the authentication-failure limit and the nonce cache of one gateway."""
+    """Rate limits, the authentication-failure limit, the items limit and the nonce cache of
+    one gateway."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         burst = settings.rate_limit_burst_seconds
         self.trusted = parse_networks(settings.trusted_proxies)
         self.max_headers = settings.max_headers
+        self.max_items = settings.max_items_per_request
         self.per_ip = Limiter(settings.rate_limit_per_ip, settings.rate_limit_per_ip * burst)
         self.per_account = Limiter(
             settings.rate_limit_per_account, settings.rate_limit_per_account * burst
@@ -53,17 +78,63 @@ class Guard:
     def failed_authentication(self, client: str) -> None:
         self.auth_failures.check(client)
 
-    def check_replay(self, key: str, digest: bytes) -> None:
-        """Raises Unauthenticated when the nonce ``key`` was accepted on another request; the
-        very request that was accepted may come again (a provider's retry, see replay.py)."""
-        if not (key and self.nonces.ttl):
-            return
-        accepted = self.nonces.seen(key)
-        if accepted is not None and not hmac.compare_digest(accepted, digest):
-            raise Unauthenticated(
-                "this signed nonce was already accepted on another request", label="replayed"
-            )
+    def check_parsed(self, parsed: Parsed, request: InboundRequest) -> None:
+        """Raises Unauthenticated (``replayed``) when the request's signed nonce was accepted
+        on another request (the very request that was accepted may come again, see the module
+        docstring), PayloadTooLarge when it carries more items than allowed."""
+        if parsed.replay_key and self.nonces.ttl:
+            accepted = self.nonces.seen(parsed.replay_key)
+            if accepted is not None and not hmac.compare_digest(accepted, digest(request)):
+                raise Unauthenticated(
+                    "this signed nonce was already accepted on another request", label="replayed"
+                )
+        if len(parsed.reports) + len(parsed.quarantined) > self.max_items:
+            raise PayloadTooLarge(f"more than {self.max_items} reports in one request")
 
-    def accepted(self, key: str, digest: bytes) -> None:
-        if key and self.nonces.ttl and self.nonces.max_size:
-            self.nonces.remember(key, digest)
+    def accepted(self, parsed: Parsed, request: InboundRequest) -> None:
+        """Remembers the request's signed nonce, now that the request was committed."""
+        if parsed.replay_key and self.nonces.ttl and self.nonces.max_size:
+            self.nonces.remember(parsed.replay_key, digest(request))
+
+
+def digest(request: InboundRequest) -> bytes:
+    """What identifies a request under a nonce: its method, full URL and raw body."""
+    head = f"{request.method} {request.url}\n".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(head + request.body).digest()
+
+
+class NonceCache:
+    """Keys of accepted requests with their requests' digests, each kept for ``ttl``
+    seconds, at most ``max_size``."""
+
+    def __init__(
+        self, ttl: float, max_size: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self.clock = clock
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def seen(self, key: str) -> bytes | None:
+        """The digest ``key`` was remembered with less than ``ttl`` seconds ago, else None."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expiry, digest = entry
+        if expiry <= self.clock():
+            del self._entries[key]
+            return None
+        return digest
+
+    def remember(self, key: str, digest: bytes) -> None:
+        now = self.clock()
+        self._entries[key] = (now + self.ttl, digest)
+        self._entries.move_to_end(key)
+        while self._entries:
+            oldest, (expiry, _) = next(iter(self._entries.items()))
+            if expiry > now and len(self._entries) <= self.max_size:
+                break
+            del self._entries[oldest]
+
+    def __len__(self) -> int:
+        return len(self._entries)

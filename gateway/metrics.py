@@ -1,8 +1,18 @@
-"""Every Prometheus metric the gateway exports, in one place (served at ``GET /metrics``)."""
+"""Every Prometheus metric the gateway exports, in one place (served at ``GET /metrics``), and
+:func:`webhook_answered`, the one place a webhook's outcome, latency and reports are counted.
+statusd calls are counted where they are made (:mod:`gateway.forwarder`)."""
 
 from __future__ import annotations
 
+import time
+from collections import Counter as Tally
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from common.status_names import status_label
+from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from gateway.errors import Unauthenticated, WebhookError
+from gateway.providers import PROVIDERS, Parsed
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _DLR_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 72 * 3600)
@@ -42,3 +52,47 @@ FORWARD_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 STATUSD_UP = Gauge("dlrhub_statusd_up", "1 when statusd answered the last readiness check.")
+
+_RESULT_LABELS: dict[int, str] = {
+    ingest_pb.INGEST_OUTCOME_STORED: "stored",
+    ingest_pb.INGEST_OUTCOME_DUPLICATE: "duplicate",
+    ingest_pb.INGEST_OUTCOME_STALE: "stale",
+}
+
+
+def provider_label(name: str) -> str:
+    """``name`` when it is a known provider, else ``unknown`` (bounded metric labels)."""
+    return name if name in PROVIDERS else "unknown"
+
+
+def webhook_answered(
+    provider: str,
+    seconds: float | None,
+    error: WebhookError | None = None,
+    accepted: tuple[Parsed, ingest_pb.IngestReportsResponse] | None = None,
+) -> None:
+    """Counts one answered webhook: its outcome (``ok`` or the error's kind), its latency
+    (when it reached the handler), why it was not genuine, and what became of its reports
+    (``accepted``: what it carried and statusd's answer)."""
+    REQUESTS.labels(provider, error.kind if error else "ok").inc()
+    if seconds is not None:
+        REQUEST_LATENCY.labels(provider).observe(seconds)
+    if isinstance(error, Unauthenticated):
+        SIGNATURE_FAILURES.labels(provider, error.label).inc()
+    if accepted is not None:
+        _count_reports(provider, *accepted)
+
+
+def _count_reports(provider: str, parsed: Parsed, answer: ingest_pb.IngestReportsResponse) -> None:
+    now = time.time()
+    lags = DLR_LATENCY.labels(provider)
+    results: Tally[tuple[int, int]] = Tally()
+    for report, outcome in zip(parsed.reports, answer.outcomes, strict=False):
+        results[report.status, outcome] += 1
+        if outcome == ingest_pb.INGEST_OUTCOME_STORED and report.HasField("event_time"):
+            lags.observe(max(now - report.event_time.seconds, 0.0))
+    for (status, result_code), count in results.items():
+        result = _RESULT_LABELS.get(result_code, "other")
+        REPORTS.labels(provider, status_label(status), result).inc(count)
+    if parsed.quarantined:
+        REPORTS.labels(provider, "unspecified", "quarantined").inc(len(parsed.quarantined))

@@ -3,8 +3,9 @@ that tells a provider's resend of the same request from another request under it
 
 from __future__ import annotations
 
+from gateway.guard import NonceCache
+from gateway.guard import digest as request_digest
 from gateway.providers.base import build_request
-from gateway.replay import NonceCache, request_digest
 
 
 class Clock:
