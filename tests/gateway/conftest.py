@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,3 +53,24 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         httpx.AsyncClient(base_url=gateway.url, timeout=10) as http,
     ):
         yield Stack(daemon, gateway, http)
+
+
+StackFactory = Callable[..., AbstractAsyncContextManager[Stack]]
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> StackFactory:
+    """Starts a stack with the gateway settings given (``make_stack(max_headers=20)``)."""
+
+    @asynccontextmanager
+    async def make(**settings: Any) -> AsyncIterator[Stack]:
+        async with (
+            running_statusd(statusd_settings(tmp_path)) as daemon,
+            running_gateway(
+                ENV, f"127.0.0.1:{daemon.port}", public_url=PUBLIC_URL, **settings
+            ) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=10) as http,
+        ):
+            yield Stack(daemon, gateway, http)
+
+    return make

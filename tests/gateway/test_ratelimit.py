@@ -32,11 +32,14 @@ def test_zero_rate_is_no_limit() -> None:
     assert all(limiter.check("a") == 0 for _ in range(1000))
 
 
-def test_memory_is_bounded() -> None:
-    limiter = Limiter(rate=1, burst=1, max_keys=10)
+def test_memory_is_bounded_least_recently_used_dropped() -> None:
+    limiter = Limiter(rate=1, burst=1, max_keys=10, clock=Clock())
+    assert limiter.check("first") == 0
+    assert limiter.check("first") == 1  # its one token is spent
     for index in range(1000):
         limiter.check(f"10.0.0.{index}")
-    assert len(limiter._buckets) == 10
+    assert limiter.check("10.0.0.999") == 1  # recent keys are still limited
+    assert limiter.check("first") == 0  # forgotten: its bucket was dropped
 
 
 def test_blocked_does_not_consume() -> None:

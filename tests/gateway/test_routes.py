@@ -1,152 +1,12 @@
-"""HTTP semantics of the gateway, over real HTTP to a running Sanic server and real gRPC to a
-running statusd: 200 only after the commit, a clear 4xx for every bad input with the store
-unchanged, 503 (and a later success) when statusd is away."""
+"""Health, readiness and metrics over real HTTP to a running gateway, and the webhook handler
+answering and counting what the request path (test_intake.py) decided."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from pathlib import Path
-from urllib.parse import urlencode
+from prometheus_client import REGISTRY
 
-import httpx
-
-from gateway.providers import signing
-from gateway.providers.infobip import sign
-from gateway.providers.plivo import sign_v3
-from statusd.storage.base import MessageFilter
-from tests.gateway.conftest import ENV, PUBLIC_URL, Stack
-from tests.helpers.servers import running_gateway, running_statusd, statusd_settings
-
-BASIC = {"Authorization": signing.basic_authorization("infobip:pw")}
-
-
-def infobip_body(*message_ids: str) -> bytes:
-    results = [
-        {
-            "messageId": message_id,
-            "to": "41793026727",
-            "doneAt": "2019-11-09T16:00:00.000+0000",
-            "status": {
-                "groupId": 3,
-                "groupName": "DELIVERED",
-                "id": 5,
-                "name": "DELIVERED_TO_HANDSET",
-            },
-        }
-        for message_id in message_ids
-    ]
-    return json.dumps({"results": results}).encode()
-
-
-def plivo_post(
-    form: dict[str, str], token: str = "plivo-token", path: str = "/webhooks/plivo"
-) -> dict[str, object]:
-    nonce = "12345678901234567890"
-    signature = sign_v3("POST", PUBLIC_URL + path, tuple(form.items()), nonce, token)
-    return {
-        "url": path,
-        "content": urlencode(form),
-        "headers": {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Plivo-Signature-V3": signature,
-            "X-Plivo-Signature-V3-Nonce": nonce,
-        },
-    }
-
-
-async def post_infobip(
-    stack: Stack, body: bytes, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    return await stack.http.post(
-        "/webhooks/infobip",
-        content=body,
-        headers={"Content-Type": "application/json", **(BASIC if headers is None else headers)},
-    )
-
-
-async def test_signed_batch_is_stored_before_the_200(stack: Stack) -> None:
-    response = await post_infobip(stack, infobip_body("a-1", "a-2", "a-3"))
-    assert response.status_code == 200
-    answer = response.json()
-    assert (answer["stored"], answer["duplicates"], answer["stale"]) == (3, 0, 0)
-    assert response.headers["X-Request-Id"] == answer["request_id"]
-    assert await stack.stored_messages() == 3
-    again = await post_infobip(stack, infobip_body("a-1", "a-2", "a-3"))
-    assert (again.json()["stored"], again.json()["duplicates"]) == (0, 3)
-
-
-async def test_hmac_signed_request_is_accepted(stack: Stack) -> None:
-    body = infobip_body("h-1")
-    response = await post_infobip(stack, body, {"X-Infobip-Signature": sign(body, "hmac-key")})
-    assert response.status_code == 200
-    status = await stack.statusd.store.list_messages(MessageFilter(), after=None, limit=5)
-    assert status.items[0].latest_report.auth_method == "hmac"
-
-
-async def test_plivo_callback_default_and_named_account(stack: Stack) -> None:
-    form = {"MessageUUID": "p-1", "Status": "delivered", "To": "14155551234", "ErrorCode": ""}
-    assert (await stack.http.post(**plivo_post(form))).status_code == 200  # type: ignore[arg-type]
-    named = plivo_post(form, "plivo-eu-token", "/webhooks/plivo/eu")
-    assert (await stack.http.post(**named)).status_code == 200  # type: ignore[arg-type]
-    wrong_account = plivo_post(form, "plivo-token", "/webhooks/plivo/eu")
-    assert (await stack.http.post(**wrong_account)).status_code == 401  # type: ignore[arg-type]
-    page = await stack.statusd.store.list_messages(
-        MessageFilter(provider="plivo"), after=None, limit=5
-    )
-    assert sorted(item.account for item in page.items) == ["", "eu"]
-
-
-async def test_quarantined_items_are_kept_and_answered_200(stack: Stack) -> None:
-    body = json.dumps(
-        {"results": [{"messageId": "ok-1", "status": {"groupName": "DELIVERED"}}, {"x": 1}]}
-    )
-    response = await post_infobip(stack, body.encode())
-    assert response.status_code == 200
-    assert (response.json()["stored"], response.json()["quarantined"]) == (1, 1)
-    assert await stack.quarantined() == 1
-
-
-BAD_REQUESTS: list[tuple[str, dict[str, object], int, str]] = [
-    ("unsigned", {"headers": {"Content-Type": "application/json"}}, 401, "unauthorized"),
-    (
-        "wrong signature",
-        {"headers": {"Content-Type": "application/json", "X-Infobip-Signature": "00" * 32}},
-        401,
-        "unauthorized",
-    ),
-    ("malformed JSON", {"content": b"{not json"}, 400, "bad_request"),
-    ("empty results", {"content": b'{"results": []}'}, 400, "bad_request"),
-    ("no results", {"content": b'{"items": [1]}'}, 400, "bad_request"),
-    (
-        "wrong content type",
-        {"headers": {**BASIC, "Content-Type": "text/plain"}},
-        415,
-        "unsupported_media_type",
-    ),
-    ("oversized body", {"content": b'{"results": [' + b" " * 70_000 + b"]}"}, 413, "too_large"),
-    ("unknown provider", {"url": "/webhooks/nosuch"}, 404, "not_found"),
-    ("unknown account", {"url": "/webhooks/infobip/nosuch"}, 404, "not_found"),
-    ("wrong method", {"method": "GET"}, 405, "method_not_allowed"),
-]
-
-
-async def test_every_bad_input_gets_its_4xx_and_changes_nothing(stack: Stack) -> None:
-    for name, change, status, kind in BAD_REQUESTS:
-        request: dict[str, object] = {
-            "method": "POST",
-            "url": "/webhooks/infobip",
-            "content": infobip_body("bad-1"),
-            "headers": {"Content-Type": "application/json", **BASIC},
-        }
-        request.update(change)
-        response = await stack.http.request(**request)  # type: ignore[arg-type]
-        assert response.status_code == status, name
-        body = response.json()
-        assert body["error"] == kind, name
-        assert body["reason"], name
-    assert await stack.stored_messages() == 0
-    assert await stack.quarantined() == 0
+from tests.gateway.conftest import Stack
+from tests.gateway.test_intake import BASIC, infobip_body, post_infobip
 
 
 async def test_health_readiness_and_metrics(stack: Stack) -> None:
@@ -164,30 +24,39 @@ async def test_health_readiness_and_metrics(stack: Stack) -> None:
     )
 
 
-async def test_statusd_down_is_503_then_the_same_request_succeeds(tmp_path: Path) -> None:
-    settings = statusd_settings(tmp_path)
-    async with running_statusd(settings) as first:
-        port = first.port
-    fixed = statusd_settings(tmp_path, statusd_port=port)
-    body = infobip_body("retry-1")
-    async with (
-        running_gateway(ENV, f"127.0.0.1:{port}", ingest_deadline_seconds=1.0) as gateway,
-        httpx.AsyncClient(base_url=gateway.url, timeout=10) as http,
-    ):
-        headers = {"Content-Type": "application/json", **BASIC}
-        down = await http.post("/webhooks/infobip", content=body, headers=headers)
-        assert down.status_code == 503
-        assert down.headers["Retry-After"]
-        assert down.json()["error"] == "unavailable"
-        assert (await http.get("/readyz")).status_code == 503
-        async with running_statusd(fixed) as back:
-            for _ in range(50):  # a provider retries; the channel reconnects
-                response = await http.post("/webhooks/infobip", content=body, headers=headers)
-                if response.status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            assert response.status_code == 200
-            assert response.json()["stored"] == 1
-            assert (await http.get("/readyz")).status_code == 200
-            page = await back.store.list_messages(MessageFilter(), after=None, limit=5)
-            assert [item.message_id for item in page.items] == ["retry-1"]
+class BrokenForwarder:
+    """A forwarder with a bug."""
+
+    async def ingest(self, *reports: object) -> None:
+        raise RuntimeError("a bug")
+
+
+def requests_counted(outcome: str) -> float:
+    labels = {"provider": "infobip", "outcome": outcome}
+    return REGISTRY.get_sample_value("dlrhub_webhook_requests_total", labels) or 0.0
+
+
+async def test_a_bug_is_answered_503_and_counted_once(stack: Stack) -> None:
+    before = {outcome: requests_counted(outcome) for outcome in ("ok", "unavailable")}
+    app = stack.gateway.app
+    working, app.ctx.forwarder = app.ctx.forwarder, BrokenForwarder()
+    try:
+        response = await post_infobip(
+            stack, infobip_body("bug-1"), {**BASIC, "X-Request-Id": "req-1"}
+        )
+    finally:
+        app.ctx.forwarder = working
+    assert response.status_code == 503
+    assert response.json() == {"error": "unavailable", "reason": "internal error; please retry"}
+    assert response.headers["Retry-After"]
+    assert response.headers["X-Request-Id"] == "req-1"
+    assert requests_counted("unavailable") == before["unavailable"] + 1
+    assert requests_counted("ok") == before["ok"]
+
+
+async def test_the_request_id_is_the_callers_when_sane(stack: Stack) -> None:
+    given = await post_infobip(stack, infobip_body("id-1"), {**BASIC, "X-Request-Id": "abc.1"})
+    assert given.headers["X-Request-Id"] == given.json()["request_id"] == "abc.1"
+    refused = await post_infobip(stack, infobip_body("id-2"), {"X-Request-Id": "no way"})
+    assert refused.status_code == 401
+    assert len(refused.headers["X-Request-Id"]) == 24

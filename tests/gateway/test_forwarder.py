@@ -1,9 +1,12 @@
-"""The gateway's credentials towards statusd, end to end over real HTTP and real gRPC:
-statusd with ingest tokens and mutual TLS; the gateway with its token and client
-certificate gets reports stored, and without the right token gets 503 and stores nothing."""
+"""The gateway's channel to statusd (gateway/forwarder.py), end to end over real HTTP and real
+gRPC: statusd away is 503 and not ready, and the same request succeeds once it is back;
+statusd with ingest tokens and mutual TLS: the gateway with its token and client certificate
+gets reports stored, and without the right token gets 503 and stores nothing. Coalescing of
+concurrent calls is tested in test_coalescer.py."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -12,7 +15,7 @@ import pytest
 from gateway.providers import signing
 from statusd.storage.base import MessageFilter
 from tests.gateway.conftest import ENV, PUBLIC_URL
-from tests.gateway.test_routes import infobip_body
+from tests.gateway.test_intake import infobip_body
 from tests.helpers.certs import CertificateAuthority
 from tests.helpers.servers import running_gateway, running_statusd, statusd_settings
 
@@ -62,3 +65,32 @@ async def test_gateway_token_and_mutual_tls(
         assert len(page.items) == stored
         if expected == 503:
             assert response.headers["Retry-After"]
+
+
+async def test_statusd_down_is_503_then_the_same_request_succeeds(tmp_path: Path) -> None:
+    settings = statusd_settings(tmp_path)
+    async with running_statusd(settings) as first:
+        port = first.port
+    fixed = statusd_settings(tmp_path, statusd_port=port)
+    body = infobip_body("retry-1")
+    async with (
+        running_gateway(ENV, f"127.0.0.1:{port}", ingest_deadline_seconds=1.0) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as http,
+    ):
+        headers = {"Content-Type": "application/json", **BASIC}
+        down = await http.post("/webhooks/infobip", content=body, headers=headers)
+        assert down.status_code == 503
+        assert down.headers["Retry-After"]
+        assert down.json()["error"] == "unavailable"
+        assert (await http.get("/readyz")).status_code == 503
+        async with running_statusd(fixed) as back:
+            for _ in range(50):  # a provider retries; the channel reconnects
+                response = await http.post("/webhooks/infobip", content=body, headers=headers)
+                if response.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert response.status_code == 200
+            assert response.json()["stored"] == 1
+            assert (await http.get("/readyz")).status_code == 200
+            page = await back.store.list_messages(MessageFilter(), after=None, limit=5)
+            assert [item.message_id for item in page.items] == ["retry-1"]

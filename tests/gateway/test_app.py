@@ -1,0 +1,48 @@
+"""The app (gateway/app.py) over real HTTP: what Sanic refuses before a handler runs (an
+unknown route, a method no route takes, headers too large, an unknown ``Expect``) is answered
+with the same JSON body as every other error."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from tests.gateway.conftest import Stack
+from tests.gateway.test_intake import BASIC, infobip_body
+
+
+def requests_counted(outcome: str) -> float:
+    labels = {"provider": "unknown", "outcome": outcome}
+    return REGISTRY.get_sample_value("dlrhub_webhook_requests_total", labels) or 0.0
+
+
+async def test_unknown_routes_and_methods_get_the_error_body(stack: Stack) -> None:
+    missing = await stack.http.get("/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+    assert missing.json()["reason"]
+    wrong = await stack.http.put("/webhooks/infobip", content=infobip_body("x"), headers=BASIC)
+    assert wrong.status_code == 405
+    assert wrong.json()["error"] == "method_not_allowed"
+    assert wrong.json()["reason"]
+
+
+async def test_huge_header_is_refused(stack: Stack) -> None:
+    before = requests_counted("too_large")
+    response = await stack.http.post(
+        "/webhooks/infobip",
+        content=infobip_body("x"),
+        headers={**BASIC, "Content-Type": "application/json", "X-Big": "x" * 20_000},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+    assert requests_counted("too_large") == before + 1
+    assert await stack.stored_messages() == 0
+
+
+async def test_an_unknown_expectation_is_a_4xx_with_the_error_body(stack: Stack) -> None:
+    response = await stack.http.post(
+        "/webhooks/infobip", content=b"{}", headers={**BASIC, "Expect": "teapot"}
+    )
+    assert response.status_code == 417
+    assert response.json()["error"] == "bad_request"
+    assert response.json()["reason"]
