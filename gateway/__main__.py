@@ -1,4 +1,7 @@
-"""``python -m gateway`` / ``dlrhub-gateway``: the webhook gateway (one Sanic process)."""
+"""``python -m gateway`` / ``dlrhub-gateway``: the webhook gateway (one Sanic process).
+
+Run as a real process by the end-to-end tests (tests/e2e/test_shutdown.py for the graceful
+stop, tests/deploy/test_chart_processes.py with the chart's environment)."""
 
 from __future__ import annotations
 
