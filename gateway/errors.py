@@ -139,6 +139,7 @@ SANIC_ERRORS: dict[type[Exception], type[WebhookError]] = {
     sanic_errors.NotFound: NotFound,
     sanic_errors.MethodNotAllowed: MethodNotAllowed,
     sanic_errors.BadRequest: Malformed,
+    sanic_errors.RequestTimeout: RequestTimeout,
 }
 
 

@@ -4,9 +4,11 @@ with the same JSON body as every other error."""
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import REGISTRY
 
-from tests.gateway.conftest import Stack
+from tests.gateway.conftest import Stack, StackFactory
 from tests.gateway.test_intake import BASIC, infobip_body
 
 
@@ -46,3 +48,14 @@ async def test_an_unknown_expectation_is_a_4xx_with_the_error_body(stack: Stack)
     assert response.status_code == 417
     assert response.json()["error"] == "bad_request"
     assert response.json()["reason"]
+
+
+async def test_headers_that_do_not_arrive_in_time_get_408(make_stack: StackFactory) -> None:
+    async with make_stack(request_timeout_seconds=0.5) as stack:
+        reader, writer = await asyncio.open_connection("127.0.0.1", stack.gateway.port)
+        writer.write(b"POST /webhooks/infobip HTTP/1.1\r\nHost: x\r\n")  # and no more
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=5)  # until the server closes
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert b'"error":"request_timeout"' in answer

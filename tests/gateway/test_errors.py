@@ -52,6 +52,7 @@ def test_a_subclass_answers_with_its_nearest_listed_base() -> None:
         (sanic_errors.MethodNotAllowed("PUT", "PUT", ["GET"]), "method_not_allowed", 405),
         (sanic_errors.BadRequest("bad header"), "bad_request", 400),
         (sanic_errors.PayloadTooLarge("too big"), "too_large", 413),
+        (sanic_errors.RequestTimeout("Request Timeout"), "request_timeout", 408),
         (sanic_errors.ExpectationFailed("teapot"), "bad_request", 417),
     ],
 )
