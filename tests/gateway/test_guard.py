@@ -24,23 +24,14 @@ from gateway.providers.base import build_request
 from gateway.providers.plivo import sign_v2
 from gateway.settings import GatewaySettings
 from tests.gateway.conftest import ENV, PUBLIC_URL, StackFactory
-from tests.gateway.test_intake import plivo_post
+from tests.gateway.test_intake import infobip_body, plivo_post
 from tests.helpers.servers import running_gateway, running_statusd, statusd_settings
 
 BASIC = {
     "Authorization": signing.basic_authorization("infobip:pw"),
     "Content-Type": "application/json",
 }
-ONE = json.dumps(
-    {
-        "results": [
-            {
-                "messageId": "m-1",
-                "status": {"groupName": "DELIVERED", "name": "DELIVERED_TO_HANDSET"},
-            }
-        ]
-    }
-)
+ONE = infobip_body("m-1")
 
 
 class Clock:
