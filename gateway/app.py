@@ -15,6 +15,7 @@ from sanic import exceptions as sanic_errors
 from sanic.response import HTTPResponse
 
 from gateway import errors, metrics, routes
+from gateway.coalescer import Coalescer
 from gateway.forwarder import Forwarder
 from gateway.guard import Guard
 from gateway.settings import GatewayConfig
@@ -23,7 +24,8 @@ APP_NAME = "dlrhub-gateway"
 
 
 def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> Sanic[Any, Any]:
-    """The gateway app; ``forwarder`` defaults to a channel to the configured statusd."""
+    """The gateway app; ``forwarder`` defaults to a channel to the configured statusd, and a
+    :class:`~gateway.coalescer.Coalescer` gathers concurrent webhooks into its calls."""
     settings = config.settings
     app: Sanic[Any, Any] = Sanic(APP_NAME, configure_logging=False, dumps=orjson.dumps)
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
@@ -43,6 +45,11 @@ def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> San
     async def _connect(app: Sanic[Any, Any]) -> None:
         if app.ctx.forwarder is None:
             app.ctx.forwarder = Forwarder.from_settings(settings)
+        app.ctx.coalescer = Coalescer(
+            app.ctx.forwarder.ingest,
+            max_reports=settings.coalesce_max_reports,
+            max_in_flight=settings.coalesce_max_calls,
+        )
 
     @app.after_server_stop
     async def _disconnect(app: Sanic[Any, Any]) -> None:

@@ -1,4 +1,6 @@
-"""The gateway's one gRPC channel to statusd.
+"""The gateway's one gRPC channel to statusd: :meth:`Forwarder.ingest` makes one
+IngestReports call (the :class:`~gateway.coalescer.Coalescer` in front of it gathers
+concurrent webhooks into such calls), :meth:`Forwarder.ready` asks whether statusd serves.
 
 Every call has a deadline; the channel retries UNAVAILABLE itself (gRPC service config) and
 keeps the connection alive. Any failure to get statusd's confirmation becomes
@@ -16,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -26,7 +27,6 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from gateway import metrics
-from gateway.coalescer import Coalescer
 from gateway.errors import Malformed, UpstreamUnavailable
 from gateway.settings import GatewaySettings
 
@@ -71,15 +71,10 @@ class Forwarder:
         deadline: float = 5.0,
         token: str | None = None,
         tls: TLSConfig | None = None,
-        max_batch_reports: int = 2000,
-        max_calls_in_flight: int = 2,
     ) -> None:
         self.target = target
         self.deadline = deadline
         self.metadata = bearer_metadata(token)
-        self.coalescer = Coalescer(
-            self._call, max_reports=max_batch_reports, max_in_flight=max_calls_in_flight
-        )
         self.channel = open_channel(target, tls=tls, options=CHANNEL_OPTIONS)
         self._ingest = ingest_grpc.IngestServiceStub(self.channel)
         self._health_check = self.channel.unary_unary(
@@ -108,22 +103,13 @@ class Forwarder:
             deadline=settings.ingest_deadline_seconds,
             token=token.get_secret_value() if token else None,
             tls=tls,
-            max_batch_reports=settings.coalesce_max_reports,
-            max_calls_in_flight=settings.coalesce_max_calls,
         )
 
     async def ingest(
-        self,
-        reports: Sequence[pb.DeliveryReport],
-        quarantined: Sequence[pb.QuarantinedItem] = (),
-    ) -> ingest_pb.IngestReportsResponse:
-        """Returns statusd's counts for these reports once it has committed them (the call
-        may carry other webhooks' reports too); raises UpstreamUnavailable or Malformed."""
-        return await self.coalescer.submit(reports, quarantined)
-
-    async def _call(
         self, reports: list[pb.DeliveryReport], quarantined: list[pb.QuarantinedItem]
     ) -> ingest_pb.IngestReportsResponse:
+        """Returns statusd's answer once it has committed these reports; raises
+        UpstreamUnavailable or Malformed."""
         request = ingest_pb.IngestReportsRequest(reports=reports, quarantined_items=quarantined)
         started = time.perf_counter()
         code = grpc.StatusCode.OK

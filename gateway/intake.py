@@ -2,8 +2,9 @@
 
 admit (request limits, :mod:`gateway.guard`) → read the body (:mod:`gateway.body`) → verify
 and parse (the provider's ``handle``) → check what it carried (replayed nonce, too many items;
-the guard) → forward to statusd and wait for the commit (:mod:`gateway.forwarder`) → remember
-it as accepted (the guard). Any refusal is raised as a :class:`~gateway.errors.WebhookError`;
+the guard) → forward to statusd and wait for the commit (:mod:`gateway.coalescer`, which
+gathers concurrent webhooks into one call of :mod:`gateway.forwarder`) → remember it as
+accepted (the guard). Any refusal is raised as a :class:`~gateway.errors.WebhookError`;
 this module never builds a response (:func:`gateway.errors.respond` does).
 """
 
@@ -18,8 +19,8 @@ from sanic import Request
 
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from gateway import body, metrics
+from gateway.coalescer import Coalescer
 from gateway.errors import MethodNotAllowed, NotFound, Unauthenticated
-from gateway.forwarder import Forwarder
 from gateway.guard import Guard
 from gateway.providers import PROVIDERS, InboundRequest, Parsed, Provider
 from gateway.providers.base import build_request
@@ -48,7 +49,7 @@ async def receive(request: Request, provider: str, account: str, request_id: str
     config: GatewayConfig = request.app.ctx.config
     settings = config.settings
     guard: Guard = request.app.ctx.guard
-    forwarder: Forwarder = request.app.ctx.forwarder
+    coalescer: Coalescer = request.app.ctx.coalescer
     client = guard.client(request)
     guard.admit(request, client, metrics.provider_label(provider), account)
     endpoint = _endpoint(config, request.method, provider, account)
@@ -60,7 +61,7 @@ async def receive(request: Request, provider: str, account: str, request_id: str
     except Unauthenticated:
         guard.failed_authentication(client)
         raise
-    answer = await forwarder.ingest(parsed.reports, parsed.quarantined)
+    answer = await coalescer.submit(parsed.reports, parsed.quarantined)
     guard.accepted(parsed, inbound)
     return Accepted(inbound, parsed, answer)
 

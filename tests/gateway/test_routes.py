@@ -24,10 +24,10 @@ async def test_health_readiness_and_metrics(stack: Stack) -> None:
     )
 
 
-class BrokenForwarder:
-    """A forwarder with a bug."""
+class BrokenCoalescer:
+    """A coalescer with a bug."""
 
-    async def ingest(self, *reports: object) -> None:
+    async def submit(self, *reports: object) -> None:
         raise RuntimeError("a bug")
 
 
@@ -39,13 +39,13 @@ def requests_counted(outcome: str) -> float:
 async def test_a_bug_is_answered_503_and_counted_once(stack: Stack) -> None:
     before = {outcome: requests_counted(outcome) for outcome in ("ok", "unavailable")}
     app = stack.gateway.app
-    working, app.ctx.forwarder = app.ctx.forwarder, BrokenForwarder()
+    working, app.ctx.coalescer = app.ctx.coalescer, BrokenCoalescer()
     try:
         response = await post_infobip(
             stack, infobip_body("bug-1"), {**BASIC, "X-Request-Id": "req-1"}
         )
     finally:
-        app.ctx.forwarder = working
+        app.ctx.coalescer = working
     assert response.status_code == 503
     assert response.json() == {"error": "unavailable", "reason": "internal error; please retry"}
     assert response.headers["Retry-After"]
