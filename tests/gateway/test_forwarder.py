@@ -12,14 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.providers import signing
+from gateway.auth import basic
 from statusd.storage.base import MessageFilter
 from tests.gateway.conftest import ENV, PUBLIC_URL
 from tests.gateway.test_intake import infobip_body
 from tests.helpers.certs import CertificateAuthority
 from tests.helpers.servers import running_gateway, running_statusd, statusd_settings
 
-BASIC = {"Authorization": signing.basic_authorization("infobip:pw")}
+BASIC = {"Authorization": basic.authorization("infobip:pw")}
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,10 @@ from prometheus_client import REGISTRY
 
 from common.settings import load
 from dlrhub.v1 import delivery_report_pb2 as pb
+from gateway.auth import basic
 from gateway.errors import PayloadTooLarge, Unauthenticated
 from gateway.guard import Guard, NonceCache, digest
-from gateway.providers import Parsed, signing
+from gateway.providers import Parsed
 from gateway.providers.base import build_request
 from gateway.providers.plivo import sign_v2
 from gateway.settings import GatewaySettings
@@ -28,7 +29,7 @@ from tests.gateway.test_intake import infobip_body, plivo_post
 from tests.helpers.servers import running_gateway, running_statusd, statusd_settings
 
 BASIC = {
-    "Authorization": signing.basic_authorization("infobip:pw"),
+    "Authorization": basic.authorization("infobip:pw"),
     "Content-Type": "application/json",
 }
 ONE = infobip_body("m-1")
@@ -157,7 +158,7 @@ async def test_per_account_rate_limit(make_stack: StackFactory) -> None:
 
 async def test_clients_failing_authentication_are_slowed_down(make_stack: StackFactory) -> None:
     async with make_stack(auth_failure_limit_per_minute=3) as stack:
-        wrong = {**BASIC, "Authorization": signing.basic_authorization("infobip:guess")}
+        wrong = {**BASIC, "Authorization": basic.authorization("infobip:guess")}
         codes = [
             (await stack.http.post("/webhooks/infobip", content=ONE, headers=wrong)).status_code
             for _ in range(5)

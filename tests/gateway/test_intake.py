@@ -11,13 +11,13 @@ from urllib.parse import urlencode
 
 import httpx
 
-from gateway.providers import signing
+from gateway.auth import basic
 from gateway.providers.infobip import sign
 from gateway.providers.plivo import sign_v3
 from statusd.storage.base import MessageFilter
 from tests.gateway.conftest import PUBLIC_URL, Stack
 
-BASIC = {"Authorization": signing.basic_authorization("infobip:pw")}
+BASIC = {"Authorization": basic.authorization("infobip:pw")}
 
 
 def infobip_body(*message_ids: str) -> bytes:
