@@ -9,59 +9,35 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from statusd.storage.base import MessageFilter
 from statusd.storage.sqlite import SqliteStore
-from tests.helpers.processes import Stack
+from tests.helpers.processes import (
+    CREDENTIALS,
+    INFOBIP_BASIC_AUTH,
+    PLIVO_AUTH_TOKEN,
+    PUBLIC_URL,
+    Stack,
+    lock_database,
+)
 from tests.helpers.simulator import Delivery, Simulator, infobip_deliveries, plivo_deliveries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-PUBLIC_URL = "https://dlr.example.com"
-ENV = {
-    "DLRHUB_PUBLIC_URL": PUBLIC_URL,
-    "DLRHUB_INFOBIP_BASIC_AUTH": "acme:s3cret",
-    "DLRHUB_PLIVO_AUTH_TOKEN": "plivo-token",
-    "DLRHUB_SQLITE_BUSY_TIMEOUT_MS": "300",
-    "DLRHUB_INGEST_DEADLINE_SECONDS": "2",
-    "DLRHUB_LOG_LEVEL": "warning",
-}
-
-LOCKER = """
-import sqlite3, sys, time
-connection = sqlite3.connect(sys.argv[1], isolation_level=None)
-connection.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-connection.execute("ROLLBACK")
-"""
-
-
-def lock_database(path: Path, seconds: float) -> subprocess.Popen[str]:
-    """Another process holds an exclusive lock on the store for ``seconds``."""
-    locker = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    assert locker.stdout is not None
-    assert locker.stdout.readline().strip() == "locked"
-    return locker
-
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path, ENV).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+def stack_env() -> dict[str, str]:
+    return {
+        **CREDENTIALS,
+        "DLRHUB_SQLITE_BUSY_TIMEOUT_MS": "300",
+        "DLRHUB_INGEST_DEADLINE_SECONDS": "2",
+        "DLRHUB_LOG_LEVEL": "warning",
+    }
 
 
 async def chaos(stack: Stack, database: Path, log: list[str]) -> None:
@@ -121,8 +97,8 @@ def expected_reports(deliveries: list[Delivery]) -> Counter[tuple[str, str]]:
 
 def test_nothing_is_lost_under_faults(stack: Stack, tmp_path: Path) -> None:
     database = tmp_path / "dlrhub.sqlite3"
-    deliveries = infobip_deliveries(700, "acme:s3cret", random.Random(11)) + plivo_deliveries(
-        250, "plivo-token", PUBLIC_URL
+    deliveries = infobip_deliveries(700, INFOBIP_BASIC_AUTH, random.Random(11)) + plivo_deliveries(
+        250, PLIVO_AUTH_TOKEN, PUBLIC_URL
     )
     random.Random(3).shuffle(deliveries)
     simulator = Simulator(stack.url, deliveries, concurrency=8, pause=0.03, deadline=120)
