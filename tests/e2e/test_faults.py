@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,30 +42,28 @@ def stack_env() -> dict[str, str]:
     }
 
 
+def fault_steps(stack: Stack, database: Path) -> list[tuple[float, str, Callable[[], object]]]:
+    """The faults in order: pause (seconds) before the step, what the log says (``{}`` is the
+    step's result), the blocking step itself."""
+    lockers: list[subprocess.Popen[str]] = []
+    return [
+        (1.0, "statusd SIGKILL", stack.statusd.kill),
+        (1.0, "statusd restarted", stack.start_statusd),
+        (1.5, "gateway SIGKILL", stack.gateway.kill),
+        (1.0, "gateway restarted", stack.start_gateway),
+        (1.5, "store locked", lambda: lockers.append(lock_database(database, 2.5))),
+        (0.0, "store unlocked", lambda: lockers.pop().communicate()),
+        (1.0, "statusd SIGTERM exit {}", lambda: stack.statusd.stop(signal.SIGTERM)),
+        (0.0, "statusd restarted", stack.start_statusd),
+    ]
+
+
 async def chaos(stack: Stack, database: Path, log: list[str]) -> None:
     loop = asyncio.get_running_loop()
-    await asyncio.sleep(1.0)
-    stack.statusd.kill()
-    log.append("statusd SIGKILL")
-    await asyncio.sleep(1.0)
-    await loop.run_in_executor(None, stack.start_statusd)
-    log.append("statusd restarted")
-    await asyncio.sleep(1.5)
-    stack.gateway.kill()
-    log.append("gateway SIGKILL")
-    await asyncio.sleep(1.0)
-    await loop.run_in_executor(None, stack.start_gateway)
-    log.append("gateway restarted")
-    await asyncio.sleep(1.5)
-    locker = await loop.run_in_executor(None, lock_database, database, 2.5)
-    log.append("store locked")
-    await loop.run_in_executor(None, locker.communicate)
-    log.append("store unlocked")
-    await asyncio.sleep(1.0)
-    code = await loop.run_in_executor(None, stack.statusd.stop, signal.SIGTERM)
-    log.append(f"statusd SIGTERM exit {code}")
-    await loop.run_in_executor(None, stack.start_statusd)
-    log.append("statusd restarted")
+    for pause, label, step in fault_steps(stack, database):
+        await asyncio.sleep(pause)
+        result = await loop.run_in_executor(None, step)
+        log.append(label.format(result))
 
 
 async def stored_state(database: Path) -> dict[tuple[str, str], tuple[int, int, list[str]]]:
