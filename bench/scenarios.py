@@ -123,7 +123,7 @@ class Bench:
         index = generated.write(make(name, count), requests_file)
         usage = Usage([self.gateway, self.statusd])
         run = self.wrk(name, self.public_url, requests_file, delay_ms)
-        result = self._from_wrk(name, run, usage.finish())
+        result = self.from_wrk(name, run, usage.finish())
         acked = run["acked"]
         reports = sum(len(index[request_id]) for request_id in acked)
         seconds = run["duration_us"] / 1e6
@@ -134,7 +134,7 @@ class Bench:
             result.notes["warning"] = "requests file exhausted: raise --requests"
         return result
 
-    def _from_wrk(
+    def from_wrk(
         self, name: str, run: dict[str, Any], usage: dict[str, dict[str, float]]
     ) -> Result:
         seconds = run["duration_us"] / 1e6
@@ -175,7 +175,7 @@ class Bench:
             generated.write(generated.infobip("ceiling", self.args.requests, 1), requests_file)
             usage = Usage([ceiling])
             run = self.wrk("ceiling", f"http://127.0.0.1:{port}", requests_file)
-            result = self._from_wrk("ceiling (bare Sanic, 1 worker)", run, usage.finish())
+            result = self.from_wrk("ceiling (bare Sanic, 1 worker)", run, usage.finish())
             result.verified = "n/a"
             return result
         finally:
@@ -213,9 +213,9 @@ class Bench:
         return Result(
             scenario=f"GetMessageStatus ({self.args.grpc_clients} client processes)",
             requests_per_second=round(calls / self.args.duration, 1),
-            p50_ms=round(_percentile(latencies, 50) * 1000, 2),
-            p99_ms=round(_percentile(latencies, 99) * 1000, 2),
-            p999_ms=round(_percentile(latencies, 99.9) * 1000, 2),
+            p50_ms=round(percentile(latencies, 50) * 1000, 2),
+            p99_ms=round(percentile(latencies, 99) * 1000, 2),
+            p999_ms=round(percentile(latencies, 99.9) * 1000, 2),
             usage=usage.finish(),
             verified="ok" if not sum(o["errors"] for o in outputs) else "errors",
             notes={"calls": calls, "errors": sum(output["errors"] for output in outputs)},
@@ -267,7 +267,7 @@ class Bench:
         return Result(
             scenario="GetMessageStatus (h2load, C client)",
             requests_per_second=round(done / elapsed, 1),
-            p50_ms=_millis(mean.group(1)) if mean else 0.0,
+            p50_ms=h2load_millis(mean.group(1)) if mean else 0.0,
             usage=usage.finish(),
             verified="ok" if " 0 failed" in run.stdout else "errors",
             notes={"calls": done, "latency": "mean, in the p50 column"},
@@ -297,9 +297,9 @@ class Bench:
                 f"{self.args.watch_rate:g} reports/s)"
             ),
             requests_per_second=round(delivered / (count / self.args.watch_rate), 1),
-            p50_ms=round(_percentile(latencies, 50) * 1000, 2),
-            p99_ms=round(_percentile(latencies, 99) * 1000, 2),
-            p999_ms=round(_percentile(latencies, 99.9) * 1000, 2),
+            p50_ms=round(percentile(latencies, 50) * 1000, 2),
+            p99_ms=round(percentile(latencies, 99) * 1000, 2),
+            p999_ms=round(percentile(latencies, 99.9) * 1000, 2),
             usage=usage.finish(),
             verified="ok"
             if delivered == expected
@@ -323,7 +323,7 @@ async def seed(target: str, count: int) -> None:
             await stub.IngestReports(request, timeout=30)
 
 
-def _millis(text: str) -> float:
+def h2load_millis(text: str) -> float:
     """h2load's ``1.23ms`` / ``456us`` / ``1.2s`` as milliseconds."""
     for suffix, factor in (("ms", 1.0), ("us", 0.001), ("s", 1000.0)):
         if text.endswith(suffix):
@@ -331,7 +331,7 @@ def _millis(text: str) -> float:
     return 0.0
 
 
-def _percentile(values: list[float], percent: float) -> float:
+def percentile(values: list[float], percent: float) -> float:
     if not values:
         return 0.0
     return values[min(len(values) - 1, int(len(values) * percent / 100))]

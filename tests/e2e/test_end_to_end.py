@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlencode
 
 import grpc
@@ -16,23 +14,23 @@ import pytest
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
-from gateway.providers import signing
-from gateway.providers.plivo import sign_v3
-from tests.helpers.processes import Stack
+from tests.helpers.processes import (
+    CREDENTIALS,
+    INFOBIP_BASIC_AUTH,
+    PLIVO_AUTH_TOKEN,
+    PUBLIC_URL,
+    Stack,
+)
+from tests.helpers.requests import basic_json_headers, plivo_v3
 
 pytestmark = pytest.mark.e2e
 
-PUBLIC_URL = "https://dlr.example.com"
-ENV = {
-    "DLRHUB_PUBLIC_URL": PUBLIC_URL,
-    "DLRHUB_INFOBIP_BASIC_AUTH": "acme:s3cret",
-    "DLRHUB_PLIVO_AUTH_TOKEN": "plivo-token",
-    "DLRHUB_LOG_FORMAT": "json",
-}
-BASIC = {
-    "Authorization": signing.basic_authorization("acme:s3cret"),
-    "Content-Type": "application/json",
-}
+BASIC = basic_json_headers(INFOBIP_BASIC_AUTH)
+
+
+@pytest.fixture
+def stack_env() -> dict[str, str]:
+    return {**CREDENTIALS, "DLRHUB_LOG_FORMAT": "json"}
 
 
 def infobip(message_id: str, name: str, group: str, done_at: str) -> dict[str, object]:
@@ -45,26 +43,7 @@ def infobip(message_id: str, name: str, group: str, done_at: str) -> dict[str, o
 
 
 def plivo_request(form: dict[str, str], nonce: str = "8472615") -> dict[str, object]:
-    signature = sign_v3(
-        "POST", PUBLIC_URL + "/webhooks/plivo", tuple(form.items()), nonce, "plivo-token"
-    )
-    return {
-        "content": urlencode(form),
-        "headers": {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Plivo-Signature-V3": signature,
-            "X-Plivo-Signature-V3-Nonce": nonce,
-        },
-    }
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path, ENV).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    return plivo_v3(PUBLIC_URL + "/webhooks/plivo", form, PLIVO_AUTH_TOKEN, nonce)
 
 
 def get_status(target: str, provider: str, message_id: str) -> pb.MessageStatus:
@@ -183,8 +162,8 @@ def test_logs_dump_the_configuration_without_secrets(stack: Stack) -> None:
         assert len(dumps) == 1
         assert dumps[0]["settings"]
         text = service.log.read_text()
-        assert "s3cret" not in text
-        assert "plivo-token" not in text
+        assert INFOBIP_BASIC_AUTH.split(":")[1] not in text
+        assert PLIVO_AUTH_TOKEN not in text
     gateway = [json.loads(line) for line in stack.gateway.log.read_text().splitlines()]
     enabled = {
         line["provider"]: line["auth"] for line in gateway if line["message"] == "webhook enabled"

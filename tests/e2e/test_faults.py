@@ -10,84 +10,60 @@ import asyncio
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from statusd.storage.base import MessageFilter
 from statusd.storage.sqlite import SqliteStore
-from tests.helpers.processes import Stack
+from tests.helpers.processes import (
+    CREDENTIALS,
+    INFOBIP_BASIC_AUTH,
+    PLIVO_AUTH_TOKEN,
+    PUBLIC_URL,
+    Stack,
+    lock_database,
+)
 from tests.helpers.simulator import Delivery, Simulator, infobip_deliveries, plivo_deliveries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-PUBLIC_URL = "https://dlr.example.com"
-ENV = {
-    "DLRHUB_PUBLIC_URL": PUBLIC_URL,
-    "DLRHUB_INFOBIP_BASIC_AUTH": "acme:s3cret",
-    "DLRHUB_PLIVO_AUTH_TOKEN": "plivo-token",
-    "DLRHUB_SQLITE_BUSY_TIMEOUT_MS": "300",
-    "DLRHUB_INGEST_DEADLINE_SECONDS": "2",
-    "DLRHUB_LOG_LEVEL": "warning",
-}
-
-LOCKER = """
-import sqlite3, sys, time
-connection = sqlite3.connect(sys.argv[1], isolation_level=None)
-connection.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-connection.execute("ROLLBACK")
-"""
-
-
-def lock_database(path: Path, seconds: float) -> subprocess.Popen[str]:
-    """Another process holds an exclusive lock on the store for ``seconds``."""
-    locker = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    assert locker.stdout is not None
-    assert locker.stdout.readline().strip() == "locked"
-    return locker
-
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path, ENV).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+def stack_env() -> dict[str, str]:
+    return {
+        **CREDENTIALS,
+        "DLRHUB_SQLITE_BUSY_TIMEOUT_MS": "300",
+        "DLRHUB_INGEST_DEADLINE_SECONDS": "2",
+        "DLRHUB_LOG_LEVEL": "warning",
+    }
+
+
+def fault_steps(stack: Stack, database: Path) -> list[tuple[float, str, Callable[[], object]]]:
+    """The faults in order: pause (seconds) before the step, what the log says (``{}`` is the
+    step's result), the blocking step itself."""
+    lockers: list[subprocess.Popen[str]] = []
+    return [
+        (1.0, "statusd SIGKILL", stack.statusd.kill),
+        (1.0, "statusd restarted", stack.start_statusd),
+        (1.5, "gateway SIGKILL", stack.gateway.kill),
+        (1.0, "gateway restarted", stack.start_gateway),
+        (1.5, "store locked", lambda: lockers.append(lock_database(database, 2.5))),
+        (0.0, "store unlocked", lambda: lockers.pop().communicate()),
+        (1.0, "statusd SIGTERM exit {}", lambda: stack.statusd.stop(signal.SIGTERM)),
+        (0.0, "statusd restarted", stack.start_statusd),
+    ]
 
 
 async def chaos(stack: Stack, database: Path, log: list[str]) -> None:
     loop = asyncio.get_running_loop()
-    await asyncio.sleep(1.0)
-    stack.statusd.kill()
-    log.append("statusd SIGKILL")
-    await asyncio.sleep(1.0)
-    await loop.run_in_executor(None, stack.start_statusd)
-    log.append("statusd restarted")
-    await asyncio.sleep(1.5)
-    stack.gateway.kill()
-    log.append("gateway SIGKILL")
-    await asyncio.sleep(1.0)
-    await loop.run_in_executor(None, stack.start_gateway)
-    log.append("gateway restarted")
-    await asyncio.sleep(1.5)
-    locker = await loop.run_in_executor(None, lock_database, database, 2.5)
-    log.append("store locked")
-    await loop.run_in_executor(None, locker.communicate)
-    log.append("store unlocked")
-    await asyncio.sleep(1.0)
-    code = await loop.run_in_executor(None, stack.statusd.stop, signal.SIGTERM)
-    log.append(f"statusd SIGTERM exit {code}")
-    await loop.run_in_executor(None, stack.start_statusd)
-    log.append("statusd restarted")
+    for pause, label, step in fault_steps(stack, database):
+        await asyncio.sleep(pause)
+        result = await loop.run_in_executor(None, step)
+        log.append(label.format(result))
 
 
 async def stored_state(database: Path) -> dict[tuple[str, str], tuple[int, int, list[str]]]:
@@ -121,8 +97,8 @@ def expected_reports(deliveries: list[Delivery]) -> Counter[tuple[str, str]]:
 
 def test_nothing_is_lost_under_faults(stack: Stack, tmp_path: Path) -> None:
     database = tmp_path / "dlrhub.sqlite3"
-    deliveries = infobip_deliveries(700, "acme:s3cret", random.Random(11)) + plivo_deliveries(
-        250, "plivo-token", PUBLIC_URL
+    deliveries = infobip_deliveries(700, INFOBIP_BASIC_AUTH, random.Random(11)) + plivo_deliveries(
+        250, PLIVO_AUTH_TOKEN, PUBLIC_URL
     )
     random.Random(3).shuffle(deliveries)
     simulator = Simulator(stack.url, deliveries, concurrency=8, pause=0.03, deadline=120)

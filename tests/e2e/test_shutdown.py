@@ -14,30 +14,29 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.providers import signing
-from tests.e2e.test_faults import lock_database
-from tests.helpers.processes import Stack
+from tests.helpers.processes import CREDENTIALS, INFOBIP_BASIC_AUTH, Stack, lock_database
+from tests.helpers.requests import basic_json_headers
 
 pytestmark = pytest.mark.e2e
 
 GRACE = 8
-ENV = {
-    "DLRHUB_INFOBIP_BASIC_AUTH": "acme:s3cret",
-    "DLRHUB_SQLITE_BUSY_TIMEOUT_MS": "6000",
-    "DLRHUB_INGEST_DEADLINE_SECONDS": "10",
-    "DLRHUB_SHUTDOWN_GRACE_SECONDS": str(GRACE),
-}
-HEADERS = {
-    "Authorization": signing.basic_authorization("acme:s3cret"),
-    "Content-Type": "application/json",
-}
+HEADERS = basic_json_headers(INFOBIP_BASIC_AUTH)
+
+
+@pytest.fixture
+def stack_env() -> dict[str, str]:
+    return {
+        **CREDENTIALS,
+        "DLRHUB_SQLITE_BUSY_TIMEOUT_MS": "6000",
+        "DLRHUB_INGEST_DEADLINE_SECONDS": "10",
+        "DLRHUB_SHUTDOWN_GRACE_SECONDS": str(GRACE),
+    }
 
 
 def body(index: int) -> bytes:
@@ -48,18 +47,9 @@ def body(index: int) -> bytes:
     return json.dumps({"results": [item]}).encode()
 
 
-def _stored_message_ids(path: Path) -> set[str]:
+def stored_message_ids(path: Path) -> set[str]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
         return {row[0] for row in connection.execute("SELECT message_id FROM messages")}
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path, ENV).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.mark.parametrize("process", ["gateway", "statusd"])
@@ -89,7 +79,7 @@ def test_sigterm_lets_requests_in_flight_finish(stack: Stack, tmp_path: Path, pr
         assert set(answers) <= {200, 503}
         assert answers.count(200) >= 1  # the call statusd was serving when the signal came
         stack.start_statusd()
-        stored = _stored_message_ids(tmp_path / "dlrhub.sqlite3")
+        stored = stored_message_ids(tmp_path / "dlrhub.sqlite3")
         acked = {f"term-{index}" for index, code in enumerate(answers) if code == 200}
         assert acked <= stored
     assert time.monotonic() - started < GRACE + 2

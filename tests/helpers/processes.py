@@ -13,7 +13,38 @@ from pathlib import Path
 from common.net import free_port, http_ok, port_open
 
 BIN = Path(sys.executable).parent
-__all__ = ["BIN", "Service", "Stack", "free_port", "http_ok", "port_open"]
+__all__ = [
+    "BIN",
+    "CREDENTIALS",
+    "INFOBIP_BASIC_AUTH",
+    "PLIVO_AUTH_TOKEN",
+    "PUBLIC_URL",
+    "Service",
+    "Stack",
+    "free_port",
+    "http_ok",
+    "lock_database",
+    "port_open",
+]
+
+#: The public URL and provider credentials an end-to-end stack is configured with.
+PUBLIC_URL = "https://dlr.example.com"
+INFOBIP_BASIC_AUTH = "acme:s3cret"
+PLIVO_AUTH_TOKEN = "plivo-token"
+CREDENTIALS = {
+    "DLRHUB_PUBLIC_URL": PUBLIC_URL,
+    "DLRHUB_INFOBIP_BASIC_AUTH": INFOBIP_BASIC_AUTH,
+    "DLRHUB_PLIVO_AUTH_TOKEN": PLIVO_AUTH_TOKEN,
+}
+
+LOCKER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+connection.execute("ROLLBACK")
+"""
 
 
 class Service:
@@ -97,3 +128,13 @@ class Stack:
         for service in (self.gateway, self.statusd):
             if service.process is not None and service.process.poll() is None:
                 service.stop()
+
+
+def lock_database(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holds an exclusive lock on the SQLite store for ``seconds``."""
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert locker.stdout is not None
+    assert locker.stdout.readline().strip() == "locked"
+    return locker

@@ -1,11 +1,14 @@
-"""Building framework-free InboundRequests for provider unit tests."""
+"""Building requests: framework-free InboundRequests for provider unit tests, and signed
+webhook requests (``httpx`` keyword arguments) for tests over real HTTP."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
+from gateway.auth.basic import authorization as basic_authorization
 from gateway.providers.base import InboundRequest, SampleRequest, build_request
+from gateway.providers.plivo import sign_v3
 
 RECEIVED_MICROS = 1_767_225_600_000_000
 
@@ -39,3 +42,21 @@ def inbound(
 
 def from_sample(sample: SampleRequest) -> InboundRequest:
     return inbound(sample.url, method=sample.method, headers=sample.headers, body=sample.body)
+
+
+def basic_json_headers(credentials: str) -> dict[str, str]:
+    """Headers of a JSON webhook with HTTP Basic ``user:password`` credentials."""
+    return {"Authorization": basic_authorization(credentials), "Content-Type": "application/json"}
+
+
+def plivo_v3(url: str, form: Mapping[str, str], token: str, nonce: str) -> dict[str, object]:
+    """``content`` and ``headers`` of a Plivo callback to ``url`` signed with V3."""
+    signature = sign_v3("POST", url, tuple(form.items()), nonce, token)
+    return {
+        "content": urlencode(form),
+        "headers": {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Plivo-Signature-V3": signature,
+            "X-Plivo-Signature-V3-Nonce": nonce,
+        },
+    }

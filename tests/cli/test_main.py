@@ -1,0 +1,67 @@
+"""The ``dlrhub`` command line: its sub-commands, the local gateway URL ``send-sample``
+defaults to, and the exit codes of usage errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from common.net import free_port
+from tests.helpers.processes import INFOBIP_BASIC_AUTH
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no var/dev.env of the checkout is read
+
+
+def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+def test_send_sample_defaults_to_the_local_gateway(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("DLRHUB_GATEWAY_PORT", str(port))
+    monkeypatch.setenv("DLRHUB_INFOBIP_BASIC_AUTH", INFOBIP_BASIC_AUTH)
+    assert main(["send-sample", "infobip"]) == 2
+    assert f":{port}/webhooks/infobip: " in capsys.readouterr().err
+    assert main(["send-sample", "infobip", "--account", "eu"]) == 2
+    assert "no account 'eu'" in capsys.readouterr().err
+
+
+def test_send_sample_to_a_given_url(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}/webhooks/nosuch"
+    assert main(["send-sample", "nosuch", "--url", url]) == 2
+    assert "unknown provider 'nosuch'" in capsys.readouterr().err
+
+
+def test_status_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["status", "get", "infobip", "x", "--token", "a", "--token-file", "b"]
+    assert main(argv) == 2
+    assert "dlrhub status get: give --token or --token-file, not both" in capsys.readouterr().err
+
+
+def test_quarantine_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quarantine", "list", "--cert-file", "client.crt"]) == 2
+    assert "--cert-file and --key-file go together" in capsys.readouterr().err
+
+
+def test_run_reports_a_busy_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("DLRHUB_GATEWAY_PORT", str(busy.getsockname()[1]))
+        monkeypatch.setenv("DLRHUB_INFOBIP_BASIC_AUTH", INFOBIP_BASIC_AUTH)
+        assert main(["run"]) == 1
+    assert "dlrhub run: " in capsys.readouterr().err

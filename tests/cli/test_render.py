@@ -1,0 +1,110 @@
+"""How ``dlrhub status`` prints statuses: readable lines, table rows, change lines, JSON."""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from cli.render import (
+    change_line,
+    describe,
+    json_line,
+    json_text,
+    table_header,
+    table_row,
+)
+from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub.v1 import status_service_pb2 as status_pb
+
+SENT_AT = Timestamp(seconds=1_772_359_200)  # 2026-03-01T10:00:00Z
+DONE_AT = Timestamp(seconds=1_772_359_205)
+
+
+def report(status: int, provider_status: str, when: Timestamp) -> pb.DeliveryReport:
+    return pb.DeliveryReport(
+        provider="infobip",
+        account="eu",
+        message_id="ib-1",
+        status=status,  # type: ignore[arg-type]
+        provider_status=provider_status,
+        event_time=when,
+    )
+
+
+def message(conflict: bool = False) -> pb.MessageStatus:
+    latest = report(pb.DELIVERY_STATUS_DELIVERED, "DELIVERED_TO_HANDSET", DONE_AT)
+    latest.provider_status_group = "DELIVERED"
+    latest.error.code = "0"
+    latest.error.name = "NO_ERROR"
+    return pb.MessageStatus(
+        provider="infobip",
+        account="eu",
+        message_id="ib-1",
+        status=pb.DELIVERY_STATUS_DELIVERED,
+        recipient="+41793026727",
+        report_count=2,
+        conflict=conflict,
+        first_seen_time=SENT_AT,
+        update_time=DONE_AT,
+        latest_report=latest,
+        history=[report(pb.DELIVERY_STATUS_SENT, "PENDING_ENROUTE", SENT_AT), latest],
+    )
+
+
+def test_describe_lists_the_status_error_and_history() -> None:
+    lines = describe(message()).splitlines()
+    assert lines[0] == "infobip/eu ib-1: DELIVERED"
+    assert lines[1] == "  provider status  DELIVERED_TO_HANDSET (DELIVERED)"
+    assert lines[2] == "  recipient        +41793026727"
+    assert lines[3] == "  reports          2"
+    assert lines[4] == "  first seen       2026-03-01T10:00:00Z"
+    assert lines[6] == "  error            0 NO_ERROR"
+    assert lines[7:] == [
+        "  - 2026-03-01T10:00:00Z  sent        PENDING_ENROUTE",
+        "  - 2026-03-01T10:00:05Z  delivered   DELIVERED_TO_HANDSET",
+    ]
+
+
+def test_describe_flags_a_conflict_and_shows_missing_fields() -> None:
+    bare = pb.MessageStatus(provider="plivo", message_id="pl-1", report_count=3, conflict=True)
+    text = describe(bare)
+    assert text.splitlines()[0] == "plivo pl-1: UNSPECIFIED"
+    assert "recipient        -" in text
+    assert "CONFLICT: different terminal statuses reported" in text
+    assert "error" not in text
+
+
+def test_table_rows_line_up_under_the_header() -> None:
+    header, row = table_header(), table_row(message())
+    assert header.split()[:3] == ["PROVIDER", "ACCOUNT", "MESSAGE"]
+    assert row.split() == [
+        "infobip",
+        "eu",
+        "ib-1",
+        "DELIVERED",
+        "+41793026727",
+        "2",
+        "2026-03-01T10:00:05Z",
+    ]
+    assert header.index("STATUS") == row.index("DELIVERED")
+    assert table_row(pb.MessageStatus(provider="plivo", message_id="x")).split()[1] == "-"
+
+
+def test_change_line_names_the_report_and_the_new_status() -> None:
+    change = status_pb.WatchMessageStatusesResponse(
+        message_status=message(),
+        report=report(pb.DELIVERY_STATUS_SENT, "PENDING_ENROUTE", SENT_AT),
+    )
+    assert change_line(change) == (
+        "2026-03-01T10:00:00Z  infobip/eu ib-1  SENT (PENDING_ENROUTE)  now DELIVERED"
+    )
+
+
+def test_json_forms_are_proto3_json() -> None:
+    status = message()
+    line = json_line(status)
+    assert "\n" not in line
+    assert json.loads(line)["status"] == "DELIVERY_STATUS_DELIVERED"
+    assert json.loads(json_text(status)) == json.loads(line)
+    assert "\n" in json_text(status)
