@@ -20,24 +20,6 @@ PACKAGES = ("gateway", "statusd", "common", "cli", "client", "bench")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
-#: Modules without a mirroring test module today, in packages being restructured. This set
-#: only shrinks: mirror a module (or name it in a ``Covers`` comment) and remove it here; a
-#: new module never goes in here. ``test_awaiting_entries_are_still_due`` keeps it honest.
-AWAITING_MIRROR = {
-    "gateway/__main__.py",
-    "gateway/app.py",
-    "gateway/errors.py",
-    "gateway/forwarder.py",
-    "gateway/guard.py",
-    "gateway/metrics.py",
-    "gateway/providers/signing.py",
-    "statusd/metrics.py",
-    "statusd/settings.py",
-    "statusd/storage/__init__.py",
-    "statusd/storage/base.py",
-    "statusd/storage/sqlite_sql.py",
-}
-
 #: "Covers cli/connect.py too", "Covers statusd/storage/mongo.py, mongo_commit.py and
 #: mongo_docs.py" (a bare name is a sibling of the path before it).
 COVERS = re.compile(r"Covers\s+((?:[\w./]+\.py[,\s]*(?:and\s+)?)+)")
@@ -128,25 +110,12 @@ def test_functions_are_short(module: str) -> None:
     assert not found, f"{module}: functions over {MAX_FUNCTION_LINES} lines: {found}"
 
 
-@pytest.mark.parametrize(
-    "module",
-    [module for module in modules() if needs_mirror(module) and module not in AWAITING_MIRROR],
-)
+@pytest.mark.parametrize("module", [module for module in modules() if needs_mirror(module)])
 def test_module_has_a_mirroring_test(module: str) -> None:
     assert mirrored(module), (
         f"{module} has no test module: add {mirror_of(module)}, or name {module} in a "
         "'Covers ...' comment at the top of the test module that tests it"
     )
-
-
-def test_awaiting_entries_are_still_due() -> None:
-    """An entry whose module is gone or already mirrored must leave AWAITING_MIRROR."""
-    gone = sorted(module for module in AWAITING_MIRROR if module not in modules())
-    done = sorted(module for module in AWAITING_MIRROR if module in modules() and mirrored(module))
-    exempt = sorted(m for m in AWAITING_MIRROR if m in modules() and not needs_mirror(m))
-    assert not gone, f"remove from AWAITING_MIRROR, the modules no longer exist: {gone}"
-    assert not done, f"remove from AWAITING_MIRROR, the modules are mirrored now: {done}"
-    assert not exempt, f"remove from AWAITING_MIRROR, the modules need no test: {exempt}"
 
 
 def test_mirror_names() -> None:

@@ -1,5 +1,7 @@
 """Both processes' /metrics, scraped from running processes: the names and labels operators
-and the chart's alerts rely on exist, and the counters move with the traffic."""
+and the chart's alerts rely on exist, and the counters move with the traffic.
+
+Covers statusd/metrics.py: every series statusd exports is scraped from its process here."""
 
 from __future__ import annotations
 

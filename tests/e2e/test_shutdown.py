@@ -5,7 +5,9 @@ requests are provably in flight when the signal arrives.
 Stopping the gateway: every webhook it holds is answered 200 once statusd commits. Stopping
 statusd: the IngestReports call it is already serving commits and answers 200; webhooks the
 gateway had gathered for its next call find statusd refusing new calls and are answered 503
-(the provider retries them). No answer is lost, and no 200 without the report stored."""
+(the provider retries them). No answer is lost, and no 200 without the report stored.
+
+Covers gateway/__main__.py: the gateway runs here as its own process, signals and all."""
 
 from __future__ import annotations
 

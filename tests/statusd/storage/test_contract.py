@@ -1,7 +1,7 @@
 """The store contract (writes and reads; changes are in test_contract_changes.py), run against
-every backend (see conftest.py). The contract is statusd/storage/base.py; this runs it through
-statusd/storage/sqlite_sql.py and the MongoDB modules too (their own tests: test_sqlite.py,
-test_sqlite_schema.py, test_mongo.py)."""
+every backend (see conftest.py). Covers statusd/storage/base.py and sqlite_sql.py: the contract
+itself, and the SQL through which the SQLite backend runs every case; each backend's own
+behaviour is in test_sqlite.py, test_sqlite_schema.py and test_mongo.py."""
 
 from __future__ import annotations
 

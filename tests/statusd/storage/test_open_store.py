@@ -1,4 +1,4 @@
-"""open_store (statusd/storage/__init__.py): SQLite by default, MongoDB when
+"""Covers statusd/storage/__init__.py: open_store, SQLite by default, MongoDB when
 DLRHUB_MONGODB_URI is set, and a clear configuration error (never the password) for a URI that
 cannot be used."""
 
