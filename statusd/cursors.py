@@ -9,8 +9,10 @@ The first of ``DLRHUB_TOKEN_SIGNING_KEYS`` signs; every listed key verifies, so 
 rotated while tokens signed with the old one are still in use. Every statusd replica of a
 deployment needs the same keys. Without keys, a fixed built-in key is used: tokens are then
 checksummed (altered or truncated tokens are still refused) but anyone who reads this source
-can forge one. Forging gains nothing a reader could not ask for directly; the keys keep
-tokens from being crafted at all.
+can forge one, so statusd uses it only on loopback (see :func:`statusd.auth.signing_keys`).
+
+Whatever a client sends, decoding ends in :class:`InvalidArgument` or a payload dict: bad
+base64, a wrong MAC, bad JSON or UTF-8 under a valid MAC, an oversized token, all the same.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from statusd.errors import InvalidArgument
 
 VERSION = 1
 MAC_BYTES = 16
+#: Longer tokens are refused before any decoding (ours are well under 200 characters).
+MAX_TOKEN_CHARS = 1024
 #: Used when no key is configured: a checksum, not a secret (see the module docstring).
 BUILTIN_KEY = b"dlrhub token checksum v1"
 
@@ -50,6 +54,8 @@ class CursorCodec:
 
         Raises :class:`InvalidArgument` naming ``field`` for anything else.
         """
+        if len(token) > MAX_TOKEN_CHARS:
+            raise InvalidArgument(f"{field}: longer than any token this service issues")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
@@ -62,7 +68,10 @@ class CursorCodec:
             raise InvalidArgument(f"{field}: not a valid token (altered, or from another call)")
         if body[0] != VERSION:
             raise InvalidArgument(f"{field}: token version {body[0]} is not supported")
-        payload = json.loads(body[1:])
+        try:
+            payload = json.loads(body[1:])
+        except (ValueError, RecursionError):  # bad UTF-8 or JSON (ValueError covers both)
+            raise InvalidArgument(f"{field}: not a valid token") from None
         if not isinstance(payload, dict):
             raise InvalidArgument(f"{field}: not a valid token")
         return payload

@@ -188,7 +188,9 @@ class Reader:
         after = None
         if token:
             cursor = self.codec.decode(QUARANTINE_KIND, token, "page_token")
-            after = str(cursor.get("after", ""))
+            after = cursor.get("after")
+            if not isinstance(after, str):
+                raise InvalidArgument("page_token: not a valid token")
         items = await self._store.quarantined(after=after, limit=limit + 1)
         if len(items) <= limit:
             return items, ""

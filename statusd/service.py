@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from common.providers import PROVIDER_NAMES
 from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
@@ -83,12 +84,20 @@ def rpc(
     return decorate
 
 
+def checked_provider(provider: str, where: str) -> None:
+    """Refuses a provider the gateway does not serve: its name would become a metric label."""
+    if provider not in PROVIDER_NAMES:
+        raise errors.InvalidArgument(
+            f"{where}.provider: unknown provider {provider[:MAX_NAME_LENGTH]!r}; "
+            f"known: {', '.join(sorted(PROVIDER_NAMES))}"
+        )
+
+
 def checked_report(report: pb.DeliveryReport, index: int, now_micros: int) -> pb.DeliveryReport:
     """Validates one incoming report; returns it with its dedupe key and received time set
     (the request is ours to change: they are set in place, without copying)."""
     where = f"reports[{index}]"
-    if not report.provider or len(report.provider) > MAX_NAME_LENGTH:
-        raise errors.InvalidArgument(f"{where}.provider: 1 to {MAX_NAME_LENGTH} characters")
+    checked_provider(report.provider, where)
     if len(report.account) > MAX_NAME_LENGTH:
         raise errors.InvalidArgument(f"{where}.account: at most {MAX_NAME_LENGTH} characters")
     if not report.message_id or len(report.message_id) > MAX_ID_LENGTH:
@@ -133,7 +142,8 @@ class IngestService(ingest_grpc.IngestServiceServicer):
         now = time.time_ns() // 1_000
         reports = [checked_report(report, i, now) for i, report in enumerate(request.reports)]
         quarantined = list(request.quarantined_items)
-        for item in quarantined:
+        for index, item in enumerate(quarantined):
+            checked_provider(item.provider, f"quarantined_items[{index}]")
             if not item.HasField("received_time"):
                 item.received_time.FromMicroseconds(now)
         outcomes = await self.committer.submit(reports, quarantined)

@@ -25,6 +25,7 @@ from typing import TypeVar
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd.storage.base import (
     Change,
+    InvalidPosition,
     MessageFilter,
     Outcome,
     Page,
@@ -244,7 +245,10 @@ class SqliteStore(Store):
         return await self._read(count)
 
     async def quarantined(self, *, after: str | None, limit: int) -> list[pb.QuarantinedItem]:
-        start = int(after) if after and after.isdigit() else 0
+        try:
+            start = row_id(after) if after else 0
+        except InvalidPosition:  # like MongoDB's: a cursor it cannot read starts over
+            start = 0
 
         def items(connection: sqlite3.Connection) -> list[pb.QuarantinedItem]:
             rows = connection.execute(

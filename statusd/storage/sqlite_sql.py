@@ -127,7 +127,8 @@ def insert_event(
 
 def row_id(position: str) -> int:
     """A cursor or position of this store: a row id."""
-    if not position.isascii() or not position.isdigit():
+    # At most 18 digits: every such number fits SQLite's 64-bit INTEGER.
+    if not position.isascii() or not position.isdigit() or len(position) > 18:
         raise InvalidPosition(f"not a position of the sqlite store: {position[:40]!r}")
     return int(position)
 

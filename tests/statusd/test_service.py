@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
+from prometheus_client import REGISTRY
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from statusd.server import Statusd
@@ -71,6 +74,7 @@ async def test_unknown_message_is_not_found(channel: grpc.aio.Channel) -> None:
     ("change", "field"),
     [
         ({"provider": ""}, "reports[0].provider"),
+        ({"provider": "no-such-provider"}, "reports[0].provider"),
         ({"message_id": ""}, "reports[0].message_id"),
         ({"status": pb.DELIVERY_STATUS_UNSPECIFIED}, "reports[0].status"),
         ({"status": 99}, "reports[0].status"),
@@ -87,6 +91,41 @@ async def test_invalid_reports_are_rejected_naming_the_field(
         await ingest(channel, bad)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in (caught.value.details() or "")
+
+
+def provider_series(name: str) -> list[str]:
+    """Every exported sample (of any metric) that carries ``provider=name``."""
+    return [
+        sample.name
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.labels.get("provider") == name
+    ]
+
+
+async def test_unknown_providers_are_refused_before_any_metric_series(
+    channel: grpc.aio.Channel,
+) -> None:
+    """A made-up provider name must not become a label: each one would be a new series."""
+    invented = f"x-{uuid.uuid4().hex[:12]}"
+    stub = ingest_grpc.IngestServiceStub(channel)
+    requests = [
+        ingest_pb.IngestReportsRequest(reports=[report("m-1"), report("m-2", provider=invented)]),
+        ingest_pb.IngestReportsRequest(
+            quarantined_items=[pb.QuarantinedItem(provider=invented, reason="r", raw="{}")]
+        ),
+    ]
+    for request in requests:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.IngestReports(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert invented in (caught.value.details() or "")
+        assert "infobip" in (caught.value.details() or "")  # names the known ones
+    assert provider_series(invented) == []
+    with pytest.raises(grpc.aio.AioRpcError):  # nothing of the refused call was stored
+        await get(channel, "m-1")
+    await ingest(channel, report("m-1"))
+    assert provider_series("infobip")  # a known provider is counted as before
 
 
 async def test_get_requires_provider_and_message_id(channel: grpc.aio.Channel) -> None:
