@@ -9,12 +9,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from cli.quarantine import replay
+from cli.quarantine import reparse, replay
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
+from gateway.providers.base import InvalidItem
 from tests.helpers.processes import Stack
 
 pytestmark = pytest.mark.e2e
@@ -37,20 +38,16 @@ async def test_replay_ingests_what_parses_now(tmp_path: Path) -> None:
                     provider="infobip", reason="old parser", raw=json.dumps(FIXED), request_id="r1"
                 ),
                 pb.QuarantinedItem(provider="infobip", reason="no id", raw=json.dumps(BROKEN)),
-                pb.QuarantinedItem(provider="nosuch", reason="gone", raw="{}"),
             ]
             await ingest_grpc.IngestServiceStub(channel).IngestReports(
                 ingest_pb.IngestReportsRequest(quarantined_items=items)
             )
             dry = await replay(channel, dry_run=True)
             assert len(dry.replayed) == 1
-            assert len(dry.failing) == 2
+            assert len(dry.failing) == 1
             result = await replay(channel, dry_run=False)
             assert len(result.replayed) == 1
-            assert sorted(result.failing.values()) == [
-                "messageId is missing or not a string",
-                "unknown provider 'nosuch'",
-            ]
+            assert list(result.failing.values()) == ["messageId is missing or not a string"]
             status = await status_grpc.StatusServiceStub(channel).GetMessageStatus(
                 status_pb.GetMessageStatusRequest(provider="infobip", message_id="fixed-1")
             )
@@ -60,6 +57,11 @@ async def test_replay_ingests_what_parses_now(tmp_path: Path) -> None:
             left = await ingest_grpc.IngestServiceStub(channel).ListQuarantinedItems(
                 ingest_pb.ListQuarantinedItemsRequest()
             )
-            assert len(left.quarantined_items) == 2
+            assert len(left.quarantined_items) == 1
     finally:
         stack.stop()
+
+
+def test_an_item_of_a_provider_no_longer_served_does_not_parse() -> None:
+    with pytest.raises(InvalidItem, match="unknown provider 'nosuch'"):
+        reparse(pb.QuarantinedItem(provider="nosuch", reason="gone", raw="{}"))
