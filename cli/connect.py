@@ -12,12 +12,17 @@ class UsageError(Exception):
     """The flags contradict each other or name a file that cannot be read."""
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
+def add_flags(parser: argparse.ArgumentParser, role: str = "read") -> None:
+    """The connection flags; ``role`` is the statusd role whose token the command needs."""
     group = parser.add_argument_group("connection")
     group.add_argument(
         "--target", default="", help="statusd host:port (default: DLRHUB_STATUSD_HOST:PORT)"
     )
-    group.add_argument("--token", default="", help="bearer token (one of DLRHUB_READ_TOKENS)")
+    group.add_argument(
+        "--token",
+        default="",
+        help=f"bearer token of role {role} (one of statusd's DLRHUB_{role.upper()}_TOKENS)",
+    )
     group.add_argument("--token-file", default="", help="read the bearer token from this file")
     group.add_argument("--tls", action="store_true", help="use TLS (implied by the file flags)")
     group.add_argument("--ca-file", default="", help="CA certificates (PEM) to trust")

@@ -1,7 +1,8 @@
 """``dlrhub quarantine list|replay``: authentic items that failed to parse, and their second
 chance. ``replay`` parses each item again with today's provider code, ingests the reports
 that now parse, and deletes exactly those items once statusd confirmed the commit. Both
-speak to IngestService, so with auth on they need one of DLRHUB_INGEST_TOKENS."""
+need a token of statusd's role admin (one of DLRHUB_ADMIN_TOKENS), which may list, delete
+and ingest; the gateway's ingest token and a read token are refused."""
 
 from __future__ import annotations
 
@@ -29,14 +30,18 @@ Metadata = tuple[tuple[str, str], ...]
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     quarantine = commands.add_parser(
-        "quarantine", help="list or replay authentic items that failed to parse"
+        "quarantine",
+        help="list or replay authentic items that failed to parse (needs role admin)",
+        description="List or replay authentic items that failed to parse. Both need a token "
+        "of statusd's role admin (--token or --token-file; one of DLRHUB_ADMIN_TOKENS; with "
+        "the Helm chart, the admin-token key of the statusd auth Secret).",
     )
     quarantine.add_argument("action", choices=["list", "replay"])
     quarantine.add_argument("--json", action="store_true", help="print JSON")
     quarantine.add_argument(
         "--dry-run", action="store_true", help="replay: parse only, change nothing"
     )
-    connect.add_flags(quarantine)
+    connect.add_flags(quarantine, role="admin")
 
 
 async def items(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 import time
@@ -29,7 +28,7 @@ from dlrhub.v1 import (
     status_service_pb2,
     status_service_pb2_grpc,
 )
-from statusd import metrics
+from statusd import auth, metrics
 from statusd.auth import BearerAuth
 from statusd.committer import GroupCommitter
 from statusd.cursors import CursorCodec
@@ -56,6 +55,10 @@ class Statusd:
     """One statusd instance: store, group committer, gRPC server and background tasks."""
 
     def __init__(self, settings: StatusdSettings, store: Store | None = None) -> None:
+        """Raises ConfigError, before opening or binding anything, when the settings would
+        leave statusd open beyond loopback (see :mod:`statusd.auth`)."""
+        auth.check_exposure(settings)
+        codec = CursorCodec(auth.signing_keys(settings))
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
         self.hub = ChangeHub(self.store, capacity=settings.watch_queue_size)
@@ -66,18 +69,10 @@ class Statusd:
             on_commit=self.hub.notify,
         )
         self.health = health.aio.HealthServicer()
-        self.auth = BearerAuth(
-            {
-                INGEST_SERVICE: [token.get_secret_value() for token in settings.ingest_tokens],
-                STATUS_SERVICE: [token.get_secret_value() for token in settings.read_tokens],
-            }
-        )
-        codec = CursorCodec(
-            [key.get_secret_value().encode() for key in settings.token_signing_keys]
-        )
+        self.auth = BearerAuth(auth.role_tokens(settings))
         self.reader = Reader(self.store, codec, settings.multipart_policy)
         self.server = grpc.aio.server(
-            interceptors=[self.auth] if self.auth.protected else [],
+            interceptors=[self.auth] if self.auth.enabled else [],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -163,7 +158,7 @@ class Statusd:
         """Adds the gRPC port, with TLS (and client certificates) when configured."""
         settings = self.settings
         if settings.tls_cert is None or settings.tls_key is None:
-            if not _loopback(settings.statusd_host):
+            if not auth.loopback(settings.statusd_host):
                 log.warning(
                     "gRPC on %s is plaintext: set DLRHUB_TLS_CERT_FILE and DLRHUB_TLS_KEY_FILE "
                     "unless a mesh or proxy encrypts it",
@@ -240,15 +235,6 @@ class Statusd:
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def serve(settings: StatusdSettings) -> None:
     """Runs statusd until SIGTERM or SIGINT, then shuts down gracefully."""
     daemon = Statusd(settings)
@@ -266,7 +252,7 @@ async def serve(settings: StatusdSettings) -> None:
             else "off",
             "store": daemon.store.name,
             "tls": "mutual" if settings.tls_client_ca else "on" if settings.tls_cert else "off",
-            "auth": sorted(daemon.auth.protected) or "off",
+            "auth": ",".join(daemon.auth.roles) or "OFF",
         },
     )
     stopping = asyncio.Event()

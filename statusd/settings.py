@@ -69,12 +69,23 @@ class StatusdSettings(BaseConfig):
     )
     ingest_tokens: Secrets = Field(
         (),
-        description="Bearer tokens allowed to call IngestService (the gateway's); "
-        "unset: IngestService is open.",
+        description="Bearer tokens of role ingest (the gateway's): IngestReports. Once any "
+        "role has tokens, every call needs one; a role without tokens is closed.",
     )
     read_tokens: Secrets = Field(
         (),
-        description="Bearer tokens allowed to call StatusService (readers); unset: open.",
+        description="Bearer tokens of role read: StatusService (Get, BatchGet, List, Watch).",
+    )
+    admin_tokens: Secrets = Field(
+        (),
+        description="Bearer tokens of role admin: ListQuarantinedItems, "
+        "DeleteQuarantinedItems and IngestReports (`dlrhub quarantine`).",
+    )
+    statusd_insecure: bool = Field(
+        False,
+        description="Serve beyond loopback without tokens (logged loudly). Without it, "
+        "statusd on a non-loopback address refuses to start without tokens and "
+        "DLRHUB_TOKEN_SIGNING_KEYS.",
     )
     tls_cert: Pem | None = Field(
         None, description="Server certificate chain (PEM); with tls_key, gRPC speaks TLS."
@@ -85,7 +96,8 @@ class StatusdSettings(BaseConfig):
     )
     token_signing_keys: Secrets = Field(
         (),
-        description="Keys that sign page and resume tokens; the first signs, all verify.",
+        description="Keys that sign page and resume tokens; the first signs, all verify. "
+        "Required beyond loopback (at least 16 characters, the same on every replica).",
     )
     watch_heartbeat_seconds: float = Field(
         5.0, gt=0, le=300, description="Idle time after which a Watch stream gets a heartbeat."

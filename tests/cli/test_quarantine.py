@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from cli.main import main
 from cli.quarantine import reparse, replay
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
@@ -65,3 +66,51 @@ async def test_replay_ingests_what_parses_now(tmp_path: Path) -> None:
 def test_an_item_of_a_provider_no_longer_served_does_not_parse() -> None:
     with pytest.raises(InvalidItem, match="unknown provider 'nosuch'"):
         reparse(pb.QuarantinedItem(provider="nosuch", reason="gone", raw="{}"))
+
+
+ADMIN = "admin-token-0123456789"
+GATEWAY = "gateway-token-0123456789"
+READER = "reader-token-0123456789"
+
+
+def test_help_names_the_role_the_commands_need(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["quarantine", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "role admin" in text
+    assert "DLRHUB_ADMIN_TOKENS" in text
+    assert "DLRHUB_INGEST_TOKENS" not in text
+    assert "DLRHUB_READ_TOKENS" not in text
+
+
+def test_the_commands_work_with_an_admin_token_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = Stack(
+        tmp_path,
+        {
+            "DLRHUB_INGEST_TOKENS": GATEWAY,
+            "DLRHUB_READ_TOKENS": READER,
+            "DLRHUB_ADMIN_TOKENS": ADMIN,
+        },
+    )
+    stack.start_statusd()
+    try:
+        with grpc.insecure_channel(stack.target) as channel:
+            ingest_grpc.IngestServiceStub(channel).IngestReports(
+                ingest_pb.IngestReportsRequest(
+                    quarantined_items=[
+                        pb.QuarantinedItem(provider="infobip", reason="r", raw=json.dumps(FIXED))
+                    ]
+                ),
+                metadata=(("authorization", f"Bearer {GATEWAY}"),),
+            )
+        for token in (GATEWAY, READER):
+            for action in ("list", "replay"):
+                assert main(["quarantine", action, "--target", stack.target, "--token", token]) == 1
+                assert "PERMISSION_DENIED" in capsys.readouterr().err
+        assert main(["quarantine", "list", "--target", stack.target, "--token", ADMIN]) == 0
+        assert main(["quarantine", "replay", "--target", stack.target, "--token", ADMIN]) == 0
+        assert "replayed 1 item(s); 0 still fail" in capsys.readouterr().out
+    finally:
+        stack.stop()
