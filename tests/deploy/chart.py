@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -98,3 +99,41 @@ def container_env(objects: list[Object], deployment: Object) -> dict[str, str]:
 def merged_values(values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The chart's defaults coalesced with ``values``, as an install would see them."""
     return chart().merge_values(dict(values or {}))
+
+
+def secret_value(objects: list[Object], name: str, key: str) -> str | None:
+    """A key of a Secret the chart rendered, decoded; None when the chart renders no such key."""
+    for secret in of_kind(objects, "Secret"):
+        if secret["metadata"]["name"] == name and key in secret.get("data", {}):
+            return base64.b64decode(secret["data"][key]).decode()
+    return None
+
+
+def mounted_files(
+    objects: list[Object],
+    deployment: Object,
+    directory: Path,
+    stand_ins: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The Deployment's environment with every ``DLRHUB_*_FILE`` moved to ``directory``,
+    the file holding what the pod would see there: the key of the Secret volume mounted at
+    that path (``stand_ins[key]`` for a Secret the chart does not render)."""
+    spec = pod_spec(deployment)
+    (container,) = spec["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    env = container_env(objects, deployment)
+    for variable, value in env.items():
+        if not variable.endswith("_FILE"):
+            continue
+        path = Path(value)
+        volume = volumes[mounts[str(path.parent)]]["secret"]
+        (key,) = [item["key"] for item in volume["items"] if item["path"] == path.name]
+        text = secret_value(objects, volume["secretName"], key)
+        if text is None:
+            text = (stand_ins or {})[key]
+        copy = directory / volume["secretName"] / path.name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(text + "\n", encoding="utf-8")
+        env[variable] = str(copy)
+    return env

@@ -234,18 +234,18 @@ def test_secrets_are_files_and_each_component_gets_only_its_own() -> None:
     values = {
         "secrets": {
             "gateway": {"INFOBIP_BASIC_AUTH": "user:pw", "PLIVO_AUTH_TOKEN": ""},
-            "statusd": {"READ_TOKENS": "r1,r2"},
+            "statusd": {"TLS_CLIENT_CA": "-----BEGIN CERTIFICATE-----"},
         }
     }
     objects = render(values)
-    (secret,) = of_kind(objects, "Secret")
-    assert sorted(secret["data"]) == ["INFOBIP_BASIC_AUTH", "READ_TOKENS"]
+    (secret,) = [s for s in of_kind(objects, "Secret") if s["metadata"]["name"] == "dlrhub"]
+    assert sorted(secret["data"]) == ["INFOBIP_BASIC_AUTH", "TLS_CLIENT_CA"]
     gateway_env = container_env(objects, one(objects, "Deployment", "gateway"))
     statusd_env = container_env(objects, one(objects, "Deployment", "statusd"))
     assert "DLRHUB_INFOBIP_BASIC_AUTH_FILE" in gateway_env
     assert "DLRHUB_PLIVO_AUTH_TOKEN_FILE" not in gateway_env, "empty values are left out"
-    assert "DLRHUB_READ_TOKENS_FILE" in statusd_env
-    assert "DLRHUB_READ_TOKENS_FILE" not in gateway_env
+    assert "DLRHUB_TLS_CLIENT_CA_FILE" in statusd_env
+    assert "DLRHUB_TLS_CLIENT_CA_FILE" not in gateway_env
     for env in (gateway_env, statusd_env):
         assert not any(name.endswith(("_AUTH", "_TOKENS", "_URI")) for name in env)
 

@@ -22,7 +22,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from tests.deploy.chart import Object, container_env, one, pod_spec, render
+from tests.deploy.chart import Object, mounted_files, one, pod_spec, render
 
 pytestmark = pytest.mark.e2e
 
@@ -109,14 +109,14 @@ def test_probes_and_metrics_answer_on_the_running_processes(tmp_path: Path) -> N
     objects = render()
     statusd, gateway = one(objects, "Deployment", "statusd"), one(objects, "Deployment", "gateway")
     grpc_port, metrics_port, http_port = free_port(), free_port(), free_port()
-    statusd_env = container_env(objects, statusd) | {
+    statusd_env = mounted_files(objects, statusd, tmp_path) | {
         "DLRHUB_STATUSD_HOST": LOOPBACK,
         "DLRHUB_STATUSD_PORT": str(grpc_port),
         "DLRHUB_STATUSD_METRICS_HOST": LOOPBACK,
         "DLRHUB_STATUSD_METRICS_PORT": str(metrics_port),
         "DLRHUB_SQLITE_PATH": str(tmp_path / "dlrhub.sqlite3"),
     }
-    gateway_env = container_env(objects, gateway) | {
+    gateway_env = mounted_files(objects, gateway, tmp_path) | {
         "DLRHUB_GATEWAY_HOST": LOOPBACK,
         "DLRHUB_GATEWAY_PORT": str(http_port),
         "DLRHUB_STATUSD_HOST": LOOPBACK,

@@ -42,6 +42,11 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "a setting the chart owns": ({"gateway": {"config": {"GATEWAY_PORT": "1"}}}, "GATEWAY_PORT"),
     "a secret in plain config": ({"statusd": {"config": {"MONGODB_URI": "x"}}}, "MONGODB_URI"),
     "port out of range": ({"gateway": {"containerPorts": {"http": 70000}}}, "http"),
+    "statusd's tokens among the secrets": (
+        {"secrets": {"statusd": {"READ_TOKENS": "r"}}},
+        "READ_TOKENS",
+    ),
+    "unknown statusd.auth key": ({"statusd": {"auth": {"readToken": "r"}}}, "readToken"),
 }
 
 

@@ -85,6 +85,72 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- default (include "dlrhub.fullname" .) .Values.secrets.existingSecret }}
 {{- end }}
 
+{{/*
+The Secret with statusd's tokens and page-token signing key: statusd.auth.existingSecret, or
+the one the chart generates (templates/statusd/auth-secret.yaml).
+*/}}
+{{- define "dlrhub.authSecretName" -}}
+{{- default (printf "%s-statusd-auth" (include "dlrhub.fullname" .) | trunc 63 | trimSuffix "-") .Values.statusd.auth.existingSecret }}
+{{- end }}
+
+{{/* The auth Secret's keys. */}}
+{{- define "dlrhub.authKeys" -}}
+{{- toJson (list "admin-token" "ingest-token" "read-token" "token-signing-key") }}
+{{- end }}
+
+{{/* Where the auth Secret's files are mounted. */}}
+{{- define "dlrhub.authDir" -}}
+/etc/dlrhub/auth
+{{- end }}
+
+{{/*
+Which auth Secret keys a component reads, as key → setting name (without DLRHUB_): statusd
+all four, the gateway only the ingest token it sends.
+*/}}
+{{- define "dlrhub.authFiles" -}}
+{{- if eq .component "gateway" }}
+{{- toJson (dict "ingest-token" "GATEWAY_INGEST_TOKEN") }}
+{{- else }}
+{{- toJson (dict "ingest-token" "INGEST_TOKENS" "read-token" "READ_TOKENS" "admin-token" "ADMIN_TOKENS" "token-signing-key" "TOKEN_SIGNING_KEYS") }}
+{{- end }}
+{{- end }}
+
+{{/* The DLRHUB_<NAME>_FILE variables that point a component at its auth files. */}}
+{{- define "dlrhub.authEnv" -}}
+{{- range $key, $name := include "dlrhub.authFiles" . | fromJson }}
+- name: DLRHUB_{{ $name }}_FILE
+  value: {{ printf "%s/%s" (include "dlrhub.authDir" $.ctx) $key | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The volume with a component's auth files (only the keys it reads). */}}
+{{- define "dlrhub.authVolume" -}}
+- name: auth
+  secret:
+    secretName: {{ include "dlrhub.authSecretName" .ctx }}
+    defaultMode: 0440
+    items:
+      {{- range $key, $_ := include "dlrhub.authFiles" . | fromJson }}
+      - key: {{ $key }}
+        path: {{ $key }}
+      {{- end }}
+{{- end }}
+
+{{/* Refuses statusd's auth settings in secrets.* or config, where they would be ambiguous. */}}
+{{- define "dlrhub.authGuard" -}}
+{{- $owned := dict "gateway" (list "GATEWAY_INGEST_TOKEN") "statusd" (list "INGEST_TOKENS" "READ_TOKENS" "ADMIN_TOKENS" "TOKEN_SIGNING_KEYS") }}
+{{- range $component, $names := $owned }}
+{{- range $name := $names }}
+{{- range $where := list "secrets" "config" }}
+{{- $values := ternary (index $.Values.secrets $component) (index $.Values $component).config (eq $where "secrets") | default dict }}
+{{- if hasKey $values $name }}
+{{- fail (printf "%s: statusd's tokens and signing key come from statusd.auth (a generated Secret, or statusd.auth.existingSecret)" (ternary (printf "secrets.%s.%s" $component $name) (printf "%s.config.%s" $component $name) (eq $where "secrets"))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Where the secret settings are mounted as files. */}}
 {{- define "dlrhub.secretsDir" -}}
 /etc/dlrhub/secrets
@@ -180,6 +246,11 @@ checksum/config: {{ include (print .ctx.Template.BasePath "/" .component "/confi
 checksum/secret: {{ printf "%s %s" .ctx.Values.secrets.existingSecret (include "dlrhub.secretKeys" .) | sha256sum }}
 {{- else }}
 checksum/secret: {{ include (print .ctx.Template.BasePath "/secret.yaml") .ctx | sha256sum }}
+{{- end }}
+{{- if .ctx.Values.statusd.auth.existingSecret }}
+checksum/auth: {{ .ctx.Values.statusd.auth.existingSecret | sha256sum }}
+{{- else }}
+checksum/auth: {{ include (print .ctx.Template.BasePath "/statusd/auth-secret.yaml") .ctx | sha256sum }}
 {{- end }}
 {{- end }}
 
