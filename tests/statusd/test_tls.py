@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2
 from client import Backoff, DlrhubClient, DlrhubError, TLSConfig
 from common.settings import ConfigError, load
 from dlrhub.v1 import status_service_pb2 as status_pb
+from statusd.server import Statusd
 from statusd.settings import StatusdSettings
 from tests.helpers.certs import CertificateAuthority, Issued
 from tests.helpers.processes import free_port
@@ -32,9 +33,9 @@ def server_cert(ca: CertificateAuthority) -> Issued:
     return ca.issue("statusd", server=True)
 
 
-async def reads(target: str, tls: TLSConfig | None) -> grpc.StatusCode:
+async def reads(target: str, tls: TLSConfig | None, token: str | None = None) -> grpc.StatusCode:
     """What a Get of a stored message answers through this TLS configuration."""
-    async with DlrhubClient(target, tls=tls, timeout=5, backoff=ONCE) as client:
+    async with DlrhubClient(target, tls=tls, token=token, timeout=5, backoff=ONCE) as client:
         try:
             found = await client.get("infobip", "m-1")
         except DlrhubError as exc:
@@ -130,3 +131,45 @@ async def test_plaintext_health_port_beside_tls(tmp_path: Path, server_cert: Iss
                 status_pb.GetMessageStatusRequest(provider="infobip", message_id="m-1")
             )
         assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+READER = "reader-token-0123456789"
+GATEWAY = "gateway-token-0123456789"
+
+
+async def test_tokens_still_decide_over_mutual_tls(
+    tmp_path: Path, ca: CertificateAuthority, server_cert: Issued
+) -> None:
+    """A client certificate proves a caller may connect, not what it may do: the role of
+    its token still decides."""
+    settings = statusd_settings(
+        tmp_path,
+        tls_cert=server_cert.cert.decode(),
+        tls_key=server_cert.key.decode(),
+        tls_client_ca=ca.pem.decode(),
+        ingest_tokens=GATEWAY,
+        read_tokens=READER,
+    )
+    client = ca.issue("client", server=False)
+    async with running_statusd(settings) as daemon:
+        target = f"127.0.0.1:{daemon.port}"
+        tls = TLSConfig.from_files(ca.file, client.cert_file, client.key_file)
+        async with grpc.aio.secure_channel(target, tls.credentials()) as channel:
+            await ingest(channel, report("m-1"), token=GATEWAY)
+        assert await reads(target, tls, READER) == grpc.StatusCode.OK
+        assert await reads(target, tls) == grpc.StatusCode.UNAUTHENTICATED
+        assert await reads(target, tls, GATEWAY) == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_mutual_tls_does_not_replace_tokens_beyond_loopback(
+    tmp_path: Path, ca: CertificateAuthority, server_cert: Issued
+) -> None:
+    settings = statusd_settings(
+        tmp_path,
+        statusd_host="0.0.0.0",  # noqa: S104 (refused before anything binds)
+        tls_cert=server_cert.cert.decode(),
+        tls_key=server_cert.key.decode(),
+        tls_client_ca=ca.pem.decode(),
+    )
+    with pytest.raises(ConfigError, match="DLRHUB_INGEST_TOKENS"):
+        Statusd(settings)
