@@ -38,8 +38,11 @@ BUILTIN_KEY = b"dlrhub token checksum v1"
 class CursorCodec:
     """Signs and checks tokens with the deployment's keys (the first one signs)."""
 
-    def __init__(self, keys: Sequence[bytes] = ()) -> None:
-        self.keys = tuple(keys) or (BUILTIN_KEY,)
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        """``keys``: at least one; :func:`statusd.auth.signing_keys` decides which."""
+        if not keys:
+            raise ValueError("a CursorCodec needs at least one key")
+        self.keys = tuple(keys)
 
     def _mac(self, key: bytes, kind: str, body: bytes) -> bytes:
         return hmac.new(key, kind.encode() + b"\0" + body, hashlib.sha256).digest()[:MAC_BYTES]

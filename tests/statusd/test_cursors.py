@@ -18,7 +18,7 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
-from statusd.cursors import MAC_BYTES, MAX_TOKEN_CHARS, VERSION, CursorCodec
+from statusd.cursors import BUILTIN_KEY, MAC_BYTES, MAX_TOKEN_CHARS, VERSION, CursorCodec
 from statusd.errors import InvalidArgument
 from statusd.reads import fingerprint
 from statusd.server import Statusd
@@ -44,7 +44,8 @@ def test_tokens_round_trip_and_refuse_alterations() -> None:
         CursorCodec([b"key-2"]).decode("page", token, "page_token")  # another deployment
     rotated = CursorCodec([b"key-2", b"key-1"])
     assert rotated.decode("page", token, "page_token") == {"c": "42"}
-    assert CursorCodec().decode("page", CursorCodec().encode("page", {}), "page_token") == {}
+    builtin = CursorCodec([BUILTIN_KEY])  # what statusd on loopback without keys uses
+    assert builtin.decode("page", builtin.encode("page", {}), "page_token") == {}
 
 
 KEY = b"a signing key of this deployment"
@@ -169,3 +170,9 @@ async def test_a_signed_quarantine_token_with_a_foreign_cursor_starts_over(
         answer = await quarantine_call(channel, token)
         assert isinstance(answer, ingest_pb.ListQuarantinedItemsResponse)
         assert len(answer.quarantined_items) <= 1, cursor
+
+
+def test_a_codec_needs_a_key() -> None:
+    """No silent fall-back to the built-in key: only statusd.auth.signing_keys chooses it."""
+    with pytest.raises(ValueError, match="key"):
+        CursorCodec([])

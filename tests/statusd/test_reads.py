@@ -281,7 +281,7 @@ async def test_a_parent_read_pages_through_its_parts_up_to_the_limit(tmp_path: P
             part.parent_message_id, part.part_index = "whole", index + 1
             parts.append(part)
         await store.commit(filled(*parts, report("single", DELIVERED)))
-        reader = Reader(store, CursorCodec())
+        reader = Reader(store, CursorCodec([b"a key of this test"]))
         whole = await reader.get(key("whole"), full=False)
         assert whole is not None
         assert whole.status == SENT
