@@ -56,6 +56,7 @@ async def receive(request: Request, provider: str, account: str, request_id: str
     await body.receive(request, settings.max_body_bytes, settings.request_timeout_seconds)
     inbound = inbound_request(request, settings.public_base, request_id)
     try:
+        await endpoint.prepare(inbound)
         parsed = endpoint.handle(inbound)
         guard.check_parsed(parsed, inbound)
     except Unauthenticated:

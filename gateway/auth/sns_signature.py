@@ -1,11 +1,13 @@
-"""Amazon SNS message signatures: the canonical string, the signing-certificate URL rule, a
-certificate store that looks in a trusted directory before it fetches, and a signer.
+"""Amazon SNS message signatures: the canonical string, the signing-certificate URL rule, the
+checks that need no certificate, and a signer. Fetching and caching the certificates is
+:mod:`gateway.auth.sns_certificates`.
 
 SNS signs ``Key\\nValue\\n`` for a fixed list of keys in a fixed order with RSA PKCS#1 v1.5,
 SHA-1 for ``SignatureVersion`` 1 and SHA-256 for 2, using the key of the certificate at
-``SigningCertURL``. That URL must be https on ``sns.<region>.amazonaws.com`` (``.com.cn`` in
-China) and name a ``.pem`` file; any other URL is refused before anything is fetched, which is
-what stops an attacker from pointing at their own certificate.
+``SigningCertURL``. That URL must be exactly ``https://sns.<region>.amazonaws.com/<name>.pem``
+(``.amazonaws.com.cn`` for the China regions): no user, port, query or fragment, one path
+segment. Any other URL is refused before anything is fetched, which is what stops an attacker
+from pointing at their own certificate, or at any other host.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import base64
 import datetime
 import functools
 import re
-import urllib.request
 from collections.abc import Callable, Mapping
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,8 +28,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-#: Hosts SNS signing certificates and subscription URLs may come from.
-SNS_HOST = re.compile(r"^sns\.[a-zA-Z0-9-]{3,}\.amazonaws\.com(\.cn)?$")
+#: An AWS region: ``us-east-1``, ``us-gov-west-1``, ``us-isob-east-1``, ``eu-isoe-west-1``.
+REGION = r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[1-9][0-9]?"
+#: SNS's hosts: China's regions (``cn-*``) under ``amazonaws.com.cn`` only, the others under
+#: ``amazonaws.com`` only.
+_HOST = rf"sns\.(?:(?!cn-){REGION}\.amazonaws\.com|cn-[a-z]+-[1-9][0-9]?\.amazonaws\.com\.cn)"
+SNS_HOST = re.compile(_HOST, re.ASCII)
+#: The whole of an acceptable ``SigningCertURL``, character for character.
+CERTIFICATE_URL = re.compile(rf"https://{_HOST}/[A-Za-z0-9_-]{{1,128}}\.pem", re.ASCII)
 #: Keys signed, in order, for each message type.
 SIGNED_KEYS: dict[str, tuple[str, ...]] = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
@@ -43,11 +51,8 @@ SIGNED_KEYS: dict[str, tuple[str, ...]] = {
 }
 SIGNED_KEYS["UnsubscribeConfirmation"] = SIGNED_KEYS["SubscriptionConfirmation"]
 HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
-FETCH_TIMEOUT_SECONDS = 3.0
-MAX_CERTIFICATE_BYTES = 64 * 1024
-MAX_CACHED = 64
-
-Fetcher = Callable[[str], bytes]
+#: Largest signing certificate accepted (SNS's are about 2 KiB).
+MAX_CERTIFICATE_BYTES = 16 * 1024
 
 
 class SnsError(Exception):
@@ -59,19 +64,18 @@ class SnsError(Exception):
         self.label = label
 
 
-class CertificateUnavailable(Exception):
-    """The signing certificate could not be fetched; SNS should retry later."""
+def is_certificate_url(url: str) -> bool:
+    """True for ``https://sns.<region>.amazonaws.com/<name>.pem`` and nothing else."""
+    return CERTIFICATE_URL.fullmatch(url) is not None
 
 
-def is_sns_url(url: str, *, pem: bool) -> bool:
-    """True for ``https://sns.<region>.amazonaws.com/...`` (ending ``.pem`` when ``pem``)."""
+def is_sns_url(url: str) -> bool:
+    """True for an https URL on an SNS host, with no user or port (a ``SubscribeURL``)."""
     parts = urlsplit(url)
     return (
         parts.scheme == "https"
-        and parts.port is None
-        and not parts.username
-        and SNS_HOST.fullmatch(parts.hostname or "") is not None
-        and (not pem or parts.path.endswith(".pem"))
+        and parts.netloc == parts.hostname
+        and SNS_HOST.fullmatch(parts.netloc) is not None
     )
 
 
@@ -80,48 +84,6 @@ def canonical(message: Mapping[str, Any]) -> bytes:
     keys = SIGNED_KEYS.get(str(message.get("Type")), ())
     text = "".join(f"{key}\n{message[key]}\n" for key in keys if message.get(key) is not None)
     return text.encode("utf-8")
-
-
-def fetch_https(url: str) -> bytes:
-    """GETs a certificate or confirms a subscription (the caller checked the URL)."""
-    with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310
-        data: bytes = response.read(MAX_CERTIFICATE_BYTES + 1)
-    return data
-
-
-class CertificateStore:
-    """Signing certificates' public keys by URL: cached, read from ``trusted_dir`` (a file
-    named like the URL's last path segment) before anything is fetched with ``fetch``."""
-
-    def __init__(self, trusted_dir: Path | None, fetch: Fetcher | None = fetch_https) -> None:
-        self.trusted_dir = trusted_dir
-        self.fetch = fetch
-        self._keys: dict[str, rsa.RSAPublicKey] = {}
-
-    def public_key(self, url: str) -> rsa.RSAPublicKey:
-        cached = self._keys.get(url)
-        if cached is not None:
-            return cached
-        pem = self._trusted(url)
-        if pem is None:
-            if self.fetch is None:
-                raise SnsError(f"no trusted certificate for {url}")
-            try:
-                pem = self.fetch(url)
-            except OSError as exc:
-                raise CertificateUnavailable(f"cannot fetch {url}: {exc}") from None
-        key = load_public_key(pem)
-        if len(self._keys) >= MAX_CACHED:
-            self._keys.pop(next(iter(self._keys)))
-        self._keys[url] = key
-        return key
-
-    def _trusted(self, url: str) -> bytes | None:
-        if self.trusted_dir is None:
-            return None
-        name = PurePosixPath(urlsplit(url).path).name
-        path = self.trusted_dir / name
-        return path.read_bytes() if name and path.is_file() else None
 
 
 def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
@@ -137,8 +99,17 @@ def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
     return key
 
 
-def verify(message: Mapping[str, Any], store: CertificateStore) -> None:
-    """Raises SnsError unless ``message`` carries a valid SNS signature."""
+@dataclass(frozen=True)
+class Signed:
+    """What :func:`check` found in a message: its certificate URL, signature and hash."""
+
+    certificate_url: str
+    signature: bytes
+    algorithm: Callable[[], hashes.HashAlgorithm]
+
+
+def check(message: Mapping[str, Any]) -> Signed:
+    """Every check that needs no certificate (run before one is fetched); raises SnsError."""
     signature = message.get("Signature")
     if not isinstance(signature, str) or not signature:
         raise SnsError("no Signature (is raw message delivery on?)", label="missing")
@@ -149,15 +120,21 @@ def verify(message: Mapping[str, Any], store: CertificateStore) -> None:
     if str(message.get("Type")) not in SIGNED_KEYS:
         raise SnsError(f"Type {str(message.get('Type'))[:32]!r} is not an SNS message type")
     cert_url = message.get("SigningCertURL")
-    if not isinstance(cert_url, str) or not is_sns_url(cert_url, pem=True):
-        raise SnsError("SigningCertURL is not an https .pem URL on sns.<region>.amazonaws.com")
+    if not isinstance(cert_url, str) or not is_certificate_url(cert_url):
+        raise SnsError(
+            "SigningCertURL is not https://sns.<region>.amazonaws.com/<name>.pem exactly"
+        )
     try:
         raw_signature = base64.b64decode(signature, validate=True)
     except ValueError:
         raise SnsError("Signature is not base64") from None
-    key = store.public_key(cert_url)
+    return Signed(cert_url, raw_signature, algorithm)
+
+
+def verify(message: Mapping[str, Any], signed: Signed, key: rsa.RSAPublicKey) -> None:
+    """Raises SnsError unless ``signed`` (from :func:`check`) verifies with ``key``."""
     try:
-        key.verify(raw_signature, canonical(message), padding.PKCS1v15(), algorithm())
+        key.verify(signed.signature, canonical(message), padding.PKCS1v15(), signed.algorithm())
     except InvalidSignature:
         raise SnsError("Signature does not verify with the signing certificate") from None
 

@@ -1,11 +1,12 @@
 """AWS End User Messaging SMS events, delivered by an SNS topic's HTTPS subscription.
 
 Each POST is one SNS message (``text/plain`` JSON); a ``Notification``'s ``Message`` is a
-JSON string holding one SMS event. Authenticity: the SNS signature
-(:mod:`gateway.auth.sns_signature`), from a certificate on ``sns.<region>.amazonaws.com``
-(https only) or in the trusted directory, and a ``TopicArn`` among the allowed ones. SNS
-retries resend the very same signed message, so there is no tight time window, only a
-generous maximum age; the SNS ``MessageId`` is the event id statusd dedupes on.
+JSON string holding one SMS event. Authenticity: a ``TopicArn`` among the allowed ones, checked
+first, and the SNS signature (:mod:`gateway.auth.sns_signature`), from a certificate in the
+trusted directory or fetched from ``https://sns.<region>.amazonaws.com/<name>.pem`` by
+:meth:`AwsSns.prepare`, off the event loop (:mod:`gateway.auth.sns_certificates`). SNS retries
+resend the very same signed message, so there is no tight time window, only a generous
+maximum age; the SNS ``MessageId`` is the event id statusd dedupes on.
 ``SubscriptionConfirmation`` is confirmed (a GET of its ``SubscribeURL``, which must be on the
 same SNS hosts) only when configured; otherwise it is logged for you to confirm. See
 docs/providers/aws-sns.md.
@@ -27,7 +28,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from common.settings import CommaList
 from dlrhub.v1 import delivery_report_pb2 as pb
-from gateway.auth import sns_signature
+from gateway.auth import sns_certificates, sns_signature
 from gateway.errors import Malformed, NotReady
 from gateway.providers.base import (
     InboundRequest,
@@ -137,24 +138,54 @@ class AwsSns(Provider):
         *,
         insecure: bool = False,
         clock: Callable[[], float] = time.time,
-        fetch: sns_signature.Fetcher | None = sns_signature.fetch_https,
-        confirm: sns_signature.Fetcher | None = None,
+        fetch: sns_certificates.Fetcher | None = sns_certificates.fetch_https,
+        confirm: sns_certificates.Fetcher | None = None,
     ) -> None:
         super().__init__(account, credentials, insecure=insecure, clock=clock)
-        self.certificates = sns_signature.CertificateStore(credentials.cert_dir, fetch)
+        self.certificates = sns_certificates.CertificateCache(credentials.cert_dir, fetch)
         #: GETs a SubscribeURL (injected by tests; the same https client by default).
-        self.confirm = confirm if confirm is not None else sns_signature.fetch_https
+        self.confirm = confirm if confirm is not None else sns_certificates.fetch_https
+
+    async def prepare(self, request: InboundRequest) -> None:
+        """Once every check that needs no certificate passed, loads the signing certificate
+        (fetched in a worker thread when the trusted directory lacks it), so that verify finds
+        it; confirms a subscription when configured."""
+        if self.insecure:
+            return
+        message = envelope(request)
+        signed = self._check(message)
+        try:
+            await self.certificates.load(signed.certificate_url)
+        except sns_signature.SnsError as exc:
+            raise self.unauthenticated(exc.reason, label=exc.label) from None
+        except sns_certificates.CertificateUnavailable as exc:
+            raise NotReady(f"aws-sns: {exc}") from None
+        if message.get("Type") == "SubscriptionConfirmation" and (
+            self.credentials.confirm_subscriptions
+        ):
+            self.verify(request)
+            await self._confirm(message)
 
     def verify(self, request: InboundRequest) -> str:
         message = envelope(request)
+        signed = self._check(message)
         try:
-            sns_signature.verify(message, self.certificates)
+            key = self.certificates.get(signed.certificate_url)
+            sns_signature.verify(message, signed, key)
         except sns_signature.SnsError as exc:
             raise self.unauthenticated(exc.reason, label=exc.label) from None
-        except sns_signature.CertificateUnavailable as exc:
+        except sns_certificates.CertificateUnavailable as exc:
             raise NotReady(f"aws-sns: {exc}") from None
+        return "sns_rsa"
+
+    def _check(self, message: dict[str, Any]) -> sns_signature.Signed:
+        """Every check that needs no certificate, the topic first."""
         if message.get("TopicArn") not in self.credentials.topic_arns:
             raise self.unauthenticated("TopicArn is not one of DLRHUB_AWS_SNS_TOPIC_ARNS")
+        try:
+            signed = sns_signature.check(message)
+        except sns_signature.SnsError as exc:
+            raise self.unauthenticated(exc.reason, label=exc.label) from None
         tolerance = self.credentials.timestamp_tolerance_seconds
         try:
             sent = iso_time(message.get("Timestamp"), "Timestamp")
@@ -162,7 +193,7 @@ class AwsSns(Provider):
             raise self.unauthenticated(str(exc)) from None
         if tolerance and sent is not None and self.clock() - sent.timestamp() > tolerance:
             raise self.unauthenticated(f"Timestamp is older than {tolerance} s", label="stale")
-        return "sns_rsa"
+        return signed
 
     def parse(self, request: InboundRequest) -> Parsed:
         message = envelope(request)
@@ -180,23 +211,24 @@ class AwsSns(Provider):
         return notification_report(json_object(raw))
 
     def _subscription(self, message: dict[str, Any]) -> None:
-        url = str(message.get("SubscribeURL", ""))
-        topic = message.get("TopicArn")
-        if not self.credentials.confirm_subscriptions:
+        if not self.credentials.confirm_subscriptions:  # else prepare confirmed it
             log.warning(
                 "aws-sns: subscription to %s awaits confirmation; open its SubscribeURL or set "
                 "DLRHUB_AWS_SNS_CONFIRM_SUBSCRIPTIONS=true",
-                topic,
-                extra={"subscribe_url": url},
+                message.get("TopicArn"),
+                extra={"subscribe_url": str(message.get("SubscribeURL", ""))},
             )
-            return
-        if not sns_signature.is_sns_url(url, pem=False):
+
+    async def _confirm(self, message: dict[str, Any]) -> None:
+        """GETs the SubscribeURL of a verified SubscriptionConfirmation, in a worker thread."""
+        url = str(message.get("SubscribeURL", ""))
+        if not sns_signature.is_sns_url(url):
             raise Malformed("SubscribeURL is not an https URL on sns.<region>.amazonaws.com")
         try:
-            self.confirm(url)
-        except OSError as exc:
+            await sns_certificates.in_thread(self.confirm, url)
+        except (OSError, sns_certificates.Refused) as exc:
             raise NotReady(f"aws-sns: cannot confirm the subscription: {exc}") from None
-        log.info("aws-sns: confirmed the subscription to %s", topic)
+        log.info("aws-sns: confirmed the subscription to %s", message.get("TopicArn"))
 
     def sample(self, url: str, message_id: str, status: str) -> SampleRequest:
         creds = self.credentials

@@ -7,7 +7,8 @@ from the two), its status mapping tables, and two methods:
 genuine and returns the method that proved it; ``parse(request)`` turns the body into
 :class:`Parsed` reports, raising :class:`~gateway.errors.Malformed` when the envelope is bad and
 quarantining items that are not. Providers see an :class:`InboundRequest`, never a Sanic
-request. :meth:`Provider.handle` runs the two steps and stamps what every report shares.
+request. :meth:`Provider.handle` runs the two steps and stamps what every report shares; the
+gateway awaits :meth:`Provider.prepare` first (I/O that verification needs, off the loop).
 """
 
 from __future__ import annotations
@@ -196,6 +197,12 @@ class Provider(abc.ABC):
         self.insecure = insecure and not credentials.configured()
         #: Seconds since the epoch; injected by tests to check time-bound signatures.
         self.clock = clock
+
+    async def prepare(self, request: InboundRequest) -> None:
+        """Awaited before :meth:`handle`: the I/O a provider needs before it can verify (AWS
+        SNS fetches its signing certificate here), so that handle stays synchronous and the
+        event loop never waits on it. Raises like verify. Most providers need none."""
+        return
 
     @abc.abstractmethod
     def verify(self, request: InboundRequest) -> str:

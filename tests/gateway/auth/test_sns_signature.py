@@ -1,7 +1,8 @@
 """Amazon SNS message signatures on their own: the canonical string (the recorded vector), the
-URL rule for certificates and subscriptions, sign and verify for both versions, and a
-certificate store that trusts its directory before it fetches. The provider built on it is
-tested in tests/gateway/providers/test_aws_sns.py."""
+URL rule for certificates and subscriptions, the checks before any certificate, sign and
+verify for both versions. Certificates are tests/gateway/auth/test_sns_certificates.py; the
+provider built on both is tested in tests/gateway/providers/test_aws_sns.py (with the whole
+table of certificate URLs)."""
 
 from __future__ import annotations
 
@@ -36,15 +37,6 @@ def message(version: str = "2") -> dict[str, Any]:
     }
 
 
-class Serve:
-    def __init__(self, pem: bytes) -> None:
-        self.pem, self.urls = pem, list[str]()
-
-    def __call__(self, url: str) -> bytes:
-        self.urls.append(url)
-        return self.pem
-
-
 def test_the_canonical_string_matches_the_vector() -> None:
     signed = json.loads(VECTOR["body"])
     assert sns_signature.canonical(signed).decode() == VECTOR["string_to_sign"]
@@ -52,12 +44,13 @@ def test_the_canonical_string_matches_the_vector() -> None:
 
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_a_signed_message_verifies_and_a_changed_one_does_not(version: str) -> None:
-    store = sns_signature.CertificateStore(None, Serve(key_pair()[0]))
+    key = sns_signature.load_public_key(key_pair()[0])
     signed = message(version)
     signed["Signature"] = sns_signature.sign(signed, key_pair()[1])
-    sns_signature.verify(signed, store)
+    sns_signature.verify(signed, sns_signature.check(signed), key)
+    changed = {**signed, "Message": "{}"}
     with pytest.raises(sns_signature.SnsError, match="does not verify"):
-        sns_signature.verify({**signed, "Message": "{}"}, store)
+        sns_signature.verify(changed, sns_signature.check(changed), key)
 
 
 @pytest.mark.parametrize(
@@ -70,28 +63,34 @@ def test_a_signed_message_verifies_and_a_changed_one_does_not(version: str) -> N
         ({"Signature": "%%%"}, "invalid", "base64"),
     ],
 )
-def test_refusals_say_why(change: dict[str, Any], label: str, reason: str) -> None:
-    fetch = Serve(key_pair()[0])
+def test_refusals_before_any_certificate_say_why(
+    change: dict[str, Any], label: str, reason: str
+) -> None:
     signed = message()
     signed["Signature"] = sns_signature.sign(signed, key_pair()[1])
     with pytest.raises(sns_signature.SnsError, match=reason) as caught:
-        sns_signature.verify({**signed, **change}, sns_signature.CertificateStore(None, fetch))
+        sns_signature.check({**signed, **change})
     assert caught.value.label == label
 
 
 def test_sns_urls() -> None:
-    assert sns_signature.is_sns_url("https://sns.cn-north-1.amazonaws.com.cn/c.pem", pem=True)
-    assert sns_signature.is_sns_url("https://sns.us-east-1.amazonaws.com/?Action=X", pem=False)
-    assert not sns_signature.is_sns_url("https://sns.us-east-1.amazonaws.com/?Action=X", pem=True)
-    assert not sns_signature.is_sns_url("http://sns.us-east-1.amazonaws.com/c.pem", pem=True)
+    assert sns_signature.is_certificate_url("https://sns.cn-north-1.amazonaws.com.cn/c.pem")
+    assert sns_signature.is_sns_url("https://sns.us-east-1.amazonaws.com/?Action=X")
+    assert not sns_signature.is_certificate_url("https://sns.us-east-1.amazonaws.com/?Action=X")
+    assert not sns_signature.is_certificate_url("http://sns.us-east-1.amazonaws.com/c.pem")
+    for elsewhere in (
+        "http://sns.us-east-1.amazonaws.com/?Action=X",
+        "https://user@sns.us-east-1.amazonaws.com/?Action=X",
+        "https://sns.us-east-1.amazonaws.com:8443/?Action=X",
+        "https://sns.us-east-1.amazonaws.com.evil.example/?Action=X",
+        "https://sns.cn-north-1.amazonaws.com/?Action=X",
+    ):
+        assert not sns_signature.is_sns_url(elsewhere), elsewhere
 
 
-def test_the_trusted_directory_comes_before_any_fetch(tmp_path: Path) -> None:
-    (tmp_path / "SimpleNotificationService-test.pem").write_bytes(key_pair()[0])
-    store = sns_signature.CertificateStore(tmp_path, fetch=None)
-    assert store.public_key(CERT_URL) is store.public_key(CERT_URL)
-    with pytest.raises(sns_signature.SnsError, match="no trusted certificate"):
-        store.public_key("https://sns.eu-west-1.amazonaws.com/other.pem")
+def test_a_certificate_that_is_too_large_is_refused() -> None:
+    with pytest.raises(sns_signature.SnsError, match="too large"):
+        sns_signature.load_public_key(b"x" * (sns_signature.MAX_CERTIFICATE_BYTES + 1))
 
 
 def test_a_certificate_that_is_not_pem_is_refused() -> None:

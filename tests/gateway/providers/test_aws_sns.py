@@ -1,7 +1,8 @@
 """AWS End User Messaging SMS events via SNS: the SNS signature (vector, versions 1 and 2),
-the certificate URL rule, trusted directory, fetch and cache, allowed topics, subscription
-confirmation, and event normalization. No network: certificates come from a directory or an
-injected fetcher."""
+the certificate URL rule, what is checked before a certificate is fetched, the trusted
+directory, allowed topics, subscription confirmation, and event normalization. No network:
+certificates come from a directory or an injected fetcher (the fetcher itself, its cache and
+its HTTP are tests/gateway/auth/test_sns_certificates.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from typing import Any
 import pytest
 
 from common.status_names import status_label
-from gateway.auth import sns_signature
+from gateway.auth import sns_certificates, sns_signature
 from gateway.errors import Malformed, NotReady, Unauthenticated, WebhookError
 from gateway.providers.aws_sns import AwsSns, AwsSnsCredentials, sample_message
-from gateway.providers.base import InboundRequest, Provider
+from gateway.providers.base import InboundRequest, Parsed, Provider
 from gateway.providers.credentials import Credentials
 from tests.conftest import signature_vectors
 from tests.gateway.provider_cases import TimestampedProviderContract, first_report
@@ -44,7 +45,7 @@ def notification(
     topic_arn: str, message_id: str = "msg-1", event_type: str = "TEXT_DELIVERED", **extra: Any
 ) -> dict[str, Any]:
     message = sample_message(message_id, event_type, time.time())
-    message.update(TopicArn=topic_arn, SigningCertURL=CERT_URL, **extra)
+    message.update({"TopicArn": topic_arn, "SigningCertURL": CERT_URL, **extra})
     message["Signature"] = sns_signature.sign(message, key_pair()[1])
     return message
 
@@ -56,7 +57,7 @@ def post(message: dict[str, Any]) -> InboundRequest:
 class Fetcher:
     """Serves the test certificate for any URL and counts the fetches."""
 
-    def __init__(self, pem: bytes | None = None, error: OSError | None = None) -> None:
+    def __init__(self, pem: bytes | None = None, error: Exception | None = None) -> None:
         self.pem = key_pair()[0] if pem is None else pem
         self.error = error
         self.urls: list[str] = []
@@ -66,6 +67,12 @@ class Fetcher:
         if self.error is not None:
             raise self.error
         return self.pem
+
+
+async def handled(provider: AwsSns, request: InboundRequest) -> Parsed:
+    """What the gateway does: prepare (the certificate, off the loop), then handle."""
+    await provider.prepare(request)
+    return provider.handle(request)
 
 
 def endpoint(
@@ -146,58 +153,204 @@ def test_signature_vector(tmp_path: Path) -> None:
         other_topic.verify(request)
 
 
-def test_signature_version_1_is_sha1_and_versions_are_not_interchangeable() -> None:
+async def test_signature_version_1_is_sha1_and_versions_are_not_interchangeable() -> None:
     message = notification(topic("t"), SignatureVersion="1")
     message["Signature"] = sns_signature.sign(message, key_pair()[1])
-    assert endpoint(topic("t")).verify(post(message)) == "sns_rsa"
+    provider = endpoint(topic("t"))
+    await provider.prepare(post(message))
+    assert provider.verify(post(message)) == "sns_rsa"
     relabelled = {**message, "SignatureVersion": "2"}
     with pytest.raises(Unauthenticated):
-        endpoint(topic("t")).verify(post(relabelled))
+        await handled(provider, post(relabelled))
     with pytest.raises(Unauthenticated, match="SignatureVersion"):
-        endpoint(topic("t")).verify(post({**message, "SignatureVersion": "3"}))
+        await handled(provider, post({**message, "SignatureVersion": "3"}))
 
 
-@pytest.mark.parametrize(
-    "cert_url",
-    [
-        "http://sns.us-east-1.amazonaws.com/cert.pem",
-        "https://sns.us-east-1.amazonaws.com.evil.example/cert.pem",
-        "https://evil.example/sns.us-east-1.amazonaws.com/cert.pem",
-        "https://sns.us-east-1.amazonaws.com/cert.txt",
-        "https://sns.us-east-1.amazonaws.com:8443/cert.pem",
-        "https://user@sns.us-east-1.amazonaws.com/cert.pem",
-        "https://s3.amazonaws.com/cert.pem",
-    ],
-)
-def test_certificates_come_only_from_sns_hosts(cert_url: str) -> None:
+#: SigningCertURLs and whether they are SNS's: exactly https://sns.<region>.amazonaws.com
+#: /<name>.pem (.com.cn for China), nothing more, nothing less.
+CERTIFICATE_URLS = [
+    (CERT_URL, True),
+    (f"https://sns.us-east-1.amazonaws.com/SimpleNotificationService-{'9c6465fa' * 4}.pem", True),
+    ("https://sns.us-gov-west-1.amazonaws.com/c.pem", True),
+    ("https://sns.us-iso-east-1.amazonaws.com/c.pem", True),
+    ("https://sns.us-isob-east-1.amazonaws.com/c.pem", True),
+    ("https://sns.eu-isoe-west-1.amazonaws.com/c.pem", True),
+    ("https://sns.ap-southeast-7.amazonaws.com/c.pem", True),
+    ("https://sns.cn-north-1.amazonaws.com.cn/c.pem", True),
+    ("https://sns.cn-northwest-1.amazonaws.com.cn/c.pem", True),
+    # scheme
+    ("http://sns.us-east-1.amazonaws.com/c.pem", False),
+    ("HTTPS://sns.us-east-1.amazonaws.com/c.pem", False),
+    ("ftp://sns.us-east-1.amazonaws.com/c.pem", False),
+    ("//sns.us-east-1.amazonaws.com/c.pem", False),
+    ("https:/sns.us-east-1.amazonaws.com/c.pem", False),
+    # host
+    ("https://sns.us-east-1.amazonaws.com.evil.example/c.pem", False),
+    ("https://evil.example/sns.us-east-1.amazonaws.com/c.pem", False),
+    ("https://s3.amazonaws.com/c.pem", False),
+    ("https://sns.amazonaws.com/c.pem", False),
+    ("https://sns.evil.amazonaws.com/c.pem", False),
+    ("https://sns.us-east.amazonaws.com/c.pem", False),
+    ("https://sns.us-east-01.amazonaws.com/c.pem", False),
+    ("https://sns.us-east-1a.amazonaws.com/c.pem", False),
+    ("https://sns.useast-1.amazonaws.com/c.pem", False),
+    ("https://sns.usa-east-1.amazonaws.com/c.pem", False),
+    ("https://sns.us-east-1-1.amazonaws.com/c.pem", False),
+    ("https://sns.us-fake-east-1.amazonaws.com/c.pem", False),
+    ("https://sns.US-EAST-1.amazonaws.com/c.pem", False),
+    ("https://SNS.us-east-1.amazonaws.com/c.pem", False),
+    ("https://sns.us-east-\u0661.amazonaws.com/c.pem", False),  # an Arabic-Indic digit
+    ("https://sns.us-east-1.amazonaws.com./c.pem", False),
+    ("https://sns.us-east-1.amazonaws.com.cn/c.pem", False),
+    ("https://sns.cn-north-1.amazonaws.com/c.pem", False),
+    ("https://sns.us-east-1.amazonaws.co/c.pem", False),
+    ("https://xsns.us-east-1.amazonaws.com/c.pem", False),
+    ("https://sns-fips.us-east-1.amazonaws.com/c.pem", False),
+    ("https://sqs.us-east-1.amazonaws.com/c.pem", False),
+    ("https://sns.us-east-1.amazonaws.com\\@evil.example/c.pem", False),
+    # userinfo and port
+    ("https://user@sns.us-east-1.amazonaws.com/c.pem", False),
+    ("https://user:pw@sns.us-east-1.amazonaws.com/c.pem", False),
+    ("https://evil.example@sns.us-east-1.amazonaws.com/c.pem", False),
+    ("https://sns.us-east-1.amazonaws.com@evil.example/c.pem", False),
+    ("https://sns.us-east-1.amazonaws.com:443/c.pem", False),
+    ("https://sns.us-east-1.amazonaws.com:8443/c.pem", False),
+    ("https://sns.us-east-1.amazonaws.com:/c.pem", False),
+    # path, query, fragment
+    ("https://sns.us-east-1.amazonaws.com/c.txt", False),
+    ("https://sns.us-east-1.amazonaws.com/c.PEM", False),
+    ("https://sns.us-east-1.amazonaws.com/.pem", False),
+    ("https://sns.us-east-1.amazonaws.com/", False),
+    ("https://sns.us-east-1.amazonaws.com", False),
+    ("https://sns.us-east-1.amazonaws.com/a/c.pem", False),
+    ("https://sns.us-east-1.amazonaws.com//c.pem", False),
+    ("https://sns.us-east-1.amazonaws.com/../c.pem", False),
+    ("https://sns.us-east-1.amazonaws.com/c.pem.pem/x", False),
+    ("https://sns.us-east-1.amazonaws.com/c%2Fx.pem", False),
+    ("https://sns.us-east-1.amazonaws.com/c.x.pem", False),
+    ("https://sns.us-east-1.amazonaws.com/" + "c" * 129 + ".pem", False),
+    ("https://sns.us-east-1.amazonaws.com/c.pem?", False),
+    ("https://sns.us-east-1.amazonaws.com/c.pem?x=1", False),
+    ("https://sns.us-east-1.amazonaws.com/c.pem#", False),
+    ("https://sns.us-east-1.amazonaws.com/c.pem#x", False),
+    ("https://sns.us-east-1.amazonaws.com/c.pem;x", False),
+    # whitespace and control characters
+    (" https://sns.us-east-1.amazonaws.com/c.pem", False),
+    ("https://sns.us-east-1.amazonaws.com/c.pem ", False),
+    ("https://sns.us-east-1.amazonaws.com/c.pem\n", False),
+    ("https://sns.us-east-1.amazonaws.com/c\t.pem", False),
+    ("https://sns.us-east-1.amazonaws.com/c\x00.pem", False),
+    ("", False),
+]
+
+
+@pytest.mark.parametrize(("cert_url", "accepted"), CERTIFICATE_URLS)
+async def test_certificates_come_only_from_sns_urls(cert_url: str, accepted: bool) -> None:
+    assert sns_signature.is_certificate_url(cert_url) is accepted
     message = notification(topic("t"))
     message["SigningCertURL"] = cert_url
     fetch = Fetcher()
+    provider = endpoint(topic("t"), fetch=fetch)
+    if accepted:  # fetched, and the signature (over content that names no URL) verifies
+        assert (await handled(provider, post(message))).reports
+        assert fetch.urls == [cert_url]
+        return
     with pytest.raises(Unauthenticated, match="SigningCertURL"):
-        endpoint(topic("t"), fetch=fetch).verify(post(message))
+        await provider.prepare(post(message))
     assert fetch.urls == []  # refused before anything was fetched
 
 
-def test_certificates_are_fetched_once_and_cached() -> None:
+@pytest.mark.parametrize("cert_url", [None, 42, ["https://sns.us-east-1.amazonaws.com/c.pem"]])
+async def test_a_certificate_url_that_is_no_string_is_refused(cert_url: object) -> None:
+    fetch = Fetcher()
+    with pytest.raises(Unauthenticated, match="SigningCertURL"):
+        await endpoint(topic("t"), fetch=fetch).prepare(
+            post(notification(topic("t"), SigningCertURL=cert_url))
+        )
+    assert fetch.urls == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"TopicArn": topic("someone-elses")}, "TopicArn"),
+        ({"TopicArn": None}, "TopicArn"),
+        ({"Signature": None}, "no Signature"),
+        ({"Signature": "not base64!"}, "base64"),
+        ({"SignatureVersion": "3"}, "SignatureVersion"),
+        ({"Type": "Surprise"}, "Type"),
+        ({"Timestamp": "2001-01-01T00:00:00.000Z"}, "older"),
+        ({"Timestamp": "yesterday"}, "Timestamp"),
+    ],
+)
+async def test_nothing_is_fetched_for_a_message_that_fails_a_cheaper_check(
+    changes: dict[str, Any], match: str
+) -> None:
+    message = notification(topic("t"), "m")
+    message["SigningCertURL"] = "https://sns.us-east-1.amazonaws.com/random-4f2a.pem"
+    message.update(changes)
+    fetch = Fetcher()
+    with pytest.raises(Unauthenticated, match=match):
+        await endpoint(topic("t"), fetch=fetch).prepare(post(message))
+    assert fetch.urls == []
+
+
+async def test_the_topic_is_checked_first() -> None:
+    """An unsigned message of another topic is refused for its topic, before anything else."""
+    message = {"Type": "Notification", "TopicArn": topic("other"), "SigningCertURL": "x"}
+    fetch = Fetcher()
+    with pytest.raises(Unauthenticated, match="TopicArn"):
+        await endpoint(topic("t"), fetch=fetch).prepare(post(message))
+    assert fetch.urls == []
+
+
+async def test_the_trusted_directory_is_looked_up_before_any_fetch(tmp_path: Path) -> None:
+    (tmp_path / CERT_NAME).write_bytes(key_pair()[0])
+    fetch = Fetcher(error=OSError("must not be called"))
+    provider = endpoint(topic("t"), fetch=fetch, cert_dir=tmp_path)
+    assert (await handled(provider, post(notification(topic("t"))))).reports
+    assert fetch.urls == []
+
+
+async def test_certificates_are_fetched_once_and_cached() -> None:
     fetch = Fetcher()
     provider = endpoint(topic("t"), fetch=fetch)
     for message_id in ("a", "b", "c"):
-        provider.handle(post(notification(topic("t"), message_id)))
+        await handled(provider, post(notification(topic("t"), message_id)))
     assert fetch.urls == [CERT_URL]
 
 
-def test_a_certificate_that_cannot_be_fetched_asks_for_a_retry() -> None:
+def test_verify_never_fetches_on_the_event_loop() -> None:
+    """Without prepare, verify asks for a retry rather than fetch where it runs."""
+    fetch = Fetcher()
+    with pytest.raises(NotReady, match="not loaded"):
+        endpoint(topic("t"), fetch=fetch).handle(post(notification(topic("t"))))
+    assert fetch.urls == []
+
+
+async def test_a_certificate_that_cannot_be_fetched_now_asks_for_a_retry() -> None:
+    """SNS retries 5xx only, three times 20 s apart by default: a 401 would lose the report.
+    NotReady (503) is no failed authentication, so the client's failure limit is not fed."""
     provider = endpoint(topic("t"), fetch=Fetcher(error=OSError("connection refused")))
-    with pytest.raises(NotReady):
-        provider.verify(post(notification(topic("t"))))
+    with pytest.raises(NotReady, match="connection refused") as caught:
+        await provider.prepare(post(notification(topic("t"))))
+    assert not isinstance(caught.value, Unauthenticated)
 
 
-def test_a_wrong_certificate_is_refused() -> None:
+async def test_a_refused_certificate_is_a_failed_authentication() -> None:
+    refused = sns_certificates.Refused("https://sns... answered 404")
+    with pytest.raises(Unauthenticated, match="answered 404"):
+        await endpoint(topic("t"), fetch=Fetcher(error=refused)).prepare(
+            post(notification(topic("t")))
+        )
+
+
+async def test_a_wrong_certificate_is_refused() -> None:
     other, _ = sns_signature.signing_pair("someone else")
     with pytest.raises(Unauthenticated, match="does not verify"):
-        endpoint(topic("t"), fetch=Fetcher(other)).verify(post(notification(topic("t"))))
+        await handled(endpoint(topic("t"), fetch=Fetcher(other)), post(notification(topic("t"))))
     with pytest.raises(Unauthenticated, match="PEM"):
-        endpoint(topic("t"), fetch=Fetcher(b"junk")).verify(post(notification(topic("t"))))
+        await endpoint(topic("t"), fetch=Fetcher(b"junk")).prepare(post(notification(topic("t"))))
 
 
 def confirmation(topic_arn: str, subscribe_url: str) -> dict[str, Any]:
@@ -216,7 +369,7 @@ def confirmation(topic_arn: str, subscribe_url: str) -> dict[str, Any]:
     return message
 
 
-def test_subscriptions_are_confirmed_only_when_configured() -> None:
+async def test_subscriptions_are_confirmed_only_when_configured() -> None:
     url = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=2336412f37"
     confirmed: list[str] = []
 
@@ -224,40 +377,50 @@ def test_subscriptions_are_confirmed_only_when_configured() -> None:
         confirmed.append(target)
         return b"<ConfirmSubscriptionResponse/>"
 
+    def provider(*, on: bool) -> AwsSns:
+        creds = AwsSnsCredentials(topic_arns=topic("t"), confirm_subscriptions=on)
+        return AwsSns("", creds, fetch=Fetcher(), confirm=confirm)
+
     request = post(confirmation(topic("t"), url))
-    creds = AwsSnsCredentials(topic_arns=topic("t"), confirm_subscriptions=True)
-    assert AwsSns("", creds, fetch=Fetcher(), confirm=confirm).handle(request).reports == []
+    assert (await handled(provider(on=True), request)).reports == []
     assert confirmed == [url]
-    off = AwsSns("", AwsSnsCredentials(topic_arns=topic("t")), fetch=Fetcher(), confirm=confirm)
-    assert off.handle(request).reports == []
+    assert (await handled(provider(on=False), request)).reports == []
     assert confirmed == [url]  # not confirmed again: the setting is off
-    elsewhere = post(confirmation(topic("t"), "https://evil.example/?Action=ConfirmSubscription"))
-    with pytest.raises(Malformed):
-        AwsSns("", creds, fetch=Fetcher(), confirm=confirm).handle(elsewhere)
-    other_topic = post(confirmation(topic("other"), url))
+    for elsewhere in (
+        "https://evil.example/?Action=ConfirmSubscription",
+        "https://user@sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription",
+        "http://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription",
+    ):
+        with pytest.raises(Malformed):
+            await handled(provider(on=True), post(confirmation(topic("t"), elsewhere)))
     with pytest.raises(Unauthenticated):
-        AwsSns("", creds, fetch=Fetcher(), confirm=confirm).handle(other_topic)
+        await handled(provider(on=True), post(confirmation(topic("other"), url)))
+    forged = {**confirmation(topic("t"), url), "Token": "changed"}
+    with pytest.raises(Unauthenticated):
+        await handled(provider(on=True), post(forged))
     assert confirmed == [url]
 
 
-def test_a_failed_confirmation_asks_for_a_retry() -> None:
+@pytest.mark.parametrize("error", [OSError("timed out"), sns_certificates.Refused("answered 403")])
+async def test_a_failed_confirmation_asks_for_a_retry(error: Exception) -> None:
     url = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=1"
 
     def refuse(target: str) -> bytes:
-        raise OSError("timed out")
+        raise error
 
     creds = AwsSnsCredentials(topic_arns=topic("t"), confirm_subscriptions=True)
     with pytest.raises(NotReady):
-        AwsSns("", creds, fetch=Fetcher(), confirm=refuse).handle(
-            post(confirmation(topic("t"), url))
+        await handled(
+            AwsSns("", creds, fetch=Fetcher(), confirm=refuse), post(confirmation(topic("t"), url))
         )
 
 
-def test_the_age_window_is_generous_and_configurable() -> None:
+async def test_the_age_window_is_generous_and_configurable() -> None:
     request = post(notification(topic("t")))
-    assert endpoint(topic("t"), now=time.time() + 3 * 3600).verify(request)  # SNS retries
+    retried = endpoint(topic("t"), now=time.time() + 3 * 3600)  # SNS retries
+    assert (await handled(retried, request)).reports
     with pytest.raises(Unauthenticated) as caught:
-        endpoint(topic("t"), now=time.time() + 3600, timestamp_tolerance_seconds=600).verify(
+        await endpoint(topic("t"), now=time.time() + 3600, timestamp_tolerance_seconds=600).prepare(
             request
         )
     assert caught.value.label == "stale"
@@ -303,9 +466,9 @@ def test_every_event_field_is_normalized(tmp_path: Path) -> None:
         ("TEXT_SOMETHING_NEW", "unknown", None),
     ],
 )
-def test_status_table(event_type: str, canonical: str, permanent: bool | None) -> None:
+async def test_status_table(event_type: str, canonical: str, permanent: bool | None) -> None:
     report = first_report(
-        endpoint(topic("t")).handle(post(notification(topic("t"), "m", event_type)))
+        await handled(endpoint(topic("t")), post(notification(topic("t"), "m", event_type)))
     )
     assert status_label(report.status) == canonical
     if canonical not in ("queued", "sent", "delivered"):
@@ -316,11 +479,11 @@ def test_status_table(event_type: str, canonical: str, permanent: bool | None) -
         assert report.error.permanent is permanent
 
 
-def test_a_message_that_is_not_an_sms_event_is_quarantined() -> None:
+async def test_a_message_that_is_not_an_sms_event_is_quarantined() -> None:
     message = notification(topic("t"))
     message["Message"] = "not json"
     message["Signature"] = sns_signature.sign(message, key_pair()[1])
-    parsed = endpoint(topic("t")).handle(post(message))
+    parsed = await handled(endpoint(topic("t")), post(message))
     assert parsed.quarantined[0].reason == "Message is not JSON"
 
 
@@ -328,9 +491,9 @@ def test_a_message_that_is_not_an_sms_event_is_quarantined() -> None:
     ("body", "content_type"),
     [(b"not json", "text/plain"), (b"[]", "text/plain"), (b"{}", "application/xml")],
 )
-def test_bad_envelopes(body: bytes, content_type: str) -> None:
+async def test_bad_envelopes(body: bytes, content_type: str) -> None:
     with pytest.raises(WebhookError):
-        endpoint(topic("t")).handle(inbound(URL, body=body, content_type=content_type))
+        await handled(endpoint(topic("t")), inbound(URL, body=body, content_type=content_type))
 
 
 def test_settings_refuse_what_is_not_a_topic_arn() -> None:
