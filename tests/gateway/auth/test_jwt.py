@@ -21,8 +21,11 @@ def token_with(header: dict[str, object], claims: dict[str, object], signature: 
     return ".".join([*parts, signature or jwt.b64url_encode(b"x" * 32)])
 
 
+#: Registered claims PyJWT validates on its own (types, times, audience): left out, since the
+#: comparison is about encoding and signing, and ours checks only the times (tested below).
+_REGISTERED = frozenset({"exp", "nbf", "iat", "jti", "iss", "sub", "aud"})
 _CLAIMS = st.dictionaries(
-    st.text(min_size=1, max_size=8).filter(lambda name: name not in ("exp", "nbf", "iat")),
+    st.text(min_size=1, max_size=8).filter(lambda name: name not in _REGISTERED),
     st.one_of(st.text(max_size=20), st.integers(-(10**9), 10**9), st.booleans()),
     max_size=6,
 )
