@@ -3,22 +3,23 @@ is, whether it or the account is over a rate limit (see ratelimit.py), whether i
 failing authentication, and, once the request is verified and parsed, whether it carries too
 many items or a signed nonce already accepted on another request.
 
-Replay protection, for schemes that sign a nonce but no time (Plivo): a nonce is remembered,
-with a digest of the request it signed, only once that request was answered 2xx: a provider
-retrying after a 503 may resend the very same signed request, and that retry must go
-through. The same nonce on a *different* request is refused with 401 (``replayed``) for
-``DLRHUB_NONCE_TTL_SECONDS``. This matters most for Plivo V2, whose signature does not cover
-the parameters: without the cache, one captured request could be replayed with altered
-parameters. A byte-identical resend of an accepted request is let through: statusd dedupes
-it into a counted duplicate that changes nothing, and a provider whose 200 was lost on the
-way (a timeout, a killed connection) gets its 200 and stops retrying, instead of a 401 that
-it would log as a failure and that would count against its address's authentication-failure
-limit.
+Replay protection, for schemes that sign a nonce but no time (Plivo): every nonce a request
+carries is remembered, with a digest of the request, once the request authenticated and
+before it is forwarded to statusd, so a second request with the same nonce is refused with
+401 (``replayed``) for ``DLRHUB_NONCE_TTL_SECONDS`` even while the first still waits for its
+commit. The very request that was recorded may come again: a provider retrying after a 503,
+or after a 200 lost on the way (a timeout, a killed connection), resends the same signed
+request; statusd dedupes it into a counted duplicate that changes nothing, and the provider
+gets its answer and stops retrying, instead of a 401 that it would log as a failure and that
+would count against its address's authentication-failure limit. This matters most for Plivo
+V2 (off unless ``DLRHUB_PLIVO_ALLOW_V2``), whose signature does not cover the parameters:
+without the cache, one captured request could be replayed with altered parameters.
 
 The nonce cache is per gateway process and bounded (oldest entries dropped first); with
-several gateway replicas a replay can still reach another replica, where dedupe in statusd
-makes an unaltered replay harmless. Timestamped schemes (Telnyx, Standard Webhooks, Bird) are
-protected by their signed time window instead.
+several gateway replicas, or after a restart, a replay can reach a gateway that never saw the
+original: dedupe in statusd makes an unaltered replay harmless, but a V2 request with altered
+parameters is then accepted, which is why V2 is off by default. Timestamped schemes (Telnyx,
+Standard Webhooks, Bird) are protected by their signed time window instead.
 """
 
 from __future__ import annotations
@@ -79,22 +80,23 @@ class Guard:
         self.auth_failures.check(client)
 
     def check_parsed(self, parsed: Parsed, request: InboundRequest) -> None:
-        """Raises Unauthenticated (``replayed``) when the request's signed nonce was accepted
-        on another request (the very request that was accepted may come again, see the module
-        docstring), PayloadTooLarge when it carries more items than allowed."""
-        if parsed.replay_key and self.nonces.ttl:
-            accepted = self.nonces.seen(parsed.replay_key)
-            if accepted is not None and not hmac.compare_digest(accepted, digest(request)):
+        """Raises Unauthenticated (``replayed``) when any nonce the request carries was
+        recorded for another request (the very request it was recorded for may come again,
+        see the module docstring), PayloadTooLarge when it carries more items than allowed;
+        otherwise records its nonces, before the request is forwarded."""
+        keys = parsed.replay_keys if self.nonces.ttl else ()
+        signed = digest(request) if keys else b""
+        for key in keys:
+            recorded = self.nonces.seen(key)
+            if recorded is not None and not hmac.compare_digest(recorded, signed):
                 raise Unauthenticated(
                     "this signed nonce was already accepted on another request", label="replayed"
                 )
         if len(parsed.reports) + len(parsed.quarantined) > self.max_items:
             raise PayloadTooLarge(f"more than {self.max_items} reports in one request")
-
-    def accepted(self, parsed: Parsed, request: InboundRequest) -> None:
-        """Remembers the request's signed nonce, now that the request was committed."""
-        if parsed.replay_key and self.nonces.ttl and self.nonces.max_size:
-            self.nonces.remember(parsed.replay_key, digest(request))
+        if self.nonces.max_size:
+            for key in keys:
+                self.nonces.remember(key, signed)
 
 
 def digest(request: InboundRequest) -> bytes:
@@ -104,7 +106,7 @@ def digest(request: InboundRequest) -> bytes:
 
 
 class NonceCache:
-    """Keys of accepted requests with their requests' digests, each kept for ``ttl``
+    """Keys of authenticated requests with their requests' digests, each kept for ``ttl``
     seconds, at most ``max_size``."""
 
     def __init__(

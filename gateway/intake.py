@@ -1,10 +1,10 @@
 """A webhook's path through the gateway, in order, in one function: :func:`receive`.
 
 admit (request limits, :mod:`gateway.guard`) → read the body (:mod:`gateway.body`) → verify
-and parse (the provider's ``handle``) → check what it carried (replayed nonce, too many items;
-the guard) → forward to statusd and wait for the commit (:mod:`gateway.coalescer`, which
-gathers concurrent webhooks into one call of :mod:`gateway.forwarder`) → remember it as
-accepted (the guard). Any refusal is raised as a :class:`~gateway.errors.WebhookError`;
+and parse (the provider's ``handle``) → check what it carried (replayed nonce, too many items)
+and record its nonces (the guard) → forward to statusd and wait for the commit
+(:mod:`gateway.coalescer`, which gathers concurrent webhooks into one call of
+:mod:`gateway.forwarder`). Any refusal is raised as a :class:`~gateway.errors.WebhookError`;
 this module never builds a response (:func:`gateway.errors.respond` does).
 """
 
@@ -63,7 +63,6 @@ async def receive(request: Request, provider: str, account: str, request_id: str
         guard.failed_authentication(client)
         raise
     answer = await coalescer.submit(parsed.reports, parsed.quarantined)
-    guard.accepted(parsed, inbound)
     return Accepted(inbound, parsed, answer)
 
 

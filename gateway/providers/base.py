@@ -138,13 +138,13 @@ class SampleRequest:
 class Parsed:
     """What a request carried: normalized reports and quarantined items.
 
-    ``replay_key`` names the signed nonce for schemes that sign one but no time; the gateway
-    refuses a second request with the same key once the first was accepted.
+    ``replay_keys`` name the nonces the request carries, for schemes that sign one but no
+    time; the gateway refuses a request any of whose keys was recorded for another request.
     """
 
     reports: list[pb.DeliveryReport] = field(default_factory=list)
     quarantined: list[pb.QuarantinedItem] = field(default_factory=list)
-    replay_key: str = ""
+    replay_keys: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, item: Any, normalize: Callable[[Any], Normalized]) -> Parsed:
@@ -228,15 +228,14 @@ class Provider(abc.ABC):
             item.content_type = request.content_type
             item.request_id = request.request_id
             item.received_time.FromMicroseconds(request.received_micros)
-        nonce = "" if self.insecure else self.signed_nonce(request)
-        if nonce:
-            parsed.replay_key = f"{self.name}/{self.account}/{nonce}"
+        nonces = () if self.insecure else self.nonces(request)
+        parsed.replay_keys = tuple(f"{self.name}/{self.account}/{nonce}" for nonce in nonces)
         return parsed
 
-    def signed_nonce(self, request: InboundRequest) -> str:
-        """The nonce the request's signature covers, for schemes that sign a nonce but no
-        time (replay protection); empty for the others."""
-        return ""
+    def nonces(self, request: InboundRequest) -> tuple[str, ...]:
+        """Every nonce of the request a signature this account accepts could cover, for
+        schemes that sign a nonce but no time (replay protection); empty for the others."""
+        return ()
 
     @abc.abstractmethod
     def parse_item(self, raw: str) -> pb.DeliveryReport:

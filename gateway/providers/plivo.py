@@ -2,9 +2,13 @@
 
 Authenticity: the ``X-Plivo-Signature-V3`` family signs method, the URL Plivo called, every
 parameter sorted, and a nonce; the header may carry several comma-separated signatures. When a
-V3 header is present, V3 must pass: there is no fallback to V2, which would be a downgrade.
-V2 (``X-Plivo-Signature-V2``: URL without query + nonce, the body unsigned) is accepted only
-when no V3 header is present. The ``-Ma-`` variants are signed with the main account's token,
+V3 header (a signature or its nonce) is present, V3 alone judges the request: there is no
+fallback to V2, which would be a downgrade. V2 (``X-Plivo-Signature-V2``: URL without query +
+nonce, the parameters unsigned) is refused unless ``DLRHUB_PLIVO_ALLOW_V2`` is on, and then
+accepted only when no V3 header is present; every nonce a request carries is recorded against
+replays (gateway/replay.py). V3 signs parameters as ``k=v&k=v`` (the query) and as name +
+value concatenated (the form), so parameters that could be re-split are refused
+(gateway/auth/canonical.py). The ``-Ma-`` variants are signed with the main account's token,
 so configure it beside a subaccount's. See docs/providers/plivo.md.
 """
 
@@ -20,7 +24,7 @@ from pydantic import Field
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
-from gateway.auth import signatures
+from gateway.auth import canonical, signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (
     InboundRequest,
@@ -96,6 +100,34 @@ SAMPLE_STATUSES = {
 SAMPLE_SEQUENCE = {"queued": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 2}
 V3_HEADERS = ("X-Plivo-Signature-V3", "X-Plivo-Signature-Ma-V3")
 V2_HEADERS = ("X-Plivo-Signature-V2", "X-Plivo-Signature-Ma-V2")
+V3_NONCE = "X-Plivo-Signature-V3-Nonce"
+V2_NONCE = "X-Plivo-Signature-V2-Nonce"
+#: The parameters dlrhub reads: no re-split of the signed string may touch them.
+DECISIVE = frozenset(
+    {
+        "MessageUUID",
+        "ParentMessageUUID",
+        "Status",
+        "ErrorCode",
+        "Sequence",
+        "PartInfo",
+        "SentTime",
+        "QueuedTime",
+        "DeliveryReportTime",
+    }
+)
+#: Every parameter Plivo documents for status callbacks.
+PARAMETERS = DECISIVE | {
+    "From",
+    "To",
+    "Type",
+    "Units",
+    "TotalRate",
+    "TotalAmount",
+    "MCC",
+    "MNC",
+    "PowerpackUUID",
+}
 
 
 class PlivoCredentials(Credentials):
@@ -103,6 +135,11 @@ class PlivoCredentials(Credentials):
 
     auth_token: Secrets = Field(
         (), description="Auth tokens (the subaccount's and, for -Ma- signatures, the main one)."
+    )
+    allow_v2: bool = Field(
+        False,
+        description="Accept X-Plivo-Signature-V2, which signs the URL and a nonce but no "
+        "parameter (weaker: replays with other parameters are caught only by this process).",
     )
 
 
@@ -113,19 +150,21 @@ class Plivo(Provider):
 
     def verify(self, request: InboundRequest) -> str:
         tokens = signatures.secret_values(self.credentials.auth_token)
-        if any(request.header(name) for name in V3_HEADERS):
-            nonce = request.header("X-Plivo-Signature-V3-Nonce")
-            if not nonce:
-                raise self.unauthenticated("X-Plivo-Signature-V3-Nonce is missing", label="missing")
+        if any(request.header(name) for name in (*V3_HEADERS, V3_NONCE)):
+            nonce = self.required_header(request, V3_NONCE)
+            problem = ambiguity(request)
+            if problem:
+                raise self.unauthenticated(problem)
             message = v3_string(request.method, request.url, request.form) + "." + nonce
-            given = _signatures(request, V3_HEADERS)
-            if signatures.hmac_matches(tokens, message.encode("utf-8"), given):
+            if signatures.hmac_matches(tokens, message.encode(), _signatures(request, V3_HEADERS)):
                 return "plivo_v3"
             raise self.unauthenticated("X-Plivo-Signature-V3 does not match")
         if any(request.header(name) for name in V2_HEADERS):
-            nonce = request.header("X-Plivo-Signature-V2-Nonce")
-            if not nonce:
-                raise self.unauthenticated("X-Plivo-Signature-V2-Nonce is missing", label="missing")
+            if not self.credentials.allow_v2:
+                raise self.unauthenticated(
+                    "X-Plivo-Signature-V2 signs no parameter and is off (DLRHUB_PLIVO_ALLOW_V2)"
+                )
+            nonce = self.required_header(request, V2_NONCE)
             message_v2 = (_base_url(request.url) + nonce).encode("utf-8")
             if signatures.hmac_matches(tokens, message_v2, _signatures(request, V2_HEADERS)):
                 return "plivo_v2"
@@ -169,11 +208,13 @@ class Plivo(Provider):
     def dev_credentials(cls, directory: Path) -> dict[str, str]:
         return {cls.env("auth_token"): secrets.token_urlsafe(24)}
 
-    def signed_nonce(self, request: InboundRequest) -> str:
-        # V3 when any V3 header is present (verify() required it), else V2.
-        if any(request.header(name) for name in V3_HEADERS):
-            return request.header("X-Plivo-Signature-V3-Nonce") or ""
-        return request.header("X-Plivo-Signature-V2-Nonce") or ""
+    def nonces(self, request: InboundRequest) -> tuple[str, ...]:
+        # The V3 nonce when V3 judged the request; every V2 nonce when V2 is allowed, so a
+        # captured V3 request stripped to its V2 headers is a replay too.
+        found = [request.header(V3_NONCE) or ""]
+        if self.credentials.allow_v2:
+            found.append(request.header(V2_NONCE) or "")
+        return tuple(dict.fromkeys(nonce for nonce in found if nonce))
 
     def parse(self, request: InboundRequest) -> Parsed:
         if request.method == "POST":
@@ -227,6 +268,18 @@ def _part_info(value: Any) -> tuple[int, int]:
         if 0 < index <= count < 256:
             return index, count
     return 0, 0
+
+
+def ambiguity(request: InboundRequest) -> str:
+    """Why the V3 string of the request could also be built from other parameters, or ``""``:
+    ``&`` or ``=`` in a query name or value (joined as ``k=v&k=v``), or a form that could be
+    re-split (name and value concatenated, :func:`canonical.concatenation_problem`)."""
+    query = parse_qsl(urlsplit(request.url).query, keep_blank_values=True)
+    problem = canonical.separators_in(query, "&=", values=True)
+    if problem or request.method != "POST":
+        return problem
+    prefix = "&".join(f"{key}={value}" for key, value in query)
+    return canonical.concatenation_problem(prefix, request.form, DECISIVE, PARAMETERS)
 
 
 def _signatures(request: InboundRequest, headers: tuple[str, ...]) -> list[str]:

@@ -7,9 +7,12 @@ inconsistent about the default port, so the URL is tried as received, without it
 with ``:443``/``:80`` added. A JSON body is signed through the URL: the query carries
 ``bodySHA256`` (hex SHA-256 of the body) and the HMAC covers the URL alone. A webhook signed
 with a SharedKey names its algorithm in ``X-Twilio-Webhooks-Signature-Settings``
-(``HMAC_SHA256``); configure that key's secret beside the auth token. No time is signed:
-duplicates are caught by statusd's dedupe (``I-Twilio-Idempotency-Token`` is the event id when
-Twilio sends it). See docs/providers/twilio.md.
+(``HMAC_SHA256``); configure that key's secret beside the auth token. Names and values are
+concatenated with nothing between them, so a form that could be re-split to change a field
+dlrhub reads is refused (gateway/auth/canonical.py). No time is signed: duplicates are caught
+by statusd's dedupe on an event id that is a digest of the signed string (the
+``I-Twilio-Idempotency-Token`` header is not signed, so it cannot tell a retry from a
+replay). See docs/providers/twilio.md.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pydantic import Field
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
-from gateway.auth import signatures
+from gateway.auth import canonical, signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (
     InboundRequest,
@@ -95,6 +98,30 @@ SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 #: Algorithms a signature-settings header may name (the auth token signs with SHA-1).
 ALGORITHMS = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
 DEFAULT_PORTS = {"https": 443, "http": 80}
+#: The parameters dlrhub reads: no re-split of the signed string may touch them.
+DECISIVE = frozenset(
+    {"MessageSid", "SmsSid", "MessageStatus", "SmsStatus", "ErrorCode", "MessagingServiceSid"}
+)
+#: Every parameter Twilio documents for messaging status callbacks.
+PARAMETERS = DECISIVE | {
+    "AccountSid",
+    "ApiVersion",
+    "Body",
+    "ChannelInstallSid",
+    "ChannelPrefix",
+    "ChannelStatusMessage",
+    "ChannelToAddress",
+    "ErrorMessage",
+    "EventType",
+    "From",
+    "NumMedia",
+    "NumSegments",
+    "RawDlrDoneDate",
+    "StructuredMessage",
+    "To",
+}
+#: Prefix of the event id: a digest of what the signature covers.
+EVENT_ID_PREFIX = "twilio-signed:"
 
 
 class TwilioCredentials(Credentials):
@@ -122,6 +149,9 @@ class Twilio(Provider):
             if not signatures.equal(signatures.sha256_hex(request.body), body_hash[-1].lower()):
                 raise self.unauthenticated("bodySHA256 does not match the body")
             pairs = ()
+        problem = canonical.concatenation_problem(request.url, pairs, DECISIVE, PARAMETERS)
+        if problem:
+            raise self.unauthenticated(problem)
         keys = signatures.secret_values(self.credentials.auth_token)
         expected = [
             signature_of(url, pairs, key, algorithm)
@@ -138,9 +168,8 @@ class Twilio(Provider):
         if not (params.get("MessageSid") or params.get("SmsSid")):
             raise Malformed("MessageSid is missing")
         parsed = Parsed.of(params, normalize)
-        token = text(request.header("I-Twilio-Idempotency-Token"), "idempotency token", limit=256)
         for report in parsed.reports:
-            report.event_id = token.strip()
+            report.event_id = event_id(request.url, request.form)
         return parsed
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:
@@ -234,6 +263,13 @@ def signing_string(url: str, form: tuple[tuple[str, str], ...]) -> str:
     return url + "".join(
         f"{key}{value}" for key in sorted(grouped) for value in sorted(grouped[key])
     )
+
+
+def event_id(url: str, form: tuple[tuple[str, str], ...]) -> str:
+    """The dedupe key of a callback: a digest of the string its signature covers, so a resend
+    of the same callback is a duplicate whatever unsigned headers it carries."""
+    digest = signatures.sha256_hex(signing_string(url, form).encode("utf-8", "surrogatepass"))
+    return EVENT_ID_PREFIX + digest
 
 
 def signature_of(

@@ -6,6 +6,9 @@ included), with ``&`` and ``=`` inside values replaced by ``_``, sorted by name,
 ``md5hash`` method, or the HMAC (MD5, SHA-1, SHA-256, SHA-512) of the string keyed with the
 signature secret. The method is the one chosen in the Vonage dashboard; only that one is
 accepted. The signed ``timestamp`` must fall inside a window wide enough for Vonage's retries.
+Names are not escaped: a name with ``&`` or ``=`` (``err-code=6&x``) would sign like two
+parameters, so it is refused (401), and so is a JSON receipt's object or array value, whose
+text is not escaped either.
 
 Multipart: Vonage sends one receipt **per part**, each with its own ``messageId`` and no id of
 the whole message. Each part is stored as its own message. When every message is sent with a
@@ -29,7 +32,7 @@ from pydantic import Field
 
 from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
-from gateway.auth import signatures
+from gateway.auth import canonical, signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (
     InboundRequest,
@@ -133,6 +136,9 @@ class Vonage(Provider):
             )
         creds = self.credentials
         signed = {key: value for key, value in params.items() if key != "sig"}
+        problem = canonical.separators_in(signed.items(), "&=") or _nested(signed)
+        if problem:
+            raise self.unauthenticated(problem)
         expected = [
             signature(signed, secret, creds.signature_method)
             for secret in signatures.secret_values(creds.signature_secret)
@@ -203,6 +209,15 @@ def receipt_params(request: InboundRequest) -> dict[str, Any]:
         shown = request.content_type or "none"
         raise Malformed(f"vonage sends a form or JSON with POST, this request has {shown}")
     return request.params()
+
+
+def _nested(params: dict[str, Any]) -> str:
+    """Why a JSON receipt cannot be signed unambiguously: an object or array value, whose
+    JSON text could hold ``&`` and ``=`` (Vonage's receipts are flat)."""
+    for key, value in params.items():
+        if isinstance(value, dict | list):
+            return f"parameter {key[:64]!r} is an object or array: its signed text is ambiguous"
+    return ""
 
 
 def _signed_value(value: object) -> str:

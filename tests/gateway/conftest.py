@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,14 +60,18 @@ StackFactory = Callable[..., AbstractAsyncContextManager[Stack]]
 
 @pytest.fixture
 def make_stack(tmp_path: Path) -> StackFactory:
-    """Starts a stack with the gateway settings given (``make_stack(max_headers=20)``)."""
+    """Starts a stack with the gateway settings given (``make_stack(max_headers=20)``) and, in
+    ``env``, credentials beside ENV (``make_stack(env={"DLRHUB_PLIVO_ALLOW_V2": "true"})``)."""
 
     @asynccontextmanager
-    async def make(**settings: Any) -> AsyncIterator[Stack]:
+    async def make(env: Mapping[str, str] | None = None, **settings: Any) -> AsyncIterator[Stack]:
         async with (
             running_statusd(statusd_settings(tmp_path)) as daemon,
             running_gateway(
-                ENV, f"127.0.0.1:{daemon.port}", public_url=PUBLIC_URL, **settings
+                {**ENV, **(env or {})},
+                f"127.0.0.1:{daemon.port}",
+                public_url=PUBLIC_URL,
+                **settings,
             ) as gateway,
             httpx.AsyncClient(base_url=gateway.url, timeout=10) as http,
         ):

@@ -9,7 +9,6 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -22,7 +21,6 @@ from gateway.errors import PayloadTooLarge, Unauthenticated
 from gateway.guard import Guard, NonceCache, digest
 from gateway.providers import Parsed
 from gateway.providers.base import build_request
-from gateway.providers.plivo import sign_v2
 from gateway.settings import GatewaySettings
 from tests.gateway.conftest import ENV, PUBLIC_URL, StackFactory
 from tests.gateway.test_intake import infobip_body, plivo_post
@@ -80,30 +78,46 @@ def guard(**settings: Any) -> Guard:
     return Guard(load(GatewaySettings, **settings))
 
 
-def nonce_request(body: bytes, nonce: str = "n-1") -> tuple[Parsed, Any]:
+def nonce_request(body: bytes, *nonces: str) -> tuple[Parsed, Any]:
     request = build_request("POST", "https://x.example/webhooks/plivo", [], body)
-    return Parsed(reports=[pb.DeliveryReport()], replay_key=f"plivo//{nonce}"), request
+    keys = tuple(f"plivo//{nonce}" for nonce in nonces or ("n-1",))
+    return Parsed(reports=[pb.DeliveryReport()], replay_keys=keys), request
 
 
-def test_a_nonce_is_refused_on_another_request_only_once_accepted() -> None:
+def test_a_nonce_is_recorded_before_forwarding_and_refused_on_another_request() -> None:
     checks = guard()
     parsed, request = nonce_request(b"Status=sent")
-    checks.check_parsed(parsed, request)
-    checks.check_parsed(parsed, request)  # not accepted yet: a retry after a 503 goes through
-    checks.accepted(parsed, request)
-    checks.check_parsed(parsed, request)  # the accepted request itself may come again
+    checks.check_parsed(parsed, request)  # recorded now, before statusd has answered
+    checks.check_parsed(parsed, request)  # the same request may come again (a 503, a lost 200)
     other, forged = nonce_request(b"Status=failed")
     with pytest.raises(Unauthenticated) as refused:
         checks.check_parsed(other, forged)
     assert refused.value.label == "replayed"
-    fresh, request = nonce_request(b"Status=failed", nonce="n-2")
+    fresh, request = nonce_request(b"Status=failed", "n-2")
     checks.check_parsed(fresh, request)
+
+
+def test_every_nonce_a_request_carries_is_recorded() -> None:
+    checks = guard()
+    checks.check_parsed(*nonce_request(b"Status=undelivered", "v3-nonce", "v2-nonce"))
+    stripped = nonce_request(b"Status=delivered", "v2-nonce")  # V3 headers gone, form rewritten
+    with pytest.raises(Unauthenticated, match="already accepted"):
+        checks.check_parsed(*stripped)
+
+
+def test_a_request_refused_for_its_items_records_no_nonce() -> None:
+    checks = guard(max_items_per_request=1)
+    parsed, request = nonce_request(b"Status=sent")
+    parsed.reports.append(pb.DeliveryReport())
+    with pytest.raises(PayloadTooLarge):
+        checks.check_parsed(parsed, request)
+    assert len(checks.nonces) == 0
 
 
 def test_a_zero_ttl_remembers_no_nonce() -> None:
     checks = guard(nonce_ttl_seconds=0)
     parsed, request = nonce_request(b"Status=sent")
-    checks.accepted(parsed, request)
+    checks.check_parsed(parsed, request)
     other, forged = nonce_request(b"Status=failed")
     checks.check_parsed(other, forged)
     assert len(checks.nonces) == 0
@@ -187,41 +201,6 @@ async def test_items_per_request_limit(make_stack: StackFactory) -> None:
         assert response.status_code == 413
         assert "3 reports" in response.json()["reason"]
         assert await stack.stored_messages() == 0
-
-
-def plivo_v2(form: dict[str, str], nonce: str) -> dict[str, Any]:
-    """A V2-signed callback: the signature covers the URL and the nonce, not the parameters."""
-    return {
-        "content": urlencode(form),
-        "headers": {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Plivo-Signature-V2": sign_v2(PUBLIC_URL + "/webhooks/plivo", nonce, "plivo-token"),
-            "X-Plivo-Signature-V2-Nonce": nonce,
-        },
-    }
-
-
-async def test_plivo_nonce_on_another_request_is_refused_after_acceptance(
-    make_stack: StackFactory,
-) -> None:
-    async with make_stack() as stack:
-        form = {"MessageUUID": "p-1", "Status": "delivered", "ErrorCode": ""}
-        accepted = await stack.http.post("/webhooks/plivo", **plivo_v2(form, "nonce-1"))
-        assert accepted.json()["stored"] == 1
-        # The captured V2 signature still verifies with other parameters: the nonce refuses it.
-        forged = {"MessageUUID": "p-1", "Status": "failed", "ErrorCode": "200"}
-        replayed = await stack.http.post("/webhooks/plivo", **plivo_v2(forged, "nonce-1"))
-        assert replayed.status_code == 401
-        assert "already accepted on another request" in replayed.json()["reason"]
-        text = (await stack.http.get("/metrics")).text
-        assert 'dlrhub_signature_failures_total{provider="plivo",reason="replayed"}' in text
-        status = await stack.statusd.store.get(pb.MessageKey(provider="plivo", message_id="p-1"))
-        assert status is not None
-        assert status.report_count == 1
-        assert status.status == pb.DELIVERY_STATUS_DELIVERED
-        # a genuine resend with a new nonce: a duplicate
-        fresh = plivo_post(form, nonce="nonce-2")
-        assert (await stack.http.post(**fresh)).json()["duplicates"] == 1
 
 
 async def test_the_accepted_request_itself_may_come_again(make_stack: StackFactory) -> None:

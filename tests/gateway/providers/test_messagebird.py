@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import jwt as pyjwt
 import pytest
@@ -24,6 +24,7 @@ from gateway.providers.base import InboundRequest
 from gateway.providers.messagebird import (
     MessageBird,
     MessageBirdCredentials,
+    legacy_message,
     sign,
     sign_legacy,
 )
@@ -164,6 +165,22 @@ def test_messagebird_legacy_verifier_accepts_what_we_sign() -> None:
     headers = {"MessageBird-Signature": signature, "MessageBird-Request-Timestamp": stamp}
     request = inbound(url, method="GET", headers=headers)
     assert endpoint(KEY).verify(request) == "messagebird_hmac"
+
+
+def test_legacy_signature_escapes_names_so_merged_parameters_do_not_verify() -> None:
+    """The legacy string urlencodes the sorted query: ``&`` and ``=`` in a name are escaped,
+    so two parameters merged into one name sign differently (no collision to refuse)."""
+    stamp = str(int(time.time()))
+    query = (("id", "m-1"), ("status", "delivery_failed"), ("statusErrorCode", "6"))
+    merged = (("id", "m-1"), ("status", "delivery_failed&statusErrorCode=6"))
+    assert legacy_message(stamp, merged, b"") != legacy_message(stamp, query, b"")
+    headers = {
+        "MessageBird-Signature": sign_legacy(stamp, query, b"", KEY),
+        "MessageBird-Request-Timestamp": stamp,
+    }
+    forged = "https://dlr.example.com/webhooks/messagebird?" + urlencode(merged)
+    with pytest.raises(Unauthenticated, match="does not match"):
+        endpoint(KEY).verify(inbound(forged, method="GET", headers=headers))
 
 
 def test_a_failed_report_is_normalized() -> None:

@@ -23,7 +23,14 @@ from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
 from gateway.providers.base import InboundRequest
-from gateway.providers.plivo import Plivo, PlivoCredentials, sign_v2, sign_v3, v3_string
+from gateway.providers.plivo import (
+    Plivo,
+    PlivoCredentials,
+    ambiguity,
+    sign_v2,
+    sign_v3,
+    v3_string,
+)
 from tests.conftest import signature_vectors
 from tests.gateway.provider_cases import ProviderContract
 from tests.helpers.requests import inbound
@@ -34,8 +41,8 @@ NONCE = "71845412328127313932"
 FORM = {"MessageUUID": "msg-1", "Status": "delivered", "To": "14155551234", "ErrorCode": ""}
 
 
-def endpoint(*tokens: str) -> Plivo:
-    return Plivo("", PlivoCredentials(auth_token=",".join(tokens)))
+def endpoint(*tokens: str, allow_v2: bool = False) -> Plivo:
+    return Plivo("", PlivoCredentials(auth_token=",".join(tokens), allow_v2=allow_v2))
 
 
 def v3_request(
@@ -83,10 +90,13 @@ def test_signature_vectors(vector: dict[str, Any]) -> None:
         request = inbound(url, method="GET", headers=vector["headers"])
     else:
         request = inbound(url, headers=vector["headers"], form=params)
-    provider = endpoint(vector["secret"])
+    v2 = "X-Plivo-Signature-V3" not in vector["headers"]
+    provider = endpoint(vector["secret"], allow_v2=v2)
+    if v2:  # off unless allowed
+        with pytest.raises(Unauthenticated, match="DLRHUB_PLIVO_ALLOW_V2"):
+            endpoint(vector["secret"]).verify(request)
     if vector["valid"]:
-        expected = "plivo_v3" if "X-Plivo-Signature-V3" in vector["headers"] else "plivo_v2"
-        assert provider.verify(request) == expected
+        assert provider.verify(request) == ("plivo_v2" if v2 else "plivo_v3")
     else:
         with pytest.raises(Unauthenticated):
             provider.verify(request)
@@ -121,10 +131,16 @@ def test_no_downgrade_to_v2_when_v3_fails() -> None:
         headers={**bad_v3.headers, "x-plivo-signature-v2": v2, "x-plivo-signature-v2-nonce": "123"},
     )
     with pytest.raises(Unauthenticated):
-        endpoint("right").verify(both)
+        endpoint("right", allow_v2=True).verify(both)
+    # A V3 nonce without its signature still makes V3 the judge.
+    nonce_only = dataclasses.replace(
+        both, headers={k: v for k, v in both.headers.items() if k != "x-plivo-signature-v3"}
+    )
+    with pytest.raises(Unauthenticated, match="V3 does not match"):
+        endpoint("right", allow_v2=True).verify(nonce_only)
 
 
-def test_v2_alone_is_accepted_as_weaker() -> None:
+def test_v2_alone_is_accepted_as_weaker_only_when_allowed() -> None:
     request = inbound(
         URL,
         headers={
@@ -133,7 +149,9 @@ def test_v2_alone_is_accepted_as_weaker() -> None:
         },
         form=FORM,
     )
-    assert endpoint("tok").verify(request) == "plivo_v2"
+    assert endpoint("tok", allow_v2=True).verify(request) == "plivo_v2"
+    with pytest.raises(Unauthenticated, match="DLRHUB_PLIVO_ALLOW_V2"):
+        endpoint("tok").verify(request)
 
 
 def test_missing_nonce_is_rejected() -> None:
@@ -159,6 +177,18 @@ def test_get_callbacks_sign_the_query() -> None:
         endpoint("tok").verify(forged)
 
 
+def test_get_query_with_a_separator_in_a_name_or_value_is_refused() -> None:
+    """``k=v&k=v`` joins decoded parameters: an escaped ``&`` or ``=`` could merge two."""
+    genuine = "https://dlr.example.com/webhooks/plivo?ErrorCode=80&MessageUUID=m&Status=failed"
+    merged = "https://dlr.example.com/webhooks/plivo?ErrorCode=80%26MessageUUID%3Dm&Status=failed"
+    assert v3_string("GET", merged, ()) == v3_string("GET", genuine, ())
+    signature = sign_v3("GET", genuine, (), NONCE, "tok")
+    headers = {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": NONCE}
+    assert endpoint("tok").verify(inbound(genuine, method="GET", headers=headers)) == "plivo_v3"
+    with pytest.raises(Unauthenticated, match="separator"):
+        endpoint("tok").verify(inbound(merged, method="GET", headers=headers))
+
+
 _PARAM = st.text(
     st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_characters="&=#%+"), max_size=12
 )
@@ -167,7 +197,7 @@ _PARAM = st.text(
 @settings(max_examples=150, deadline=None)
 @given(
     form=st.dictionaries(
-        st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,10}", fullmatch=True), _PARAM, max_size=8
+        st.from_regex(r"[A-Z][A-Za-z0-9]{0,10}", fullmatch=True), _PARAM, max_size=8
     ),
     query=st.dictionaries(
         st.from_regex(r"[a-z]{1,6}", fullmatch=True),
@@ -193,6 +223,10 @@ def test_plivo_sdk_signatures_are_accepted(
         headers={"X-Plivo-Signature-V3": sdk_signature, "X-Plivo-Signature-V3-Nonce": nonce},
         form=form,
     )
+    if ambiguity(request):  # a form that could be re-split is refused, however signed
+        with pytest.raises(Unauthenticated, match=r"appears in the signed string|contains"):
+            endpoint(token).verify(request)
+        return
     assert endpoint(token).verify(request) == "plivo_v3"
     ours = sign_v3("POST", url, tuple(form.items()), nonce, token)
     assert validate_v3_signature("POST", url, nonce, token, ours, dict(form))

@@ -134,6 +134,15 @@ def test_json_numbers_are_signed_as_their_text() -> None:
     assert endpoint("s", now=1_700_000_000).verify(request) == "vonage_sha256"
 
 
+def test_json_objects_and_arrays_are_refused_as_ambiguous() -> None:
+    """Their JSON text would carry unescaped ``&`` and ``=`` into the signed string."""
+    params: dict[str, Any] = {**RECEIPT, "client-ref": ["a&err-code=6"], "timestamp": 1_700_000_000}
+    params["sig"] = signature(params, b"s", "sha256")
+    request = inbound(URL, body=json.dumps(params).encode(), content_type="application/json")
+    with pytest.raises(Unauthenticated, match="object or array"):
+        endpoint("s", now=1_700_000_000).verify(request)
+
+
 def test_timestamp_window_is_configurable() -> None:
     params = signed_form("s", {**RECEIPT, "timestamp": "1700000000"})
     request = inbound(URL, form=params)

@@ -1,0 +1,83 @@
+"""Refusing parameters a signature cannot tell apart from others.
+
+A signature over a string proves the string, not the parameters: when two different sets of
+parameters build the same string, a captured signature also fits the forged set. Providers
+whose canonical string can be built ambiguously refuse, before trusting the signature, the
+parameters that could have been re-split; each function here returns why (the provider raises
+401 with it) or ``""``.
+
+* ``&k=v`` and ``k=v&k=v`` joins (Vonage, Plivo V3 GET and the URL query of V3 POST) are
+  unambiguous once no name (nor, where values are not escaped, no value) contains a separator:
+  :func:`separators_in`.
+* Name-then-value concatenations (Twilio, the form of Plivo V3 POST) can always be re-split:
+  ``ErrorCode`` + ``30007`` is also ``ErrorCode3`` + ``0007`` or ``Error`` + ``Code30007``.
+  :func:`concatenation_problem` refuses every re-split that moves characters into or out of a
+  field dlrhub reads (a *decisive* field).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+#: How both providers with concatenated parameters name them: a capital, then letters and
+#: digits. A name made of a value's tail (``deliveredTo``, ``0007``) does not look like this.
+PROVIDER_NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
+
+
+def separators_in(
+    pairs: Iterable[tuple[str, object]], separators: str, *, values: bool = False
+) -> str:
+    """Why the pairs cannot be joined unambiguously with ``separators``: a name (and, with
+    ``values``, a string value) containing one of them; ``""`` when none does."""
+    for name, value in pairs:
+        texts = (name, value) if values and isinstance(value, str) else (name,)
+        for text in texts:
+            found = next((char for char in separators if char in text), "")
+            if found:
+                kind = "name" if text is name else "value"
+                return (
+                    f"parameter {kind} {text[:64]!r} contains {found!r}, a separator of the "
+                    "signed string: the signature is ambiguous"
+                )
+    return ""
+
+
+def concatenation_problem(
+    prefix: str,
+    pairs: Iterable[tuple[str, str]],
+    decisive: frozenset[str],
+    known: frozenset[str],
+) -> str:
+    """Why ``prefix`` + name + value + name + value ... could have been built from other
+    parameters that change a decisive field; ``""`` when it could not.
+
+    Refused: a name that is not a provider-style name (:data:`PROVIDER_NAME`), so no value's
+    tail can become a name; a decisive field's name anywhere in the string but as (part of) a
+    decisive parameter's own name, so no decisive field can appear, vanish or lose characters to
+    a neighbour; and a decisive field's value that contains a name in ``known`` (the names the
+    provider sends), so no decisive value can swallow the parameters after it.
+    """
+    pairs = list(pairs)
+    for name, _ in pairs:
+        if not PROVIDER_NAME.fullmatch(name):
+            return f"parameter name {name[:64]!r} is not a provider parameter name"
+    for name, value in pairs:
+        if name in decisive:
+            swallowed = next((known_name for known_name in known if known_name in value), "")
+            if swallowed:
+                return f"{name} contains the parameter name {swallowed}"
+    text = prefix + "".join(name + value for name, value in pairs)
+    inside_names: list[tuple[int, int]] = []  # spans of decisive names in ``text``
+    position = len(prefix)
+    for name, value in pairs:
+        if name in decisive:
+            inside_names.append((position, position + len(name)))
+        position += len(name) + len(value)
+    for field in decisive:
+        for found in re.finditer(re.escape(field), text):
+            if not any(
+                start <= found.start() and found.end() <= end for start, end in inside_names
+            ):
+                return f"{field} appears in the signed string outside its own parameter name"
+    return ""

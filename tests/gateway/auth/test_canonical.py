@@ -1,0 +1,61 @@
+"""Parameters a signature cannot tell apart: separators in joined strings, re-splits of
+name-then-value concatenations."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.auth.canonical import concatenation_problem, separators_in
+
+DECISIVE = frozenset({"Status", "ErrorCode", "MessageUUID", "ParentMessageUUID"})
+KNOWN = DECISIVE | {"From", "To"}
+GENUINE = (
+    ("ErrorCode", "80"),
+    ("From", "14155550000"),
+    ("MessageUUID", "m-1"),
+    ("ParentMessageUUID", "m-1"),
+    ("Status", "undelivered"),
+    ("To", "14155551234"),
+)
+
+
+def test_separators_in_names_and_optionally_values() -> None:
+    assert separators_in([("err-code", "6"), ("status", "a&b")], "&=") == ""
+    assert "contains '&'" in separators_in([("err-code=6&message-timestamp", "x")], "&=")
+    assert "value 'a&b'" in separators_in([("status", "a&b")], "&=", values=True)
+    assert separators_in([("count", 6)], "&=", values=True) == ""  # only strings carry them
+
+
+def test_a_genuine_concatenation_has_no_problem() -> None:
+    assert concatenation_problem("https://h/p?", GENUINE, DECISIVE, KNOWN) == ""
+
+
+def _resplit(dropped: str, *added: tuple[str, str]) -> list[tuple[str, str]]:
+    return sorted([*(pair for pair in GENUINE if pair[0] != dropped), *added])
+
+
+@pytest.mark.parametrize(
+    ("pairs", "reason"),
+    [
+        (_resplit("ErrorCode", ("ErrorCode8", "0")), "ErrorCode appears"),
+        (_resplit("ErrorCode", ("Error", "Code80")), "ErrorCode appears"),
+        (_resplit("Status", ("Status", "un"), ("deliveredTo", "1")), "not a provider parameter"),
+        (_resplit("ErrorCode", ("ErrorCode", "80From1")), "ErrorCode contains the parameter"),
+        (_resplit("From", ("From", "1MessageUUIDm-2")), "MessageUUID appears"),
+        ([*GENUINE, ("X", "Status")], "Status appears"),
+    ],
+)
+def test_re_splits_touching_a_decisive_field_are_refused(
+    pairs: list[tuple[str, str]], reason: str
+) -> None:
+    assert reason in concatenation_problem("", pairs, DECISIVE, KNOWN)
+
+
+def test_a_decisive_name_inside_another_decisive_name_is_its_own() -> None:
+    # MessageUUID inside ParentMessageUUID is that parameter's name, not a re-split.
+    assert concatenation_problem("", [("ParentMessageUUID", "p")], DECISIVE, KNOWN) == ""
+
+
+def test_a_decisive_name_in_the_prefix_is_refused() -> None:
+    problem = concatenation_problem("https://h/p?x=1Status", GENUINE[:1], DECISIVE, KNOWN)
+    assert "Status appears" in problem
