@@ -7,8 +7,8 @@ parameters that could have been re-split; each function here returns why (the pr
 401 with it) or ``""``.
 
 * ``&k=v`` and ``k=v&k=v`` joins (Vonage, Plivo V3 GET and the URL query of V3 POST) are
-  unambiguous once no name (nor, where values are not escaped, no value) contains a separator:
-  :func:`separators_in`.
+  unambiguous once no name contains ``&`` or ``=`` and, where values are not escaped, no
+  value contains ``&``: :func:`separators_in`.
 * Name-then-value concatenations (Twilio, the form of Plivo V3 POST) can always be re-split:
   ``ErrorCode`` + ``30007`` is also ``ErrorCode3`` + ``0007`` or ``Error`` + ``Code30007``.
   :func:`concatenation_problem` refuses every re-split that moves characters into or out of a
@@ -25,17 +25,18 @@ from collections.abc import Iterable
 PROVIDER_NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
 
 
-def separators_in(
-    pairs: Iterable[tuple[str, object]], separators: str, *, values: bool = False
-) -> str:
-    """Why the pairs cannot be joined unambiguously with ``separators``: a name (and, with
-    ``values``, a string value) containing one of them; ``""`` when none does."""
+def separators_in(pairs: Iterable[tuple[str, object]], in_names: str, in_values: str = "") -> str:
+    """Why the pairs cannot be joined unambiguously: a name containing a character of
+    ``in_names`` or a string value containing one of ``in_values``; ``""`` when none does.
+    (For ``k=v&k=v``: ``&`` and ``=`` in names, ``&`` in values; a value's ``=`` is harmless
+    once no name holds one, since a pair splits at its first ``=``.)"""
     for name, value in pairs:
-        texts = (name, value) if values and isinstance(value, str) else (name,)
-        for text in texts:
+        texts = ((name, in_names, "name"), (value, in_values, "value"))
+        for text, separators, kind in texts:
+            if not isinstance(text, str):
+                continue
             found = next((char for char in separators if char in text), "")
             if found:
-                kind = "name" if text is name else "value"
                 return (
                     f"parameter {kind} {text[:64]!r} contains {found!r}, a separator of the "
                     "signed string: the signature is ambiguous"

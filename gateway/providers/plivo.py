@@ -6,7 +6,7 @@ V3 header (a signature or its nonce) is present, V3 alone judges the request: th
 fallback to V2, which would be a downgrade. V2 (``X-Plivo-Signature-V2``: URL without query +
 nonce, the parameters unsigned) is refused unless ``DLRHUB_PLIVO_ALLOW_V2`` is on, and then
 accepted only when no V3 header is present; every nonce a request carries is recorded against
-replays (gateway/replay.py). V3 signs parameters as ``k=v&k=v`` (the query) and as name +
+replays (gateway/guard.py). V3 signs parameters as ``k=v&k=v`` (the query) and as name +
 value concatenated (the form), so parameters that could be re-split are refused
 (gateway/auth/canonical.py). The ``-Ma-`` variants are signed with the main account's token,
 so configure it beside a subaccount's. See docs/providers/plivo.md.
@@ -272,10 +272,11 @@ def _part_info(value: Any) -> tuple[int, int]:
 
 def ambiguity(request: InboundRequest) -> str:
     """Why the V3 string of the request could also be built from other parameters, or ``""``:
-    ``&`` or ``=`` in a query name or value (joined as ``k=v&k=v``), or a form that could be
-    re-split (name and value concatenated, :func:`canonical.concatenation_problem`)."""
+    ``&`` or ``=`` in a query name or ``&`` in a query value (joined as ``k=v&k=v``), or a form
+    that could be re-split (name and value concatenated, :func:`canonical.concatenation_problem`).
+    """
     query = parse_qsl(urlsplit(request.url).query, keep_blank_values=True)
-    problem = canonical.separators_in(query, "&=", values=True)
+    problem = canonical.separators_in(query, "&=", "&")
     if problem or request.method != "POST":
         return problem
     prefix = "&".join(f"{key}={value}" for key, value in query)

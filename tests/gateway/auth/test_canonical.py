@@ -19,11 +19,12 @@ GENUINE = (
 )
 
 
-def test_separators_in_names_and_optionally_values() -> None:
+def test_separators_in_names_and_values() -> None:
     assert separators_in([("err-code", "6"), ("status", "a&b")], "&=") == ""
     assert "contains '&'" in separators_in([("err-code=6&message-timestamp", "x")], "&=")
-    assert "value 'a&b'" in separators_in([("status", "a&b")], "&=", values=True)
-    assert separators_in([("count", 6)], "&=", values=True) == ""  # only strings carry them
+    assert "value 'a&b'" in separators_in([("status", "a&b")], "&=", "&")
+    assert separators_in([("token", "YWJj==")], "&=", "&") == ""  # splits at the first "="
+    assert separators_in([("count", 6)], "&=", "&") == ""  # only strings carry them
 
 
 def test_a_genuine_concatenation_has_no_problem() -> None:
