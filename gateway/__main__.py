@@ -55,7 +55,7 @@ def main() -> None:
         extra={
             "http": f"http://{settings.gateway_host}:{settings.gateway_port}",
             "public_url": settings.public_base,
-            "statusd": settings.statusd_target,
+            "statusd": settings.grpc_target,
         },
     )
     try:

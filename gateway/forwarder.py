@@ -11,6 +11,13 @@ With ``DLRHUB_GATEWAY_INGEST_TOKEN`` set, every call carries it as a bearer toke
 ``DLRHUB_STATUSD_TLS*`` settings, the channel speaks TLS (mutual TLS with a client
 certificate). statusd refusing the credentials is a configuration error: logged loudly and
 answered 503, so nothing is lost while it is fixed.
+
+Calls take turns over every address the target resolves to (``round_robin``), so a target
+naming several statusd replicas (``DLRHUB_STATUSD_TARGET``: a headless Service
+``dns:///statusd-headless:50051``, or ``ipv4:10.0.0.7:50051,10.0.0.8:50051``) spreads the
+load over all of them. A replica is skipped while it cannot be reached or its IngestService
+health is not SERVING (client-side health checking); the name is resolved again when a
+connection fails or statusd ends one at its maximum age, so new replicas are picked up.
 """
 
 from __future__ import annotations
@@ -34,9 +41,13 @@ log = logging.getLogger(__name__)
 
 INGEST_SERVICE = ingest_pb.DESCRIPTOR.services_by_name["IngestService"].full_name
 
-#: Retry UNAVAILABLE a few times inside the deadline: statusd restarting, a connection reset.
+#: Take turns over every statusd address, skipping those whose IngestService is not SERVING;
+#: retry UNAVAILABLE a few times inside the deadline (statusd restarting, a connection reset):
+#: a retry picks the next replica.
 SERVICE_CONFIG = json.dumps(
     {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": INGEST_SERVICE},
         "methodConfig": [
             {
                 "name": [{"service": INGEST_SERVICE}],
@@ -48,11 +59,15 @@ SERVICE_CONFIG = json.dumps(
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
 )
 CHANNEL_OPTIONS = [
     ("grpc.service_config", SERVICE_CONFIG),
+    # The service config above is the only one: none from DNS TXT records.
+    ("grpc.service_config_disable_resolution", 1),
+    # Resolve the name again at most this often (on a failed or aged-out connection).
+    ("grpc.dns_min_time_between_resolutions_ms", 5_000),
     ("grpc.enable_retries", 1),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -99,7 +114,7 @@ class Forwarder:
             )
         token = settings.gateway_ingest_token
         return cls(
-            settings.statusd_target,
+            settings.grpc_target,
             deadline=settings.ingest_deadline_seconds,
             token=token.get_secret_value() if token else None,
             tls=tls,

@@ -18,6 +18,9 @@ from gateway.ratelimit import parse_networks
 
 log = logging.getLogger(__name__)
 
+#: gRPC name-resolver schemes a DLRHUB_STATUSD_TARGET may use.
+TARGET_SCHEMES = ("dns", "ipv4", "ipv6", "unix", "unix-abstract")
+
 
 class GatewaySettings(BaseConfig):
     """Every process setting of the gateway; the variable is ``DLRHUB_`` + the upper-cased name."""
@@ -31,6 +34,12 @@ class GatewaySettings(BaseConfig):
     )
     statusd_host: str = Field("127.0.0.1", description="Where statusd listens.")
     statusd_port: int = Field(50051, ge=1, le=65535, description="statusd's gRPC port.")
+    statusd_target: str | None = Field(
+        None,
+        description="gRPC target naming every statusd replica, which the gateway's calls "
+        "take turns over (round robin), e.g. dns:///statusd-headless:50051 or "
+        "ipv4:10.0.0.7:50051,10.0.0.8:50051; replaces DLRHUB_STATUSD_HOST and _PORT.",
+    )
     gateway_ingest_token: SecretStr | None = Field(
         None,
         description="Bearer token the gateway sends to statusd (one of statusd's "
@@ -117,6 +126,24 @@ class GatewaySettings(BaseConfig):
         parse_networks(value)
         return value
 
+    @field_validator("statusd_target")
+    @classmethod
+    def _grpc_target(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, _, rest = value.partition(":")
+        host, _, port = value.rpartition(":")
+        if any(char.isspace() for char in value):
+            raise ValueError("a gRPC target has no spaces")
+        if scheme in TARGET_SCHEMES and rest:
+            return value
+        if not host or "/" in host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(
+                f"host:port, or a target with one of the schemes {', '.join(TARGET_SCHEMES)}: "
+                "e.g. dns:///statusd-headless:50051"
+            )
+        return value
+
     @model_validator(mode="after")
     def _client_cert_complete(self) -> GatewaySettings:
         if (self.statusd_tls_client_cert is None) != (self.statusd_tls_client_key is None):
@@ -127,8 +154,9 @@ class GatewaySettings(BaseConfig):
         return self
 
     @property
-    def statusd_target(self) -> str:
-        return f"{self.statusd_host}:{self.statusd_port}"
+    def grpc_target(self) -> str:
+        """Where the gateway's calls go: ``DLRHUB_STATUSD_TARGET``, or host:port."""
+        return self.statusd_target or f"{self.statusd_host}:{self.statusd_port}"
 
     @property
     def public_base(self) -> str:

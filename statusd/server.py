@@ -78,6 +78,7 @@ class Statusd:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                *_connection_age(settings.grpc_max_connection_age_seconds),
             ],
         )
         #: Plaintext health only (DLRHUB_STATUSD_HEALTH_PORT), for probes that cannot speak TLS.
@@ -233,6 +234,13 @@ class Statusd:
                 if purged:
                     log.info("retention purge", extra={"purged_messages": purged})
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+def _connection_age(seconds: float) -> list[tuple[str, int]]:
+    """Server options that end each connection after ``seconds`` (±10%, gRPC's jitter), so
+    clients balancing over a DNS name see replicas added since; calls in flight (a Watch
+    stream too) finish on the old connection."""
+    return [("grpc.max_connection_age_ms", round(seconds * 1000))] if seconds else []
 
 
 async def serve(settings: StatusdSettings) -> None:

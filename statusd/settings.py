@@ -22,6 +22,12 @@ class StatusdSettings(BaseConfig):
         description="A plaintext port (on the gRPC host) serving only grpc.health.v1, for "
         "Kubernetes' gRPC probes, which cannot speak TLS; 0: off.",
     )
+    grpc_max_connection_age_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Clients' connections are ended (GOAWAY, calls in flight finish) after "
+        "about this long, so a client resolves the replicas' addresses again; 0: never.",
+    )
     statusd_metrics_host: str = Field("127.0.0.1", description="Address of /metrics.")
     statusd_metrics_port: int = Field(
         9464, ge=0, le=65535, description="Prometheus metrics port; 0 turns it off."

@@ -1,25 +1,34 @@
 """The gateway's channel to statusd (gateway/forwarder.py), end to end over real HTTP and real
 gRPC: statusd away is 503 and not ready, and the same request succeeds once it is back;
 statusd with ingest tokens and mutual TLS: the gateway with its token and client certificate
-gets reports stored, and without the right token gets 503 and stores nothing. Coalescing of
-concurrent calls is tested in test_coalescer.py."""
+gets reports stored, and without the right token gets 503 and stores nothing; a target naming
+two statusd: calls take turns over both, and skip one whose IngestService is not SERVING.
+Coalescing of concurrent calls is tested in test_coalescer.py."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2
 
 from gateway.auth import basic
+from gateway.forwarder import INGEST_SERVICE
+from statusd.server import Statusd
+from statusd.storage import StoreUnavailable
 from statusd.storage.base import MessageFilter
+from statusd.storage.sqlite import SqliteStore
 from tests.gateway.conftest import ENV, PUBLIC_URL
 from tests.gateway.test_intake import infobip_body
 from tests.helpers.certs import CertificateAuthority
+from tests.helpers.rpc import health
 from tests.helpers.servers import running_gateway, running_statusd, statusd_settings
 
 BASIC = {"Authorization": basic.authorization("infobip:pw")}
+SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 @pytest.mark.parametrize(
@@ -94,3 +103,59 @@ async def test_statusd_down_is_503_then_the_same_request_succeeds(tmp_path: Path
             assert (await http.get("/readyz")).status_code == 200
             page = await back.store.list_messages(MessageFilter(), after=None, limit=5)
             assert [item.message_id for item in page.items] == ["retry-1"]
+
+
+class UnwellStore(SqliteStore):
+    """Commits as usual, but its health check fails while ``unwell`` is set."""
+
+    unwell = False
+
+    async def ping(self) -> None:
+        if self.unwell:
+            raise StoreUnavailable("unwell on purpose")
+        await super().ping()
+
+
+async def stored(daemon: Statusd) -> set[str]:
+    page = await daemon.store.list_messages(MessageFilter(), after=None, limit=1000)
+    return {item.message_id for item in page.items}
+
+
+async def post_each(http: httpx.AsyncClient, ids: list[str]) -> None:
+    headers = {"Content-Type": "application/json", **BASIC}
+    for message_id in ids:  # one by one: each webhook is its own IngestReports call
+        response = await http.post(
+            "/webhooks/infobip", content=infobip_body(message_id), headers=headers
+        )
+        assert response.status_code == 200, response.text
+
+
+async def test_calls_take_turns_over_replicas_and_skip_one_not_serving(tmp_path: Path) -> None:
+    first_path, second_path = tmp_path / "first", tmp_path / "second"
+    first_path.mkdir()
+    second_path.mkdir()
+    unwell = UnwellStore(second_path / "statusd.sqlite3")
+    async with (
+        running_statusd(statusd_settings(first_path)) as first,
+        running_statusd(statusd_settings(second_path), store=unwell) as second,
+        running_gateway(ENV, f"ipv4:127.0.0.1:{first.port},127.0.0.1:{second.port}") as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as http,
+    ):
+        turns = [f"turn-{n}" for n in range(12)]
+        await post_each(http, turns)
+        on_first, on_second = await stored(first), await stored(second)
+        assert on_first, on_second  # both replicas took calls
+        assert on_second, on_first
+        assert on_first | on_second == set(turns)
+        assert not on_first & on_second  # each report went to one of them, once
+
+        unwell.unwell = True  # statusd's health loop turns its IngestService NOT_SERVING
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+            for _ in range(100):
+                if await health(channel, INGEST_SERVICE) != SERVING:
+                    break
+                await asyncio.sleep(0.05)
+        skipped = [f"skip-{n}" for n in range(8)]
+        await post_each(http, skipped)
+        assert await stored(second) == on_second
+        assert await stored(first) == on_first | set(skipped)

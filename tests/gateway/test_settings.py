@@ -80,3 +80,31 @@ def test_ingest_token_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     token = load(GatewaySettings).gateway_ingest_token
     assert token is not None
     assert token.get_secret_value() == "from-a-file"
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (None, "10.0.0.7:50051"),
+        ("dns:///dlrhub-statusd-headless.default.svc:50051", None),
+        ("ipv4:127.0.0.1:50051,127.0.0.1:50052", None),
+        ("statusd:7000", None),
+        ("[::1]:7000", None),
+    ],
+)
+def test_statusd_target_names_the_replicas(
+    monkeypatch: pytest.MonkeyPatch, target: str | None, expected: str | None
+) -> None:
+    monkeypatch.setenv("DLRHUB_STATUSD_HOST", "10.0.0.7")
+    if target is not None:
+        monkeypatch.setenv("DLRHUB_STATUSD_TARGET", target)
+    assert load(GatewaySettings).grpc_target == (expected or target)
+
+
+@pytest.mark.parametrize(
+    "target", ["statusd", "statusd:port", "http://statusd:80", "dns:", "a b:1"]
+)
+def test_bad_statusd_target_is_refused(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    monkeypatch.setenv("DLRHUB_STATUSD_TARGET", target)
+    with pytest.raises(ConfigError, match="DLRHUB_STATUSD_TARGET"):
+        load(GatewaySettings)

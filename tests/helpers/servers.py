@@ -79,14 +79,10 @@ class Gateway:
 async def running_gateway(
     env: Mapping[str, str], statusd_target: str, **settings: Any
 ) -> AsyncIterator[Gateway]:
-    """A real Sanic server on 127.0.0.1 (any free port) configured from ``env``."""
+    """A real Sanic server on 127.0.0.1 (any free port) configured from ``env``, its calls
+    going to ``statusd_target`` (host:port, or any gRPC target naming several statusd)."""
     with environment(env):
-        gateway_settings = load(
-            GatewaySettings,
-            statusd_host=statusd_target.rsplit(":", 1)[0],
-            statusd_port=int(statusd_target.rsplit(":", 1)[1]),
-            **settings,
-        )
+        gateway_settings = load(GatewaySettings, statusd_target=statusd_target, **settings)
         config = GatewayConfig.load(gateway_settings)
     forwarder = Forwarder.from_settings(gateway_settings)
     app = create_app(config, forwarder=forwarder)
