@@ -112,7 +112,10 @@ def test_services_select_their_deployments_pods(objects: list[Object]) -> None:
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         selector = deployment["spec"]["selector"]["matchLabels"]
         assert selector.items() <= pod_labels.items()
-        assert one(objects, "Service", name)["spec"]["selector"] == selector
+        services = [svc for svc in of_kind(objects, "Service") if component(svc) == name]
+        assert services
+        for service in services:
+            assert service["spec"]["selector"] == selector
         for kind in ("PodDisruptionBudget", "NetworkPolicy"):
             for obj in of_kind(objects, kind):
                 if component(obj) == name:
@@ -329,3 +332,24 @@ def test_long_release_names_fit_dns_labels() -> None:
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", obj["metadata"]["name"])
     names = {o["metadata"]["name"] for o in render(release=release) if o["kind"] == "Deployment"}
     assert len(names) == 2, "component names must stay distinct after truncation"
+
+
+@pytest.mark.parametrize("case", ["default", "production-values"])
+@pytest.mark.parametrize("release", ["dlrhub", "r" * 53])
+def test_gateway_balances_over_every_statusd_pod(case: str, release: str) -> None:
+    objects = render(CASES[case], release=release)
+    (headless,) = [svc for svc in of_kind(objects, "Service") if svc["spec"].get("clusterIP")]
+    assert component(headless) == "statusd"
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is False  # ready pods only
+    (port,) = headless["spec"]["ports"]  # gRPC only: metrics are scraped through the other
+    statusd = pod_spec(one(objects, "Deployment", "statusd"))["containers"][0]
+    grpc_port = next(p["containerPort"] for p in statusd["ports"] if p["name"] == "grpc")
+    assert (port["name"], port["port"], port["targetPort"]) == ("grpc", grpc_port, "grpc")
+    names = [svc["metadata"]["name"] for svc in of_kind(objects, "Service")]
+    assert len(set(names)) == len(names)
+    env = container_env(objects, one(objects, "Deployment", "gateway"))
+    # The pods' own port: DNS of a headless Service answers pod addresses, with no port mapping.
+    host = f"{headless['metadata']['name']}.{NAMESPACE}.svc"
+    assert env["DLRHUB_STATUSD_TARGET"] == f"dns:///{host}:{grpc_port}"
+    assert "DLRHUB_STATUSD_HOST" not in env

@@ -52,13 +52,9 @@ def test_ports_and_addresses_match_the_settings(objects: list[Object]) -> None:
     assert int(statusd_env["DLRHUB_STATUSD_METRICS_PORT"]) == statusd_ports["http-metrics"]
     assert statusd_env["DLRHUB_STATUSD_HOST"] == ALL_INTERFACES
     assert statusd_env["DLRHUB_STATUSD_METRICS_HOST"] == ALL_INTERFACES
-    service = one(objects, "Service", "statusd")
-    grpc = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
-    assert gateway_env["DLRHUB_STATUSD_HOST"].split(".")[:2] == [
-        service["metadata"]["name"],
-        service["metadata"]["namespace"],
-    ]
-    assert int(gateway_env["DLRHUB_STATUSD_PORT"]) == grpc["port"]
+    settings = load(GatewaySettings, statusd_target=gateway_env["DLRHUB_STATUSD_TARGET"])
+    assert settings.grpc_target == gateway_env["DLRHUB_STATUSD_TARGET"]
+    assert settings.grpc_target.endswith(f".svc:{statusd_ports['grpc']}")
     for svc in of_kind(objects, "Service"):
         pod_ports = gateway_ports if component(svc) == "gateway" else statusd_ports
         for port in svc["spec"]["ports"]:

@@ -119,9 +119,11 @@ def test_probes_and_metrics_answer_on_the_running_processes(tmp_path: Path) -> N
     gateway_env = mounted_files(objects, gateway, tmp_path) | {
         "DLRHUB_GATEWAY_HOST": LOOPBACK,
         "DLRHUB_GATEWAY_PORT": str(http_port),
-        "DLRHUB_STATUSD_HOST": LOOPBACK,
-        "DLRHUB_STATUSD_PORT": str(grpc_port),
     }
+    # The chart's target, scheme and all, with the headless Service's name moved to loopback.
+    chart_target = gateway_env["DLRHUB_STATUSD_TARGET"]
+    assert chart_target.startswith("dns:///")
+    gateway_env["DLRHUB_STATUSD_TARGET"] = f"dns:///{LOOPBACK}:{grpc_port}"
     target = f"{LOOPBACK}:{grpc_port}"
     with running("dlrhub-statusd", statusd_env, tmp_path) as statusd_process:
         for probe in probes(statusd):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.deploy import app_contract as app
-from tests.deploy.chart import CHART_DIR, Object, of_kind, one, render, values_cases
+from tests.deploy.chart import CHART_DIR, Object, component, of_kind, one, render, values_cases
 
 MONITORING_ON = {
     "serviceMonitor": {"enabled": True},
@@ -62,12 +62,24 @@ def dashboard_queries(board: dict[str, Any]) -> list[str]:
 def test_service_monitors_scrape_named_ports_of_both_services(objects: list[Object]) -> None:
     for name in ("gateway", "statusd"):
         monitor = one(objects, "ServiceMonitor", name)
-        service = one(objects, "Service", name)
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-        assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
-        port_names = {port["name"] for port in service["spec"]["ports"]}
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        services = [
+            svc
+            for svc in of_kind(objects, "Service")
+            if selector.items() <= svc["metadata"]["labels"].items()
+        ]
+        assert {component(svc) for svc in services} == {name}
         for endpoint in monitor["spec"]["endpoints"]:
-            assert endpoint["port"] in port_names
+            # Exactly one selected Service has the port (statusd's headless one has only
+            # gRPC), so each pod is scraped once.
+            exposing = [
+                svc
+                for svc in services
+                if endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+            ]
+            assert len(exposing) == 1, endpoint
+            assert exposing[0]["spec"]["selector"] == selector
             assert endpoint["path"] == "/metrics"
     assert "/metrics" in app.gateway_routes()
 

@@ -216,6 +216,19 @@ MONGODB_URI only with storage.backend=mongodb.
 {{- printf "%s.%s.svc" (include "dlrhub.componentName" (dict "ctx" . "component" "statusd")) .Release.Namespace }}
 {{- end }}
 
+{{/* statusd's headless Service: its DNS name answers every ready statusd pod's address. */}}
+{{- define "dlrhub.statusdHeadlessName" -}}
+{{- printf "%s-statusd-headless" (include "dlrhub.fullname" . | trunc 46 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+The gateway's gRPC target: every ready statusd pod through the headless Service, pod port
+(no Service port mapping on a headless Service); the gateway takes turns over them.
+*/}}
+{{- define "dlrhub.statusdTarget" -}}
+{{- printf "dns:///%s.%s.svc:%v" (include "dlrhub.statusdHeadlessName" .) .Release.Namespace .Values.statusd.containerPorts.grpc }}
+{{- end }}
+
 {{/* A probe's timings from values (enabled is the chart's switch, not a probe field). */}}
 {{- define "dlrhub.probeTimings" -}}
 {{- toYaml (omit . "enabled") }}
