@@ -137,9 +137,12 @@ class SqliteStore(Store):
                     connection.close()
                 self._connections.clear()
 
-        await asyncio.get_running_loop().run_in_executor(self._writer_pool, close_all)
+        loop = asyncio.get_running_loop()
+        # A read whose caller was cancelled (a Watch hub stopping) still runs on its thread:
+        # let it finish first, as closing a connection another thread uses crashes sqlite3.
+        await loop.run_in_executor(None, lambda: self._reader_pool.shutdown(wait=True))
+        await loop.run_in_executor(self._writer_pool, close_all)
         self._writer_pool.shutdown(wait=True)
-        self._reader_pool.shutdown(wait=True)
 
     async def ping(self) -> None:
         await self._read(lambda connection: connection.execute("SELECT 1 FROM meta").fetchall())
