@@ -276,8 +276,7 @@ def test_the_processes_authenticate_with_what_the_chart_renders(tmp_path: Path) 
     gateway_env = mounted_files(objects, one(objects, "Deployment", "gateway"), gateway_dir) | {
         "DLRHUB_GATEWAY_HOST": LOOPBACK,
         "DLRHUB_GATEWAY_PORT": str(http_port),
-        "DLRHUB_STATUSD_HOST": LOOPBACK,
-        "DLRHUB_STATUSD_PORT": str(grpc_port),
+        "DLRHUB_STATUSD_TARGET": f"dns:///{LOOPBACK}:{grpc_port}",  # the headless name, moved
     }
     assert secret_value(objects, AUTH_SECRET, "read-token") == tokens["read-token"]
     assert sorted(p.name for p in (gateway_dir / AUTH_SECRET).iterdir()) == ["ingest-token"]
