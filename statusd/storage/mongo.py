@@ -38,6 +38,7 @@ from typing import Final
 
 import pymongo
 from bson import ObjectId
+from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient, ReadPreference, WriteConcern
 from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
@@ -52,8 +53,10 @@ from statusd.storage.base import (
     Store,
     StoreUnavailable,
 )
-from statusd.storage.mongo_changes import Feed, SequenceFeed, StreamFeed
-from statusd.storage.mongo_commit import BatchWriter
+from statusd.storage.mongo_changes import Feed, SequenceFeed
+from statusd.storage.mongo_commit import BatchWriter, now_micros, sweep_markers
+from statusd.storage.mongo_server import server_info
+from statusd.storage.mongo_stream import StreamFeed
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +122,7 @@ class MongoStore(Store):
         try:
             with pymongo.timeout(timeout or self._timeout):
                 yield
-        except PyMongoError as exc:
+        except (PyMongoError, InvalidDocument) as exc:  # InvalidDocument: the 16 MiB limit
             raise StoreUnavailable(f"mongodb {action} failed: {describe(exc)}") from exc
 
     def _opened(self) -> Feed:
@@ -131,9 +134,9 @@ class MongoStore(Store):
 
     async def open(self) -> None:
         with self._operation("open"):
-            hello = await self._client.admin.command("hello")
-            replicated = "setName" in hello or hello.get("msg") == "isdbgrid"
-            feed_class = StreamFeed if replicated else SequenceFeed
+            server = await server_info(self._client)
+            replicated = server.replicated
+            feed_class: type[Feed] = StreamFeed if replicated else SequenceFeed
             feed = feed_class(self._events, self._messages, self._meta)
             await self._create_indexes()
             await feed.open()
@@ -142,6 +145,7 @@ class MongoStore(Store):
             "mongodb store open",
             extra={
                 "database": self.database,
+                "server_version": server.version,
                 "changes": "change stream" if replicated else "single-writer sequence",
             },
         )
@@ -166,7 +170,10 @@ class MongoStore(Store):
                 )
 
     async def close(self) -> None:
-        self._feed = None
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            with contextlib.suppress(PyMongoError):
+                await feed.close()
         await self._client.close()
 
     async def ping(self) -> None:
@@ -194,6 +201,7 @@ class MongoStore(Store):
             purged = await self._messages.delete_many({"updated": {"$lt": before_micros}})
             await self._events.delete_many({"stored_at": {"$lt": cutoff}})
             await self._quarantine.delete_many({"stored_at": {"$lt": cutoff}})
+            await sweep_markers(self._messages, self._events, docs.as_datetime(now_micros()))
         return purged.deleted_count
 
     async def release(self, ids: Sequence[str]) -> int:
