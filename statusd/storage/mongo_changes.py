@@ -116,6 +116,7 @@ class SequenceFeed(Feed):
     def __init__(self, events: Collection, messages: Collection, meta: Collection) -> None:
         super().__init__(events, messages, meta)
         self.visible = 0
+        self.reserved = 0
 
     async def open(self) -> None:
         counter = await self.meta.find_one({"_id": self._COUNTER})
@@ -129,11 +130,13 @@ class SequenceFeed(Feed):
             return_document=ReturnDocument.AFTER,
         )
         assert counter is not None  # an upsert always returns the document
-        return int(counter["value"]) - count + 1
+        self.reserved = int(counter["value"])
+        return self.reserved - count + 1
 
     def committed(self, last: int | None) -> None:
-        if last is not None:
-            self.visible = max(self.visible, last)
+        """Every number reserved so far is now used or abandoned: commits are serialized, and
+        a failed commit's events were numbered in its last step or will be by its retry."""
+        self.visible = max(self.visible, self.reserved)
 
     async def changes(self, query: MessageFilter, after: str | None, limit: int) -> list[Change]:
         start = _decode_seq(after) if after is not None else 0

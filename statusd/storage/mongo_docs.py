@@ -72,8 +72,8 @@ INDEXES: Final[list[Index]] = [
     ("quarantine", "dedupe", [("digest", ASCENDING)], {"unique": True, "sparse": True}),
 ]
 #: Counting markers a message keeps at most (see :mod:`statusd.storage.mongo_commit`):
-#: about 70 bytes each, so a message document never comes near the 16 MiB limit.
-MAX_MARKERS: Final = 1000
+#: about 65 bytes each, so a message document never comes near the 16 MiB limit.
+MAX_MARKERS: Final = 128
 
 
 def message_id_of(provider: str, account: str, message_id: str) -> str:

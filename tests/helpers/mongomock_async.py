@@ -12,6 +12,9 @@ mongomock itself:
   other store instances' writes interleave with a batch as they would on a real server.
 * ``$bit: {field: {or: n}}`` is applied right after the rest of the update (nothing can run in
   between: mongomock calls do not yield).
+* The BSON size limit (``max_bson_size``, 16 MiB as on a server): an insert over it raises
+  ``DocumentTooLarge`` (as the driver does before sending), an update whose result would be
+  over it fails with the server's write error (code 17419) and changes nothing.
 * An index that exists with other options fails with the server's code (85), and ``collMod``
   changes a TTL index's ``expireAfterSeconds``.
 * ``hello`` (``isMaster`` for a server ``version`` before 4.4.2, which has no ``hello``) answers
@@ -40,15 +43,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import bson
 import mongomock
 from mongomock.filtering import filter_applies
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
+    DocumentTooLarge,
     DuplicateKeyError,
     OperationFailure,
     ServerSelectionTimeoutError,
+    WriteError,
 )
 from pymongo.results import DeleteResult, InsertManyResult, UpdateResult
 
@@ -66,10 +72,17 @@ class _Fault:
 class MockServer:
     """One in-memory MongoDB shared by any number of adapter clients."""
 
-    def __init__(self, *, replica_set: bool = False, version: str = "8.0.4") -> None:
+    def __init__(
+        self,
+        *,
+        replica_set: bool = False,
+        version: str = "8.0.4",
+        max_bson_size: int = 16 * 1024 * 1024,
+    ) -> None:
         self.backend: Any = mongomock.MongoClient()
         self.replica_set = replica_set
         self.version = version
+        self.max_bson_size = max_bson_size
         self.down = False
         self.oplog: list[tuple[str, Document]] = []
         self.oplog_floor = 0  # entries before this were "rolled off"
@@ -189,6 +202,13 @@ class MockCollection:
 
     async def insert_many(self, documents: Sequence[Document], ordered: bool = True) -> Any:
         fault = self.server.check(self.name, "insert_many")
+        for document in documents:
+            size = len(bson.encode(document))
+            if size > self.server.max_bson_size:
+                raise DocumentTooLarge(
+                    f"BSON document too large ({size} bytes) - the connected server supports "
+                    f"BSON document sizes up to {self.server.max_bson_size} bytes."
+                )
         errors, inserted = [], []
         for index, document in enumerate(documents):
             _lost(fault, index)
@@ -224,8 +244,8 @@ class MockCollection:
                 result = self._update_one(selector, update, bool(operation._upsert))
                 if result.modified_count and "$set" in update:
                     await self._record_update(selector["_id"], update["$set"])
-            except DuplicateKeyError as exc:
-                errors.append({"index": index, "code": 11000, "errmsg": str(exc)})
+            except (DuplicateKeyError, WriteError) as exc:
+                errors.append({"index": index, "code": exc.code, "errmsg": str(exc)})
                 if ordered:
                     break
             await asyncio.sleep(0)
@@ -244,6 +264,21 @@ class MockCollection:
         )
 
     def _update_one(self, selector: Document, update: Document, upsert: bool) -> Any:
+        before = self.backend.find_one({"_id": selector["_id"]})
+        result = self._apply_update(selector, update, upsert)
+        after = self.backend.find_one({"_id": selector["_id"]})
+        if after is not None and len(bson.encode(after)) > self.server.max_bson_size:
+            if before is None:
+                self.backend.delete_one({"_id": selector["_id"]})
+            else:
+                self.backend.replace_one({"_id": selector["_id"]}, before)
+            raise WriteError(
+                f"Resulting document after update is larger than {self.server.max_bson_size}",
+                code=17419,
+            )
+        return result
+
+    def _apply_update(self, selector: Document, update: Document, upsert: bool) -> Any:
         bits = update.get("$bit", {})
         rest = {operator: value for operator, value in update.items() if operator != "$bit"}
         result = self.backend.update_one(selector, rest, upsert=upsert)

@@ -1,8 +1,12 @@
 """The ``store`` fixture: every test in this folder runs against every backend.
 
 SQLite always, on a real file in a temporary directory; MongoStore over mongomock (as a
-standalone server and as a replica set with an emulated change stream) always; a real MongoDB
-only when ``DLRHUB_TEST_MONGODB_URI`` is set (see :mod:`tests.helpers.stores`).
+standalone server and as a replica set with an emulated change stream) always; the same over
+the fault double (``mongomock-faults``: a replica set whose every other read, and the first
+request of every commit, fails with a step-down, a network timeout or the 16 MiB limit before
+it takes effect, each operation retried once, as the gateway, the provider and a client do;
+the fault matrix in test_mongo_faults.py fails every request of a commit in every way); a
+real MongoDB only when ``DLRHUB_TEST_MONGODB_URI`` is set (see :mod:`tests.helpers.stores`).
 """
 
 from __future__ import annotations
@@ -13,16 +17,39 @@ from pathlib import Path
 import pytest
 
 from statusd.storage.base import Store
+from tests.helpers.mongo_faults import EveryOtherRequest, FaultClient, FaultPlan, RetryingMongoStore
 from tests.helpers.stores import BACKENDS, Backend
 
+FAULTS = "mongomock-faults"
 
-@pytest.fixture(params=BACKENDS)
+
+class FaultBackend(Backend):
+    """MongoStore over the fault double, on an emulated replica set."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__("mongomock-replset", tmp_path)
+        self.chooser = EveryOtherRequest()
+        self.plan = FaultPlan(before_write=True, chooser=self.chooser)
+        self.made: list[RetryingMongoStore] = []
+
+    def store(self, store_class: type[Store] | None = None) -> Store:
+        assert store_class is None, "the fault mode makes its own stores"
+        client = FaultClient(self.server.client(), self.plan).typed()
+        made = RetryingMongoStore(client, self.chooser, database=self.database)
+        self.made.append(made)
+        return made
+
+
+@pytest.fixture(params=[*BACKENDS, FAULTS])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    made = Backend(request.param, tmp_path)
+    made = FaultBackend(tmp_path) if request.param == FAULTS else Backend(request.param, tmp_path)
     try:
         yield made
     finally:
         await made.drop()
+    if isinstance(made, FaultBackend):  # the mode is not vacuous: faults hit, retries healed
+        assert made.plan.fired, "no fault was injected"
+        assert sum(store.retries for store in made.made) >= 1
 
 
 @pytest.fixture
