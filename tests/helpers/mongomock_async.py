@@ -391,7 +391,7 @@ class MockChangeStream:
         self.closed = False
 
     async def try_next(self) -> Document | None:
-        self.server.check(self.collection.name, "getMore")
+        _lost(self.server.check(self.collection.name, "getMore"), 0)
         assert not self.closed, "try_next on a closed change stream"
         if self.next < self.server.oplog_floor:
             raise OperationFailure("the resume point may no longer be in the oplog", code=286)

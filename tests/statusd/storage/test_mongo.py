@@ -26,6 +26,9 @@ from statusd.storage.base import (
     StoreUnavailable,
 )
 from statusd.storage.mongo import MongoStore, mongo_client
+from statusd.storage.mongo_commit import MARKER_HORIZON, now_micros, sweep_markers
+from statusd.storage.mongo_server import ServerInfo, server_info
+from statusd.storage.mongo_stream import StreamFeed
 from tests.helpers.mongomock_async import MockServer
 from tests.helpers.reports import random_reports, report
 from tests.helpers.stores import assert_in_the_fold
@@ -267,3 +270,79 @@ async def test_quarantine_ids_from_elsewhere_are_ignored(
     assert await store.release(["nope", "42"]) == 0
     kept = await store.quarantined(after="not-an-id", limit=5)
     assert [item.reason for item in kept] == ["bad"]
+
+
+@pytest.mark.parametrize("version", ["4.4.0", "4.4.2", "8.0.4"])
+async def test_the_server_is_recognized_on_every_version_the_driver_supports(
+    version: str, stores: Callable[..., Any]
+) -> None:
+    """4.4.0 and 4.4.1 answer ``hello`` with CommandNotFound (as the mock does): isMaster."""
+    server = MockServer(replica_set=True, version=version)
+    store = await stores(server)
+    assert isinstance(store._feed, StreamFeed)  # a replica set, from hello or isMaster
+    assert await server_info(server.client()) == ServerInfo(version=version, replicated=True)
+
+
+async def test_a_server_older_than_the_minimum_is_refused_by_name() -> None:
+    store = MongoStore(MockServer(version="4.2.8").client())
+    with pytest.raises(
+        StoreUnavailable, match=r"MongoDB 4\.2\.8 .* oldest server supported: Mongo"
+    ):
+        await store.open()
+
+
+async def test_one_change_stream_serves_every_wake_up_of_the_hub(
+    replset: MockServer, stores: Callable[..., Any]
+) -> None:
+    """The hub's pattern (last_position, then wait and read after its position) reads one
+    long-lived stream; a client resuming elsewhere moves it, a driver error reopens it from
+    its token, and no change is skipped or repeated."""
+    writer, hub = await stores(replset), await stores(replset)
+    feed = hub._feed
+    assert isinstance(feed, StreamFeed)
+    position = await hub.last_position()
+    opened = feed.opened
+    seen = []
+    for index in range(20):
+        await writer.commit([model.with_event_id(report(f"m-{index}"))])
+        await hub.wait_for_changes(position, 5)
+        found = await hub.changes(MessageFilter(), after=position, limit=500)
+        seen += [change.report.message_id for change in found]
+        position = found[-1].position if found else position
+    assert seen == [f"m-{index}" for index in range(20)]
+    assert feed.opened == opened  # no stream opened after the first
+    replay = await hub.changes(MessageFilter(), after=None, limit=5)  # a client resuming
+    assert [change.report.message_id for change in replay] == [f"m-{i}" for i in range(5)]
+    await writer.commit([model.with_event_id(report("after"))])
+    replset.fail_once("events", "getMore")
+    with pytest.raises(StoreUnavailable):
+        await hub.changes(MessageFilter(), after=position, limit=10)
+    found = await hub.changes(MessageFilter(), after=position, limit=10)
+    assert [change.report.message_id for change in found] == ["after"]
+    assert feed.opened == opened + 3  # moved for the replay, back, and reopened after the error
+
+
+async def test_counting_markers_stay_until_their_event_is_applied_and_old(
+    server: MockServer, stores: Callable[..., Any]
+) -> None:
+    store = await stores(server)
+    messages = server.backend.get_database("dlrhub").messages
+    sent = model.with_event_id(report(status=pb.DELIVERY_STATUS_SENT, event_offset=1))
+    delivered = model.with_event_id(report(status=DELIVERED, event_offset=2))
+    await store.commit([sent])
+    server.fail_once("events", "bulk_write")  # counted, but not marked applied
+    with pytest.raises(StoreUnavailable):
+        await store.commit([delivered])
+    later = mongo_docs.as_datetime(now_micros() + int(MARKER_HORIZON.total_seconds() * 2_000_000))
+    assert await sweep_markers(store._messages, store._events, later) == 1
+    left = messages.find_one({})["counting"]
+    assert [marker["d"] for marker in left] == [mongo_docs.applied_digest(delivered.event_id)]
+    assert await store.commit([delivered]) == [DUPLICATE]  # the retry: counted once
+    status = await store.get(pb.MessageKey(provider="infobip", message_id="m-1"))
+    assert status is not None
+    assert (status.status, status.report_count) == (DELIVERED, 2)
+    now = mongo_docs.as_datetime(now_micros())
+    await sweep_markers(store._messages, store._events, now)
+    assert len(messages.find_one({})["counting"]) == 1  # younger than the horizon: kept
+    await sweep_markers(store._messages, store._events, later)
+    assert messages.find_one({})["counting"] == []
