@@ -132,6 +132,9 @@ class StreamFeed(Feed):
         except PyMongoError:
             await self._drop()  # reopened from self._token by the next call
             raise
+        except asyncio.CancelledError:
+            self._tail = None  # the driver closed it
+            raise
         if change is None:
             token = tail.resume_token
             if token is not None:
@@ -162,12 +165,17 @@ class StreamFeed(Feed):
         async with self._lock:
             while len(found) < limit:
                 with lost_positions(after):
-                    scanned = await self._scan(position, limit)
+                    scanned = await self._scan(position, limit - len(found))
                 if not scanned:
                     break
                 found += await self.resolve(scanned, query)
                 position = scanned[-1][0]
-        return found[:limit]
+            holder = found[-1].position if found else after
+            if query == MessageFilter() and holder is not None:
+                # What was scanned past the caller's next position was dropped only because
+                # its message was purged meanwhile: the tail's place is equivalent to it.
+                self._here.add(holder)
+        return found
 
     async def last_position(self) -> str | None:
         async with self._lock:
@@ -195,11 +203,14 @@ class StreamFeed(Feed):
 
     async def wait(self, after: str | None, timeout: float) -> None:
         """Returns when a change after ``after`` was applied (by any replica), or after
-        ``timeout``. A lost or foreign position returns at once and a store outage after
-        ``timeout``: the next :meth:`changes` call reports either."""
+        ``timeout``. A position the tail does not stand at (the hub has read on since it
+        asked, or it is a client's), a lost or a foreign one returns at once, a store outage
+        after ``timeout``: the next :meth:`changes` call reads on or reports the error."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            if after is None or after not in self._here:
+                return  # a caller behind the tail (there are changes after it) or elsewhere
             try:
                 async with self._lock:
                     with lost_positions(after):

@@ -21,6 +21,7 @@ from statusd.storage.base import (
     DUPLICATE,
     STALE,
     STORED,
+    Change,
     InvalidPosition,
     MessageFilter,
     StoreUnavailable,
@@ -29,6 +30,7 @@ from statusd.storage.mongo import MongoStore, mongo_client
 from statusd.storage.mongo_commit import MARKER_HORIZON, now_micros, sweep_markers
 from statusd.storage.mongo_server import ServerInfo, server_info
 from statusd.storage.mongo_stream import StreamFeed
+from statusd.watch import ChangeHub
 from tests.helpers.mongomock_async import MockServer
 from tests.helpers.reports import random_reports, report
 from tests.helpers.stores import assert_in_the_fold
@@ -346,3 +348,39 @@ async def test_counting_markers_stay_until_their_event_is_applied_and_old(
     assert len(messages.find_one({})["counting"]) == 1  # younger than the horizon: kept
     await sweep_markers(store._messages, store._events, later)
     assert messages.find_one({})["counting"] == []
+
+
+async def test_the_change_hub_follows_one_stream_through_its_wake_ups(
+    replset: MockServer, stores: Callable[..., Any]
+) -> None:
+    """statusd's own change hub, with a live Watch, woken by its own commits, by the other
+    replica's (through the stream) and by its poll: one stream serves it all."""
+    local, other = await stores(replset), await stores(replset)
+    hub = ChangeHub(local, poll_seconds=0.05)
+    await hub.start()
+    feed = local._feed
+    assert isinstance(feed, StreamFeed)
+    opened = feed.opened
+    seen: list[str] = []
+    done = asyncio.Event()
+
+    async def send(change: Change | None, position: str | None) -> None:
+        if change is not None:
+            seen.append(change.report.message_id)
+            if len(seen) == 20:
+                done.set()
+
+    watching = asyncio.create_task(hub.watch(MessageFilter(), send, heartbeat=5))
+    await asyncio.sleep(0.1)
+    for index in range(10):
+        await local.commit([model.with_event_id(report(f"local-{index}"))])
+        hub.notify()
+        await other.commit([model.with_event_id(report(f"other-{index}"))])
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(done.wait(), 10)
+    watching.cancel()
+    await hub.stop()
+    expected = [f"{side}-{index}" for index in range(10) for side in ("local", "other")]
+    assert seen == expected
+    assert feed.opened == opened
+    assert hub.reads > 1  # several wake-ups, each read from the same stream
