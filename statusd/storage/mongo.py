@@ -5,16 +5,22 @@ Collections (document shapes in :mod:`statusd.storage.mongo_docs`):
 * ``messages``: one document per message key (``_id`` is the key; shard on
   ``{_id: "hashed"}``): the current report as protobuf bytes, its order key, the indexed
   scalar fields List filters on, ``first_seen``/``updated``, ``report_count``,
-  ``terminal_mask`` and ``applied`` (a digest per counted report).
+  ``terminal_mask`` and ``counting`` (a bounded set of short-lived counting markers).
 * ``events``: the history, one document per distinct report; ``_id`` is message key plus
-  dedupe key, so the ``_id`` index is the dedupe index (shard on ``{key: "hashed"}``).
-* ``quarantine``: authentic items that failed to parse, raw, with the reason.
+  dedupe key, so the ``_id`` index is the dedupe index (shard on ``{key: "hashed"}``);
+  ``applied`` records that its message counted it (and makes it a change for Watch).
+* ``quarantine``: authentic items that failed to parse, raw, with the reason and a unique
+  ``digest`` (a retried insert is a no-op).
 * ``meta``: the change-position bookkeeping of :mod:`statusd.storage.mongo_changes`.
 
 **Writes** (:mod:`statusd.storage.mongo_commit`): a group-committed batch takes a fixed
-number of requests, whatever its size; every update is a single-document conditional update,
-so several statusd replicas can commit to one database at once; a commit interrupted
-half-way is never acknowledged, and its retry completes it.
+number of requests, whatever its size, each idempotent; every update is a single-document
+conditional update, so several statusd replicas can commit to one database at once; a commit
+interrupted at any request is never acknowledged, and its retry converges.
+
+**Start-up** (:mod:`statusd.storage.mongo_server`): ``hello``, or ``isMaster`` on a server
+before 4.4.2, tells a replica set (change streams: :mod:`statusd.storage.mongo_stream`) from
+a standalone server (numbered changes: :mod:`statusd.storage.mongo_changes`).
 
 **Durability and reads.** Write concern ``majority`` with journal; read concern ``majority``
 and read preference ``primary``: a majority write is acknowledged only once it is in the
@@ -23,7 +29,8 @@ sees a write that a failover could roll back.
 
 **Retention.** TTL indexes on ``messages.updated_at``, ``events.stored_at`` and
 ``quarantine.stored_at`` (``DLRHUB_RETENTION_DAYS``); :meth:`MongoStore.purge` deletes the same
-set on demand (statusd runs it hourly, as for SQLite). A message updated within the retention
+set on demand (statusd runs it hourly, as for SQLite) and removes the counting markers that
+are no longer needed. A message updated within the retention
 keeps its document and count, while events older than the retention leave its history.
 """
 

@@ -26,7 +26,7 @@ mongomock itself:
   applied by mongomock's own filter, a ``$project`` stage keeps the named fields; resume
   tokens are ``{"_data": <hex entry number>}``; :meth:`MockServer.forget_changes` truncates
   the oplog so a stale token fails as a real one does (code 286). ``buildInfo`` answers the
-  ``version``.
+  ``version``. (The stream itself is in :mod:`tests.helpers.mongomock_stream`.)
 
 A :class:`MockServer` can also be taken down (every call then fails as an unreachable server
 does) and can fail a chosen collection method once after a number of operations, to cut a
@@ -36,16 +36,14 @@ commit at a chosen point.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import bson
 import mongomock
-from mongomock.filtering import filter_applies
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import (
     AutoReconnect,
@@ -57,6 +55,9 @@ from pymongo.errors import (
     WriteError,
 )
 from pymongo.results import DeleteResult, InsertManyResult, UpdateResult
+
+if TYPE_CHECKING:
+    from tests.helpers.mongomock_stream import MockChangeStream
 
 Document = dict[str, Any]
 
@@ -327,6 +328,8 @@ class MockCollection:
         max_await_time_ms: int | None = None,
         batch_size: int | None = None,
     ) -> MockChangeStream:
+        from tests.helpers.mongomock_stream import MockChangeStream
+
         self.server.check(self.name, "watch")
         if not self.server.replica_set:
             raise OperationFailure(
@@ -361,72 +364,3 @@ class MockCursor:
         _lost(self.collection.server.check(self.collection.name, "find"), 0)
         found = list(self.cursor)
         return found if length is None else found[:length]
-
-
-def _token(number: int) -> Document:
-    return {"_data": f"{number:016X}"}
-
-
-class MockChangeStream:
-    """Changes to one collection after an oplog entry number (see the module docstring)."""
-
-    def __init__(
-        self, collection: MockCollection, pipeline: list[Document], start: int, max_await: float
-    ) -> None:
-        self.collection = collection
-        self.server = collection.server
-        self.next = start
-        self.max_await = max_await
-        self.resume_token: Document | None = _token(start)
-        self.match: Document = {}
-        self.project: Document | None = None
-        for stage in pipeline:
-            (operator, argument), *others = stage.items()
-            assert not others, f"one operator per stage: {stage}"
-            assert operator in ("$match", "$project"), f"not emulated: {stage}"
-            if operator == "$match":
-                self.match = argument
-            else:
-                self.project = argument
-        self.closed = False
-
-    async def try_next(self) -> Document | None:
-        _lost(self.server.check(self.collection.name, "getMore"), 0)
-        assert not self.closed, "try_next on a closed change stream"
-        if self.next < self.server.oplog_floor:
-            raise OperationFailure("the resume point may no longer be in the oplog", code=286)
-        if self._pending() is None:
-            async with self.server.changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self.server.changed.wait_for(lambda: self._pending() is not None),
-                        self.max_await,
-                    )
-        number = self._pending()
-        if number is None:
-            self.next = len(self.server.oplog)
-            self.resume_token = _token(self.next)  # the post-batch resume token
-            return None
-        self.next = number + 1
-        self.resume_token = _token(self.next)
-        change = {"_id": _token(self.next), **copy.deepcopy(self.server.oplog[number][1])}
-        if self.project is not None:
-            change = {k: v for k, v in change.items() if k == "_id" or self.project.get(k)}
-        return change
-
-    def _pending(self) -> int | None:
-        for number in range(self.next, len(self.server.oplog)):
-            namespace, change = self.server.oplog[number]
-            matches = bool(filter_applies(self.match, change))  # type: ignore[no-untyped-call]
-            if namespace == self.collection.namespace and matches:
-                return number
-        return None
-
-    async def close(self) -> None:
-        self.closed = True
-
-    async def __aenter__(self) -> MockChangeStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
