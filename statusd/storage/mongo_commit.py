@@ -173,19 +173,12 @@ class BatchWriter:
         """Applies reports to their messages; returns the batch indexes that became current."""
         operations: list[UpdateOne] = []
         becomes_current: dict[int, int] = {}  # operation index -> batch index
-        fills: dict[tuple[str, str], str] = {}
         for index, report in to_apply:
             message = docs.message_id_of_report(report)
             if index is not None:
                 becomes_current[len(operations)] = index
             operations += _guarded_updates(message, report, now, stamp)
-            for field in FIELDS:
-                if getattr(report, field.name):
-                    fills.setdefault((message, field.key), getattr(report, field.name))
-        operations += [
-            UpdateOne({"_id": message, field: ""}, {"$set": {field: value}})
-            for (message, field), value in fills.items()
-        ]
+        operations += fill_updates([report for _, report in to_apply])
         if not operations:
             return set()
         try:
@@ -216,6 +209,20 @@ class BatchWriter:
             _duplicate_key_errors(exc)
             raise  # an update by _id has no duplicate key: unreachable
         return None if first is None else first + len(applied) - 1
+
+
+def fill_updates(reports: Sequence[pb.DeliveryReport]) -> list[UpdateOne]:
+    """ "Fill if empty": per message and status field, the first value the reports carry."""
+    fills: dict[tuple[str, str], str] = {}
+    for report in reports:
+        message = docs.message_id_of_report(report)
+        for field in FIELDS:
+            if getattr(report, field.name):
+                fills.setdefault((message, field.key), getattr(report, field.name))
+    return [
+        UpdateOne({"_id": message, key: ""}, {"$set": {key: value}})
+        for (message, key), value in fills.items()
+    ]
 
 
 def _guarded_updates(
