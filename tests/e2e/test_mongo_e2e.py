@@ -23,8 +23,8 @@ import pytest
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
-from tests.e2e.test_end_to_end import BASIC, ENV, get_status, infobip
-from tests.helpers.processes import Service, Stack, free_port, port_open
+from tests.e2e.test_end_to_end import BASIC, get_status, infobip
+from tests.helpers.processes import CREDENTIALS, Service, Stack, free_port, port_open
 
 URI = os.environ.get("DLRHUB_TEST_MONGODB_URI", "")
 
@@ -50,13 +50,9 @@ def database() -> Iterator[str]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, database: str) -> Iterator[Stack]:
-    env = {**ENV, "DLRHUB_MONGODB_URI": URI, "DLRHUB_MONGODB_DATABASE": database}
-    running = Stack(tmp_path, env).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+def stack_env(database: str) -> dict[str, str]:
+    """The stack of tests/e2e/conftest.py, on the MongoDB store."""
+    return {**CREDENTIALS, "DLRHUB_MONGODB_URI": URI, "DLRHUB_MONGODB_DATABASE": database}
 
 
 @pytest.fixture
