@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from statusd.storage.base import Store
+from statusd.storage.mongo import MongoStore
 from tests.helpers.mongo_faults import EveryOtherRequest, FaultClient, FaultPlan, RetryingMongoStore
+from tests.helpers.mongomock_async import MockServer
 from tests.helpers.stores import BACKENDS, Backend
 
 FAULTS = "mongomock-faults"
@@ -67,3 +70,25 @@ def reopen(backend: Backend) -> Callable[[], Store]:
     """A fresh store instance over the same data (to check what survived a close, or to act
     as another statusd replica writing the same database)."""
     return backend.store
+
+
+@pytest.fixture
+async def replset() -> MockServer:
+    """An emulated replica set (mongomock with the adapter's change stream)."""
+    return MockServer(replica_set=True)
+
+
+@pytest.fixture
+async def stores() -> AsyncIterator[Callable[..., Any]]:
+    """Opens MongoStores over a server (closed after the test)."""
+    opened: list[MongoStore] = []
+
+    async def make(server: MockServer, **options: Any) -> MongoStore:
+        made = MongoStore(server.client(), **options)
+        await made.open()
+        opened.append(made)
+        return made
+
+    yield make
+    for made in opened:
+        await made.close()
