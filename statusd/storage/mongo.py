@@ -5,16 +5,22 @@ Collections (document shapes in :mod:`statusd.storage.mongo_docs`):
 * ``messages``: one document per message key (``_id`` is the key; shard on
   ``{_id: "hashed"}``): the current report as protobuf bytes, its order key, the indexed
   scalar fields List filters on, ``first_seen``/``updated``, ``report_count``,
-  ``terminal_mask`` and ``applied`` (a digest per counted report).
+  ``terminal_mask`` and ``counting`` (a bounded set of short-lived counting markers).
 * ``events``: the history, one document per distinct report; ``_id`` is message key plus
-  dedupe key, so the ``_id`` index is the dedupe index (shard on ``{key: "hashed"}``).
-* ``quarantine``: authentic items that failed to parse, raw, with the reason.
+  dedupe key, so the ``_id`` index is the dedupe index (shard on ``{key: "hashed"}``);
+  ``applied`` records that its message counted it (and makes it a change for Watch).
+* ``quarantine``: authentic items that failed to parse, raw, with the reason and a unique
+  ``digest`` (a retried insert is a no-op).
 * ``meta``: the change-position bookkeeping of :mod:`statusd.storage.mongo_changes`.
 
 **Writes** (:mod:`statusd.storage.mongo_commit`): a group-committed batch takes a fixed
-number of requests, whatever its size; every update is a single-document conditional update,
-so several statusd replicas can commit to one database at once; a commit interrupted
-half-way is never acknowledged, and its retry completes it.
+number of requests, whatever its size, each idempotent; every update is a single-document
+conditional update, so several statusd replicas can commit to one database at once; a commit
+interrupted at any request is never acknowledged, and its retry converges.
+
+**Start-up** (:mod:`statusd.storage.mongo_server`): ``hello``, or ``isMaster`` on a server
+before 4.4.2, tells a replica set (change streams: :mod:`statusd.storage.mongo_stream`) from
+a standalone server (numbered changes: :mod:`statusd.storage.mongo_changes`).
 
 **Durability and reads.** Write concern ``majority`` with journal; read concern ``majority``
 and read preference ``primary``: a majority write is acknowledged only once it is in the
@@ -23,7 +29,8 @@ sees a write that a failover could roll back.
 
 **Retention.** TTL indexes on ``messages.updated_at``, ``events.stored_at`` and
 ``quarantine.stored_at`` (``DLRHUB_RETENTION_DAYS``); :meth:`MongoStore.purge` deletes the same
-set on demand (statusd runs it hourly, as for SQLite). A message updated within the retention
+set on demand (statusd runs it hourly, as for SQLite) and removes the counting markers that
+are no longer needed. A message updated within the retention
 keeps its document and count, while events older than the retention leave its history.
 """
 
@@ -38,6 +45,7 @@ from typing import Final
 
 import pymongo
 from bson import ObjectId
+from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient, ReadPreference, WriteConcern
 from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
@@ -52,8 +60,10 @@ from statusd.storage.base import (
     Store,
     StoreUnavailable,
 )
-from statusd.storage.mongo_changes import Feed, SequenceFeed, StreamFeed
-from statusd.storage.mongo_commit import BatchWriter
+from statusd.storage.mongo_changes import Feed, SequenceFeed
+from statusd.storage.mongo_commit import BatchWriter, now_micros, sweep_markers
+from statusd.storage.mongo_server import server_info
+from statusd.storage.mongo_stream import StreamFeed
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +129,7 @@ class MongoStore(Store):
         try:
             with pymongo.timeout(timeout or self._timeout):
                 yield
-        except PyMongoError as exc:
+        except (PyMongoError, InvalidDocument) as exc:  # InvalidDocument: the 16 MiB limit
             raise StoreUnavailable(f"mongodb {action} failed: {describe(exc)}") from exc
 
     def _opened(self) -> Feed:
@@ -131,9 +141,9 @@ class MongoStore(Store):
 
     async def open(self) -> None:
         with self._operation("open"):
-            hello = await self._client.admin.command("hello")
-            replicated = "setName" in hello or hello.get("msg") == "isdbgrid"
-            feed_class = StreamFeed if replicated else SequenceFeed
+            server = await server_info(self._client)
+            replicated = server.replicated
+            feed_class: type[Feed] = StreamFeed if replicated else SequenceFeed
             feed = feed_class(self._events, self._messages, self._meta)
             await self._create_indexes()
             await feed.open()
@@ -142,6 +152,7 @@ class MongoStore(Store):
             "mongodb store open",
             extra={
                 "database": self.database,
+                "server_version": server.version,
                 "changes": "change stream" if replicated else "single-writer sequence",
             },
         )
@@ -166,7 +177,10 @@ class MongoStore(Store):
                 )
 
     async def close(self) -> None:
-        self._feed = None
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            with contextlib.suppress(PyMongoError):
+                await feed.close()
         await self._client.close()
 
     async def ping(self) -> None:
@@ -194,6 +208,7 @@ class MongoStore(Store):
             purged = await self._messages.delete_many({"updated": {"$lt": before_micros}})
             await self._events.delete_many({"stored_at": {"$lt": cutoff}})
             await self._quarantine.delete_many({"stored_at": {"$lt": cutoff}})
+            await sweep_markers(self._messages, self._events, docs.as_datetime(now_micros()))
         return purged.deleted_count
 
     async def release(self, ids: Sequence[str]) -> int:

@@ -1,17 +1,19 @@
 """Change positions of the MongoDB store: what Watch resumes from.
 
-Two feeds, chosen at start-up from the server's ``hello`` answer:
+A change is an event (one new distinct report) that its commit's last step marked
+``applied``: by then its message reflects it, so Watch never shows a report whose message
+update failed. Two feeds, chosen at start-up from the server's handshake:
 
-* :class:`StreamFeed` on a replica set or a sharded cluster: a change stream on ``events``
-  (every new distinct report is one insert there). Positions are the stream's resume tokens,
-  so every statusd replica sees every replica's changes, in the order the cluster committed
-  them, and :meth:`StreamFeed.wait` wakes a replica's change hub when *another* replica
-  commits. A position older than the oplog keeps raises :class:`InvalidPosition`.
+* :class:`statusd.storage.mongo_stream.StreamFeed` on a replica set or a sharded cluster: one
+  long-lived change stream per process on ``events``, following the updates that mark an
+  event applied. Positions are the stream's resume tokens, so every statusd replica sees
+  every replica's changes, in the order the cluster committed them. A position older than
+  the oplog keeps raises :class:`InvalidPosition`.
 * :class:`SequenceFeed` on a standalone server (which has no change streams, and neither has
   mongomock): each commit reserves a range of numbers from a counter document and stamps them
-  on its new events; a reader sees numbers up to the end of the last commit *this process*
-  finished, so no reader ever skips an event that is still being written. That is correct
-  for one writer; Watch across several statusd replicas needs a replica set.
+  on the events it marks applied; a reader sees numbers up to the end of the last commit
+  *this process* finished, so no reader ever skips an event that is still being written.
+  That is correct for one writer; Watch across several statusd replicas needs a replica set.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import bson
 import bson.errors
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import OperationFailure
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd.storage import mongo_docs as docs
@@ -38,9 +40,6 @@ Collection = AsyncCollection[docs.Document]
 
 #: Server codes that mean "this resume point is gone or was never valid".
 _LOST_POSITION_CODES: Final = frozenset({260, 280, 286})
-_INSERTS: Final = [{"$match": {"operationType": "insert"}}]
-_SCAN_AWAIT_MS: Final = 10  # how long changes() lets one getMore wait for more
-_WAIT_STEP_SECONDS: Final = 1.0  # the longest one getMore of wait() blocks
 _SEQ_PREFIX: Final = "s"
 _STREAM_PREFIX: Final = "c"
 
@@ -59,7 +58,7 @@ class Feed(abc.ABC):
 
     @abc.abstractmethod
     async def reserve(self, count: int) -> int | None:
-        """The first of ``count`` numbers for a commit's new events (None: not numbered)."""
+        """The first of ``count`` numbers for the events a commit applies (None: not numbered)."""
 
     @abc.abstractmethod
     def committed(self, last: int | None) -> None:
@@ -76,19 +75,35 @@ class Feed(abc.ABC):
     async def wait(self, after: str | None, timeout: float) -> None:
         await asyncio.sleep(timeout)
 
+    async def close(self) -> None:  # noqa: B027 (a feed that holds nothing open)
+        """Releases what the feed holds open."""
+
     async def resolve(
-        self, scanned: list[tuple[str, docs.Document]], query: MessageFilter
+        self,
+        scanned: list[tuple[str, str]],
+        query: MessageFilter,
+        known: Mapping[str, docs.Document] | None = None,
     ) -> list[Change]:
-        """Changes for scanned events (position, event document) that pass ``query``."""
-        keys = sorted({event["key"] for _, event in scanned})
-        found = await self.messages.find({"_id": {"$in": keys}}).to_list(None)
-        by_key = {document["_id"]: document for document in found}
+        """Changes for scanned events (position, event ``_id``) that pass ``query``, each with
+        its message's state as read now (which reflects it: only applied events are scanned).
+        ``known`` holds event documents already read; the others are read here."""
+        events = dict(known or {})
+        missing = sorted({event for _, event in scanned} - set(events))
+        if missing:
+            found = await self.events.find({"_id": {"$in": missing}}).to_list(None)
+            events.update((event["_id"], event) for event in found)
+        keys = sorted({event["key"] for event in events.values()})
+        messages = await self.messages.find({"_id": {"$in": keys}}).to_list(None)
+        by_key = {document["_id"]: document for document in messages}
         changes = []
-        for position, event in scanned:
-            report = pb.DeliveryReport.FromString(bytes(event["report"]))
-            stored = docs.micros_of(event["stored_at"])
-            status = docs.projected_status(by_key.get(event["key"]), report, stored)
+        for position, event_id in scanned:
+            event = events.get(event_id)
+            document = by_key.get(event["key"]) if event else None
+            if event is None or document is None or not document["order_key"]:
+                continue  # purged since
+            status = docs.message_status(document)
             if query.matches(status):
+                report = pb.DeliveryReport.FromString(bytes(event["report"]))
                 changes.append(Change(position, report, status))
         return changes
 
@@ -101,6 +116,7 @@ class SequenceFeed(Feed):
     def __init__(self, events: Collection, messages: Collection, meta: Collection) -> None:
         super().__init__(events, messages, meta)
         self.visible = 0
+        self.reserved = 0
 
     async def open(self) -> None:
         counter = await self.meta.find_one({"_id": self._COUNTER})
@@ -114,11 +130,13 @@ class SequenceFeed(Feed):
             return_document=ReturnDocument.AFTER,
         )
         assert counter is not None  # an upsert always returns the document
-        return int(counter["value"]) - count + 1
+        self.reserved = int(counter["value"])
+        return self.reserved - count + 1
 
     def committed(self, last: int | None) -> None:
-        if last is not None:
-            self.visible = max(self.visible, last)
+        """Every number reserved so far is now used or abandoned: commits are serialized, and
+        a failed commit's events were numbered in its last step or will be by its retry."""
+        self.visible = max(self.visible, self.reserved)
 
     async def changes(self, query: MessageFilter, after: str | None, limit: int) -> list[Change]:
         start = _decode_seq(after) if after is not None else 0
@@ -132,8 +150,8 @@ class SequenceFeed(Feed):
             )
             if not events:
                 break
-            scanned = [(_SEQ_PREFIX + str(event["seq"]), event) for event in events]
-            found += await self.resolve(scanned, query)
+            scanned = [(_SEQ_PREFIX + str(event["seq"]), event["_id"]) for event in events]
+            found += await self.resolve(scanned, query, {e["_id"]: e for e in events})
             start = events[-1]["seq"]
             if len(events) < limit:
                 break
@@ -143,103 +161,8 @@ class SequenceFeed(Feed):
         return _SEQ_PREFIX + str(self.visible) if self.visible else None
 
 
-class StreamFeed(Feed):
-    """A change stream on ``events`` (see the module docstring)."""
-
-    _START: Final = "changes_start"
-
-    def __init__(self, events: Collection, messages: Collection, meta: Collection) -> None:
-        super().__init__(events, messages, meta)
-        self.start: Mapping[str, Any] | None = None
-
-    async def open(self) -> None:
-        """Records, once per database, a resume token from before any event was inserted:
-        "after None" (from the start) resumes there. The first statusd to open wins; every
-        event is inserted after its own writer opened, so after the winner's token."""
-        stored = await self.meta.find_one({"_id": self._START})
-        if stored is None:
-            await self.meta.update_one(
-                {"_id": self._START},
-                {"$setOnInsert": {"token": await self._now()}},
-                upsert=True,
-            )
-            stored = await self.meta.find_one({"_id": self._START})
-        assert stored is not None  # just upserted
-        self.start = stored["token"]
-
-    async def _now(self) -> Mapping[str, Any]:
-        async with await self.events.watch(_INSERTS, max_await_time_ms=1) as stream:
-            token = stream.resume_token
-            while token is None:  # servers before 4.0.7 send no post-batch token
-                await stream.try_next()
-                token = stream.resume_token
-            return token
-
-    async def reserve(self, count: int) -> int | None:
-        return None  # the server orders the stream
-
-    def committed(self, last: int | None) -> None:
-        return None  # the stream shows every committed insert by itself
-
-    def _token(self, after: str | None) -> Mapping[str, Any]:
-        if after is None:
-            assert self.start is not None  # set by open()
-            return self.start
-        return _decode_token(after)
-
-    async def changes(self, query: MessageFilter, after: str | None, limit: int) -> list[Change]:
-        found: list[Change] = []
-        with _lost_positions(after):
-            async with await self.events.watch(
-                _INSERTS,
-                resume_after=self._token(after),
-                max_await_time_ms=_SCAN_AWAIT_MS,
-                batch_size=limit,
-            ) as stream:
-                while len(found) < limit:
-                    scanned: list[tuple[str, docs.Document]] = []
-                    while len(scanned) < limit:
-                        change = await stream.try_next()
-                        if change is None:
-                            break
-                        scanned.append((_encode_token(change["_id"]), change["fullDocument"]))
-                    if not scanned:
-                        break
-                    found += await self.resolve(scanned, query)
-        return found[:limit]
-
-    async def last_position(self) -> str | None:
-        return _encode_token(await self._now())
-
-    async def wait(self, after: str | None, timeout: float) -> None:
-        """Returns when any replica inserted an event after ``after``, or after ``timeout``.
-        A lost or foreign position returns at once and a store outage after ``timeout``: the
-        next :meth:`changes` call reports either."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        # Each getMore waits at most one step, so the wait ends on time without cancelling a
-        # request in flight (which would cost the connection); the outer limit is a backstop.
-        step = max(0.001, min(timeout, _WAIT_STEP_SECONDS))
-        try:
-            async with asyncio.timeout(timeout + _WAIT_STEP_SECONDS):
-                with _lost_positions(after):
-                    stream = await self.events.watch(
-                        _INSERTS,
-                        resume_after=self._token(after),
-                        max_await_time_ms=int(step * 1000),
-                    )
-                async with stream:
-                    while deadline - loop.time() >= step / 2:
-                        if await stream.try_next() is not None:
-                            return
-        except (TimeoutError, InvalidPosition):
-            return
-        except PyMongoError:
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
-
-
 @contextlib.contextmanager
-def _lost_positions(after: str | None) -> Any:
+def lost_positions(after: str | None) -> Any:
     try:
         yield
     except OperationFailure as exc:
@@ -251,11 +174,11 @@ def _lost_positions(after: str | None) -> Any:
         raise
 
 
-def _encode_token(token: Mapping[str, Any]) -> str:
+def encode_token(token: Mapping[str, Any]) -> str:
     return _STREAM_PREFIX + base64.urlsafe_b64encode(bson.encode(token)).decode().rstrip("=")
 
 
-def _decode_token(position: str) -> Mapping[str, Any]:
+def decode_token(position: str) -> Mapping[str, Any]:
     if position.startswith(_STREAM_PREFIX):
         encoded = position[len(_STREAM_PREFIX) :]
         try:

@@ -1,46 +1,55 @@
 """How the MongoDB store commits one group-committed batch (see :mod:`statusd.storage.mongo`).
 
-**One batch, a fixed number of round trips.** :meth:`MongoStore.commit` (1) inserts the
-batch's events with one unordered ``insert_many``, and at the same time upserts a skeleton for
-every message it touches with one unordered ``bulk_write`` (``$setOnInsert`` on ``_id``
-only); duplicate-key errors of the insert are the duplicates. (2) When there are duplicates,
-one ``find`` reads their *stored* content. (3) One unordered ``bulk_write`` applies every new
-report, and every duplicate, to its message with two guarded updates each:
+**One batch, a fixed number of round trips**, every one of them idempotent:
 
-* "become current": filter ``{_id, order_key: {$lt: k}}``, ``$set`` the report, as an upsert.
-  The message exists (step 1), so the upsert's insert fails with a duplicate-key error exactly
-  when the filter did not match: that error, which names the operation's index, is how a
-  report is told STALE rather than STORED without reading the message first.
-* "count once": filter ``{_id, applied: {$ne: digest}}``, ``$push`` the digest, ``$inc``
-  ``report_count``, ``$bit or`` the terminal bit, ``$max`` the update time.
+1. At once: one unordered ``insert_many`` of the batch's events (``applied: false``; their
+   duplicate-key errors are the duplicates), one unordered ``bulk_write`` that creates a
+   skeleton for every message the batch touches (``$setOnInsert`` only), and one unordered
+   ``insert_many`` of the quarantined items (a unique ``digest`` makes a repeat a no-op).
+2. When there are duplicates, one ``find`` reads their stored content and ``applied`` flag.
+3. One unordered ``bulk_write`` applies every new report, and every duplicate not yet
+   applied, to its message with two guarded updates each:
 
-plus one "fill if empty" update per message for each status field (recipient, client_ref, ...:
-:mod:`statusd.status_fields`).
-No update reads, computes and writes back; each is a single-document conditional update, so
-several statusd replicas can commit to one database at once and the result is the fold of
-the union of their reports: the current report is the maximum of the order key (a maximum
-does not care about order), ``report_count`` counts each dedupe key once (the digest guard),
-and the mask is an OR.
+   * "become current": filter ``{_id, order_key: {$lt: k}}``, ``$set`` the report, as an
+     upsert. The message exists (step 1), so the upsert's insert fails with a duplicate-key
+     error exactly when the filter did not match: that is how a report is told STALE.
+   * "count once": filter ``{_id, "counting.d": {$ne: digest}}``, ``$push`` a counting
+     marker ``{d: digest, t: now}``, ``$inc`` ``report_count``, ``$bit or`` the terminal bit,
+     ``$max`` the update time.
 
-**Crash windows.** Nothing is acknowledged before all three steps succeed; a failure raises
-:class:`StoreUnavailable`, the gateway answers 503, and the provider retries. A crash after
-the insert and before step 3 leaves events that no message reflects yet. The retry finds them
-as duplicates and still applies them, with the stored content (so the current report is
-always one that is in the history); both guarded updates are idempotent, so applying a report
-twice changes nothing and a message is never left behind its history once the retry lands.
-``report_count`` stays exact because it only moves together with the digest that prevents a
-second count. Reads skip a skeleton whose first report has not been applied (empty
-``order_key``); Watch applies a report it sees before its message update with the pure model
-(:func:`statusd.storage.mongo_docs.projected_status`).
+   plus one "fill if empty" update per message for each status field (recipient, client_ref,
+   ...: :mod:`statusd.status_fields`).
+4. (Standalone server only) one counter update reserves change numbers for step 5.
+5. One unordered ``bulk_write`` marks the applied events ``applied: true`` (and numbers them).
+   Watch reads only applied events, so it shows a report once its message reflects it.
+
+**What was applied lives in the events collection**, whose ``_id`` index already records each
+report once: an event is ``applied`` only after its message counted it. The counting marker
+on the message only bridges the moment between steps 3 and 5 (a retry, or another replica
+that read the event as not applied just before, must not count it again); markers are
+removed by :func:`sweep_markers` once their event is applied and they are older than
+:data:`MARKER_HORIZON` (any commit that could still be racing has timed out by then), and a
+message keeps at most :data:`statusd.storage.mongo_docs.MAX_MARKERS`. No document grows with
+the number of reports a message receives.
+
+**Crash windows.** Nothing is acknowledged before every step succeeded; a failure raises
+:class:`StoreUnavailable`, the gateway answers 503, the provider retries. Whatever step
+failed, and however much of it went through, the retry converges: inserts are deduplicated
+by unique indexes, "become current" is a maximum, "count once" is guarded by its marker,
+the mask is an OR, and events still not applied are applied by the retry with their stored
+content (so the current report is always one that is in the history). ``report_count``
+counts each dedupe key once, whichever replica commits it, because it only moves together
+with the marker that prevents a second count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Sequence
-from datetime import datetime
-from typing import Any, Final, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
@@ -52,8 +61,12 @@ from statusd.storage import mongo_docs as docs
 from statusd.storage.base import DUPLICATE, STALE, STORED, Outcome, StoreUnavailable
 from statusd.storage.mongo_changes import Collection, Feed
 
-_T = TypeVar("_T")
 _DUPLICATE_KEY: Final = 11000
+#: How long a counting marker outlives its commit: far longer than any commit can run
+#: (every request of a commit is bounded by ``DLRHUB_MONGODB_TIMEOUT_SECONDS``), with room
+#: for clock differences between statusd replicas.
+MARKER_HORIZON: Final = timedelta(minutes=15)
+_SWEEP_BATCH: Final = 500
 
 
 def now_micros() -> int:
@@ -82,35 +95,29 @@ class BatchWriter:
         for index, report in enumerate(reports):
             firsts.setdefault(docs.event_id_of(report), index)
         fresh = sorted(firsts.values())
-        first_seq = await self.feed.reserve(len(fresh)) if fresh else None
         events = [
-            docs.event_document(
-                reports[index],
-                reports[index].SerializeToString(),
-                stamp,
-                None if first_seq is None else first_seq + number,
-            )
-            for number, index in enumerate(fresh)
+            docs.event_document(reports[i], reports[i].SerializeToString(), stamp) for i in fresh
         ]
         touched = {docs.message_id_of_report(reports[index]): reports[index] for index in fresh}
-        known, _ = await _both(self._insert_events(events), self._ensure(touched, now))
+        known = await _all(
+            self._insert_events(events),
+            self._ensure(touched, now),
+            self._quarantine(quarantined, stamp),
+        )
         duplicates = {fresh[number] for number in known}
-        stored = await self._stored([events[number]["_id"] for number in known])
+        pending = await self._pending([events[number]["_id"] for number in known])
         to_apply: list[tuple[int | None, pb.DeliveryReport]] = []
         for number, index in enumerate(fresh):
             if index not in duplicates:
                 to_apply.append((index, reports[index]))
-            elif events[number]["_id"] in stored:  # re-apply: heals an interrupted commit
-                to_apply.append((None, stored[events[number]["_id"]]))
+            elif events[number]["_id"] in pending:  # not applied yet: heals a failed commit
+                to_apply.append((None, pending[events[number]["_id"]]))
         current = await self._apply(to_apply, now, stamp)
+        last = await self._mark_applied([report for _, report in to_apply])
         for index in fresh:
             if index not in duplicates:
                 outcomes[index] = STORED if index in current else STALE
-        if quarantined:
-            await self.quarantine.insert_many(
-                [_quarantine_document(item, stamp) for item in quarantined], ordered=False
-            )
-        self.feed.committed(None if first_seq is None else first_seq + len(fresh) - 1)
+        self.feed.committed(last)
         return outcomes
 
     async def _insert_events(self, events: list[docs.Document]) -> list[int]:
@@ -137,10 +144,27 @@ class BatchWriter:
         except BulkWriteError as exc:
             _duplicate_key_errors(exc)  # a conflict means it exists: all this step needs
 
-    async def _stored(self, ids: list[str]) -> dict[str, pb.DeliveryReport]:
+    async def _quarantine(self, items: Sequence[pb.QuarantinedItem], stamp: datetime) -> None:
+        if not items:
+            return
+        seen: Counter[bytes] = Counter()
+        documents = []
+        for item in items:
+            blob = item.SerializeToString(deterministic=True)
+            documents.append(docs.quarantine_document(item, stamp, seen[blob]))
+            seen[blob] += 1
+        try:
+            await self.quarantine.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            _duplicate_key_errors(exc)  # stored by an earlier try of this commit
+
+    async def _pending(self, ids: list[str]) -> dict[str, pb.DeliveryReport]:
+        """The stored content of the duplicates no message has counted yet."""
         if not ids:
             return {}
-        found = await self.events.find({"_id": {"$in": ids}}, {"report": 1}).to_list(None)
+        found = await self.events.find(
+            {"_id": {"$in": ids}, "applied": False}, {"report": 1}
+        ).to_list(None)
         return {e["_id"]: pb.DeliveryReport.FromString(bytes(e["report"])) for e in found}
 
     async def _apply(
@@ -149,19 +173,12 @@ class BatchWriter:
         """Applies reports to their messages; returns the batch indexes that became current."""
         operations: list[UpdateOne] = []
         becomes_current: dict[int, int] = {}  # operation index -> batch index
-        fills: dict[tuple[str, str], str] = {}
         for index, report in to_apply:
             message = docs.message_id_of_report(report)
             if index is not None:
                 becomes_current[len(operations)] = index
             operations += _guarded_updates(message, report, now, stamp)
-            for field in FIELDS:
-                if getattr(report, field.name):
-                    fills.setdefault((message, field.key), getattr(report, field.name))
-        operations += [
-            UpdateOne({"_id": message, field: ""}, {"$set": {field: value}})
-            for (message, field), value in fills.items()
-        ]
+        operations += fill_updates([report for _, report in to_apply])
         if not operations:
             return set()
         try:
@@ -171,6 +188,41 @@ class BatchWriter:
         else:
             missed = set()
         return {index for op, index in becomes_current.items() if op not in missed}
+
+    async def _mark_applied(self, applied: list[pb.DeliveryReport]) -> int | None:
+        """The last step: the events become visible to Watch (numbered on a standalone
+        server). Returns the last change number used, if the feed numbers changes."""
+        if not applied:
+            return None
+        first = await self.feed.reserve(len(applied))
+        operations = []
+        for number, report in enumerate(applied):
+            update: docs.Document = {"applied": True}
+            if first is not None:
+                update["seq"] = first + number
+            operations.append(
+                UpdateOne({"_id": docs.event_id_of(report), "applied": False}, {"$set": update})
+            )
+        try:
+            await self.events.bulk_write(operations, ordered=False)
+        except BulkWriteError as exc:
+            _duplicate_key_errors(exc)
+            raise  # an update by _id has no duplicate key: unreachable
+        return None if first is None else first + len(applied) - 1
+
+
+def fill_updates(reports: Sequence[pb.DeliveryReport]) -> list[UpdateOne]:
+    """ "Fill if empty": per message and status field, the first value the reports carry."""
+    fills: dict[tuple[str, str], str] = {}
+    for report in reports:
+        message = docs.message_id_of_report(report)
+        for field in FIELDS:
+            if getattr(report, field.name):
+                fills.setdefault((message, field.key), getattr(report, field.name))
+    return [
+        UpdateOne({"_id": message, key: ""}, {"$set": {key: value}})
+        for (message, key), value in fills.items()
+    ]
 
 
 def _guarded_updates(
@@ -194,25 +246,50 @@ def _guarded_updates(
         upsert=True,
     )
     digest = docs.applied_digest(report.event_id)
+    marker = {"d": digest, "t": stamp}
     count: docs.Document = {
-        "$push": {"applied": digest},
+        "$push": {"counting": {"$each": [marker], "$slice": -docs.MAX_MARKERS}},
         "$inc": {"report_count": 1},
         "$max": {"updated": now, "updated_at": stamp},
     }
     bit = model.terminal_bit(report.status)
     if bit:
         count["$bit"] = {"terminal_mask": {"or": bit}}
-    return [current, UpdateOne({"_id": message, "applied": {"$ne": digest}}, count)]
+    return [current, UpdateOne({"_id": message, "counting.d": {"$ne": digest}}, count)]
 
 
-def _quarantine_document(item: pb.QuarantinedItem, stamp: datetime) -> docs.Document:
-    return {
-        "provider": item.provider,
-        "account": item.account,
-        "reason": item.reason,
-        "item": item.SerializeToString(),
-        "stored_at": stamp,
-    }
+async def sweep_markers(messages: Collection, events: Collection, now: datetime) -> int:
+    """Removes the counting markers older than :data:`MARKER_HORIZON` whose events are
+    applied (a marker of an event not applied yet stays: the retry of its commit needs it).
+    Returns how many messages it cleaned."""
+    cutoff = now - MARKER_HORIZON
+    cleaned, after = 0, ""
+    while True:
+        found = (
+            await messages.find({"counting.t": {"$lt": cutoff}, "_id": {"$gt": after}}, {"_id": 1})
+            .sort("_id")
+            .limit(_SWEEP_BATCH)
+            .to_list(None)
+        )
+        if not found:
+            return cleaned
+        keys = [document["_id"] for document in found]
+        applied = await events.find(
+            {"key": {"$in": keys}, "applied": {"$ne": False}}, {"key": 1, "event_id": 1}
+        ).to_list(None)
+        digests: dict[str, list[str]] = {}
+        for event in applied:
+            digests.setdefault(event["key"], []).append(docs.applied_digest(event["event_id"]))
+        operations = [
+            UpdateOne(
+                {"_id": key}, {"$pull": {"counting": {"d": {"$in": ds}, "t": {"$lt": cutoff}}}}
+            )
+            for key, ds in digests.items()
+        ]
+        if operations:
+            await messages.bulk_write(operations, ordered=False)
+        cleaned += len(operations)
+        after = keys[-1]
 
 
 def _duplicate_key_errors(exc: BulkWriteError) -> set[int]:
@@ -227,10 +304,11 @@ def _duplicate_key_errors(exc: BulkWriteError) -> set[int]:
     return {int(error["index"]) for error in details.get("writeErrors", [])}
 
 
-async def _both(first: Awaitable[_T], second: Awaitable[Any]) -> tuple[_T, Any]:
-    """Runs two independent writes at once; waits for both before raising either's error."""
-    results = await asyncio.gather(first, second, return_exceptions=True)
+async def _all(insert: Awaitable[list[int]], *others: Awaitable[Any]) -> list[int]:
+    """Runs independent writes at once; waits for all before raising any one's error.
+    Returns the first one's result."""
+    results = await asyncio.gather(insert, *others, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
-    return results[0], results[1]  # type: ignore[return-value]
+    return results[0]  # type: ignore[return-value]

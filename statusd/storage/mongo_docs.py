@@ -30,8 +30,8 @@ Document = dict[str, Any]
 #: ``(collection, name, keys, options)``
 Index = tuple[str, str, list[tuple[str, int]], dict[str, Any]]
 
-#: Fields a read needs; ``applied`` (the dedupe digests behind ``report_count``) stays behind.
-MESSAGE_FIELDS: Final = {"applied": 0}
+#: Fields a read needs; ``counting`` (the markers that guard ``report_count``) stays behind.
+MESSAGE_FIELDS: Final = {"counting": 0}
 #: The list order: first-seen time, then the message key. Both are set once, when the message
 #: document is created, and never change, so the order is stable while reports keep arriving.
 LIST_ORDER: Final = [("first_seen", ASCENDING), ("_id", ASCENDING)]
@@ -68,7 +68,12 @@ INDEXES: Final[list[Index]] = [
     ("events", "retention", [("stored_at", ASCENDING)], {"ttl": True}),
     ("events", "sequence", [("seq", ASCENDING)], {"partialFilterExpression": {"seq": {"$gt": 0}}}),
     ("quarantine", "retention", [("stored_at", ASCENDING)], {"ttl": True}),
+    ("messages", "counting", [("counting.t", ASCENDING)], {}),
+    ("quarantine", "dedupe", [("digest", ASCENDING)], {"unique": True, "sparse": True}),
 ]
+#: Counting markers a message keeps at most (see :mod:`statusd.storage.mongo_commit`):
+#: about 65 bytes each, so a message document never comes near the 16 MiB limit.
+MAX_MARKERS: Final = 128
 
 
 def message_id_of(provider: str, account: str, message_id: str) -> str:
@@ -97,7 +102,7 @@ def event_id_of(report: pb.DeliveryReport) -> str:
 
 
 def applied_digest(event_id: str) -> str:
-    """What a message document records per counted report (128 bits of SHA-256)."""
+    """A counting marker's name for a report (128 bits of SHA-256 of its dedupe key)."""
     return hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
@@ -117,20 +122,35 @@ def micros_of(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def event_document(
-    report: pb.DeliveryReport, blob: bytes, now: datetime, seq: int | None
-) -> Document:
-    """One distinct report of the history."""
-    document: Document = {
+def event_document(report: pb.DeliveryReport, blob: bytes, now: datetime) -> Document:
+    """One distinct report of the history, not yet applied to its message: ``applied``
+    turns true (and, on a standalone server, ``seq`` is set) in a commit's last step."""
+    return {
         "_id": event_id_of(report),
         "key": message_id_of_report(report),
         "event_id": report.event_id,
         "report": blob,
         "stored_at": now,
+        "applied": False,
     }
-    if seq is not None:
-        document["seq"] = seq
-    return document
+
+
+def quarantine_document(item: pb.QuarantinedItem, stamp: datetime, occurrence: int) -> Document:
+    """A quarantined item. Its ``digest`` (unique) names its content (which includes the
+    gateway's request id and receive time) and which ``occurrence`` of that content in its
+    commit it is, so a retried commit inserts nothing twice and a commit holding two equal
+    items keeps both."""
+    blob = item.SerializeToString(deterministic=True)
+    digest = hashlib.sha256(blob)
+    digest.update(occurrence.to_bytes(8, "big"))
+    return {
+        "provider": item.provider,
+        "account": item.account,
+        "reason": item.reason,
+        "item": blob,
+        "digest": digest.hexdigest(),
+        "stored_at": stamp,
+    }
 
 
 def skeleton(report: pb.DeliveryReport, now_micros: int) -> Document:
@@ -147,7 +167,7 @@ def skeleton(report: pb.DeliveryReport, now_micros: int) -> Document:
         "updated_at": as_datetime(now_micros),
         "report_count": 0,
         "terminal_mask": 0,
-        "applied": [],
+        "counting": [],
         **{field.key: "" for field in FIELDS},
     }
 
@@ -171,33 +191,6 @@ def message_status(
     if history:
         status.history.extend(sorted(history, key=model.history_key))
     return status
-
-
-def projected_status(
-    document: Mapping[str, Any] | None, report: pb.DeliveryReport, stored_micros: int
-) -> pb.MessageStatus:
-    """The state a message reaches with ``report``, from its document as read now.
-
-    A change stream shows an event as soon as it is inserted, a moment before the writer's
-    message update lands (or, if that writer died, before the retry applies it); applying
-    the report here with the pure model gives the state the message reaches either way.
-    """
-    if document is None or not document["order_key"]:
-        base = skeleton(report, stored_micros)
-        base["report"] = report.SerializeToString()
-    else:
-        base = dict(document)
-    if applied_digest(report.event_id) in base["applied"]:
-        return message_status(base)
-    key = model.order_key(report)
-    if key > base["order_key"]:
-        base.update(status=report.status, order_key=key, report=report.SerializeToString())
-    base["report_count"] += 1
-    base["terminal_mask"] |= model.terminal_bit(report.status)
-    base["updated"] = max(base["updated"], stored_micros)
-    for field in FIELDS:
-        base[field.key] = base[field.key] or getattr(report, field.name)
-    return message_status(base)
 
 
 def filter_query(query: MessageFilter) -> Document:

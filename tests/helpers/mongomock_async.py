@@ -12,13 +12,21 @@ mongomock itself:
   other store instances' writes interleave with a batch as they would on a real server.
 * ``$bit: {field: {or: n}}`` is applied right after the rest of the update (nothing can run in
   between: mongomock calls do not yield).
+* The BSON size limit (``max_bson_size``, 16 MiB as on a server): an insert over it raises
+  ``DocumentTooLarge`` (as the driver does before sending), an update whose result would be
+  over it fails with the server's write error (code 17419) and changes nothing.
 * An index that exists with other options fails with the server's code (85), and ``collMod``
   changes a TTL index's ``expireAfterSeconds``.
-* ``hello`` answers as a standalone server, or, with ``replica_set=True``, as a replica-set
-  primary, and then ``watch()`` emulates a change stream of inserts: every insert through the
-  adapter is appended to an in-memory oplog shared by all clients of one :class:`MockServer`;
-  resume tokens are ``{"_data": <hex entry number>}``; :meth:`MockServer.forget_changes`
-  truncates the oplog so a stale token fails as a real one does (code 286).
+* ``hello`` (``isMaster`` for a server ``version`` before 4.4.2, which has no ``hello``) answers
+  as a standalone server, or, with ``replica_set=True``, as a replica-set primary, and then
+  ``watch()`` emulates a change stream: every insert and every update that changed a document
+  through the adapter is appended to an in-memory oplog shared by all clients of one
+  :class:`MockServer` as a change event (``operationType``, ``documentKey``,
+  ``updateDescription.updatedFields``, ``fullDocument`` for inserts); a ``$match`` stage is
+  applied by mongomock's own filter, a ``$project`` stage keeps the named fields; resume
+  tokens are ``{"_data": <hex entry number>}``; :meth:`MockServer.forget_changes` truncates
+  the oplog so a stale token fails as a real one does (code 286). ``buildInfo`` answers the
+  ``version``. (The stream itself is in :mod:`tests.helpers.mongomock_stream`.)
 
 A :class:`MockServer` can also be taken down (every call then fails as an unreachable server
 does) and can fail a chosen collection method once after a number of operations, to cut a
@@ -32,18 +40,24 @@ import copy
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+import bson
 import mongomock
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
+    DocumentTooLarge,
     DuplicateKeyError,
     OperationFailure,
     ServerSelectionTimeoutError,
+    WriteError,
 )
 from pymongo.results import DeleteResult, InsertManyResult, UpdateResult
+
+if TYPE_CHECKING:
+    from tests.helpers.mongomock_stream import MockChangeStream
 
 Document = dict[str, Any]
 
@@ -59,9 +73,17 @@ class _Fault:
 class MockServer:
     """One in-memory MongoDB shared by any number of adapter clients."""
 
-    def __init__(self, *, replica_set: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        replica_set: bool = False,
+        version: str = "8.0.4",
+        max_bson_size: int = 16 * 1024 * 1024,
+    ) -> None:
         self.backend: Any = mongomock.MongoClient()
         self.replica_set = replica_set
+        self.version = version
+        self.max_bson_size = max_bson_size
         self.down = False
         self.oplog: list[tuple[str, Document]] = []
         self.oplog_floor = 0  # entries before this were "rolled off"
@@ -96,8 +118,9 @@ class MockServer:
                 return fault
         return None
 
-    async def record(self, namespace: str, document: Document) -> None:
-        self.oplog.append((namespace, copy.deepcopy(document)))
+    async def record(self, namespace: str, change: Document) -> None:
+        """Appends a change event (without its ``_id``, the token) to the oplog."""
+        self.oplog.append((namespace, copy.deepcopy(change)))
         async with self.changed:
             self.changed.notify_all()
 
@@ -136,11 +159,20 @@ class MockDatabase:
         name = command if isinstance(command, str) else next(iter(command))
         if name == "ping":
             return {"ok": 1.0}
-        if name == "hello":
-            answer: Document = {"isWritablePrimary": True, "maxWireVersion": 25, "ok": 1.0}
+        if name in ("hello", "isMaster"):
+            major, minor, patch = (int(part) for part in self.server.version.split("."))
+            numbers = (major, minor, patch)
+            if name == "hello" and numbers < (4, 4, 2):
+                raise OperationFailure("no such command: 'hello'", code=59)
+            wires = {(4, 2): 8, (4, 4): 9, (5, 0): 13, (6, 0): 17, (7, 0): 21}
+            wire = wires.get((major, minor), 25)
+            answer: Document = {"maxWireVersion": wire, "ok": 1.0}
+            answer["isWritablePrimary" if name == "hello" else "ismaster"] = True
             if self.server.replica_set:
                 answer["setName"] = "rs0"
             return answer
+        if name == "buildInfo":
+            return {"version": self.server.version, "ok": 1.0}
         if name == "collMod" and isinstance(command, Mapping):  # a TTL change, as the store sends
             collection = self.backend.get_collection(command["collMod"])
             index = command["index"]
@@ -171,17 +203,32 @@ class MockCollection:
 
     async def insert_many(self, documents: Sequence[Document], ordered: bool = True) -> Any:
         fault = self.server.check(self.name, "insert_many")
+        for document in documents:
+            size = len(bson.encode(document))
+            if size > self.server.max_bson_size:
+                raise DocumentTooLarge(
+                    f"BSON document too large ({size} bytes) - the connected server supports "
+                    f"BSON document sizes up to {self.server.max_bson_size} bytes."
+                )
         errors, inserted = [], []
         for index, document in enumerate(documents):
             _lost(fault, index)
             try:
-                inserted.append(self.backend.insert_one(copy.deepcopy(document)).inserted_id)
+                key = self.backend.insert_one(copy.deepcopy(document)).inserted_id
             except DuplicateKeyError as exc:
                 errors.append({"index": index, "code": 11000, "errmsg": str(exc)})
                 if ordered:
                     break
             else:
-                await self.server.record(self.namespace, document)
+                inserted.append(key)
+                await self.server.record(
+                    self.namespace,
+                    {
+                        "operationType": "insert",
+                        "documentKey": {"_id": key},
+                        "fullDocument": {**document, "_id": key},
+                    },
+                )
             await asyncio.sleep(0)
         if errors:
             raise BulkWriteError({"writeErrors": errors, "nInserted": len(inserted)})
@@ -195,9 +242,11 @@ class MockCollection:
             assert isinstance(operation, UpdateOne), "the store only sends UpdateOne"
             try:
                 selector, update = cast(Document, operation._filter), cast(Document, operation._doc)
-                self._update_one(selector, update, bool(operation._upsert))
-            except DuplicateKeyError as exc:
-                errors.append({"index": index, "code": 11000, "errmsg": str(exc)})
+                result = self._update_one(selector, update, bool(operation._upsert))
+                if result.modified_count and "$set" in update:
+                    await self._record_update(selector["_id"], update["$set"])
+            except (DuplicateKeyError, WriteError) as exc:
+                errors.append({"index": index, "code": exc.code, "errmsg": str(exc)})
                 if ordered:
                     break
             await asyncio.sleep(0)
@@ -205,7 +254,32 @@ class MockCollection:
             raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": []})
         return None
 
+    async def _record_update(self, key: Any, fields: Document) -> None:
+        await self.server.record(
+            self.namespace,
+            {
+                "operationType": "update",
+                "documentKey": {"_id": key},
+                "updateDescription": {"updatedFields": fields, "removedFields": []},
+            },
+        )
+
     def _update_one(self, selector: Document, update: Document, upsert: bool) -> Any:
+        before = self.backend.find_one({"_id": selector["_id"]})
+        result = self._apply_update(selector, update, upsert)
+        after = self.backend.find_one({"_id": selector["_id"]})
+        if after is not None and len(bson.encode(after)) > self.server.max_bson_size:
+            if before is None:
+                self.backend.delete_one({"_id": selector["_id"]})
+            else:
+                self.backend.replace_one({"_id": selector["_id"]}, before)
+            raise WriteError(
+                f"Resulting document after update is larger than {self.server.max_bson_size}",
+                code=17419,
+            )
+        return result
+
+    def _apply_update(self, selector: Document, update: Document, upsert: bool) -> Any:
         bits = update.get("$bit", {})
         rest = {operator: value for operator, value in update.items() if operator != "$bit"}
         result = self.backend.update_one(selector, rest, upsert=upsert)
@@ -254,12 +328,13 @@ class MockCollection:
         max_await_time_ms: int | None = None,
         batch_size: int | None = None,
     ) -> MockChangeStream:
+        from tests.helpers.mongomock_stream import MockChangeStream
+
         self.server.check(self.name, "watch")
         if not self.server.replica_set:
             raise OperationFailure(
                 "The $changeStream stage is only supported on replica sets", code=40573
             )
-        assert pipeline == [{"$match": {"operationType": "insert"}}], "only inserts are emulated"
         start = len(self.server.oplog)
         if resume_after is not None:
             start = int(str(resume_after["_data"]), 16)
@@ -267,7 +342,9 @@ class MockCollection:
                 raise OperationFailure("the resume point may no longer be in the oplog", code=286)
             if start > len(self.server.oplog):
                 raise OperationFailure("cannot resume stream; token not found", code=280)
-        return MockChangeStream(self, start, (max_await_time_ms or 1000) / 1000)
+        return MockChangeStream(
+            self, list(pipeline or []), start, (max_await_time_ms or 1000) / 1000
+        )
 
 
 class MockCursor:
@@ -287,57 +364,3 @@ class MockCursor:
         _lost(self.collection.server.check(self.collection.name, "find"), 0)
         found = list(self.cursor)
         return found if length is None else found[:length]
-
-
-def _token(number: int) -> Document:
-    return {"_data": f"{number:016X}"}
-
-
-class MockChangeStream:
-    """Inserts into one collection after an oplog entry number (see the module docstring)."""
-
-    def __init__(self, collection: MockCollection, start: int, max_await: float) -> None:
-        self.collection = collection
-        self.server = collection.server
-        self.next = start
-        self.max_await = max_await
-        self.resume_token: Document | None = _token(start)
-
-    async def try_next(self) -> Document | None:
-        self.server.check(self.collection.name, "watch")
-        if self._pending() is None:
-            async with self.server.changed:
-                try:
-                    await asyncio.wait_for(
-                        self.server.changed.wait_for(lambda: self._pending() is not None),
-                        self.max_await,
-                    )
-                except TimeoutError:
-                    return None
-        number = self._pending()
-        if number is None:
-            return None
-        self.next = number + 1
-        self.resume_token = _token(self.next)
-        _, document = self.server.oplog[number]
-        return {
-            "_id": _token(self.next),
-            "operationType": "insert",
-            "fullDocument": copy.deepcopy(document),
-            "documentKey": {"_id": document["_id"]},
-        }
-
-    def _pending(self) -> int | None:
-        for number in range(self.next, len(self.server.oplog)):
-            if self.server.oplog[number][0] == self.collection.namespace:
-                return number
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def __aenter__(self) -> MockChangeStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

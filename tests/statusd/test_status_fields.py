@@ -6,12 +6,12 @@ that is not in the table (``EXTRA``) shows the pieces are built from the table a
 from __future__ import annotations
 
 import pytest
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import reads
 from statusd.status_fields import FIELDS, NAMES, StatusField
-from statusd.storage import mongo_docs, sqlite_sql
+from statusd.storage import mongo_commit, mongo_docs, sqlite_sql
 from statusd.storage.base import MessageFilter
 from statusd.storage.sqlite_schema import index_statement, schema_statements
 from tests.helpers.reports import report
@@ -73,10 +73,16 @@ def test_mongodb_stores_fills_and_filters_the_field(field: StatusField) -> None:
     assert mongo_docs.field_index(field) in mongo_docs.INDEXES
     carrying = report()
     setattr(carrying, field.name, "x")
-    assert getattr(mongo_docs.projected_status(None, carrying, 0), field.name) == "x"
+    fill = UpdateOne(
+        {"_id": mongo_docs.message_id_of_report(carrying), field.key: ""},
+        {"$set": {field.key: "x"}},
+    )
+    later = report()
+    setattr(later, field.name, "y")
+    assert fill in mongo_commit.fill_updates([carrying, later])  # the first value fills
     document[field.key] = "first"
     document.update(order_key="0", report=report().SerializeToString())
-    assert getattr(mongo_docs.projected_status(document, carrying, 0), field.name) == "first"
+    assert getattr(mongo_docs.message_status(document), field.name) == "first"
 
 
 def status_with(name: str, value: str) -> pb.MessageStatus:

@@ -1,13 +1,14 @@
-"""What only the MongoDB store has: round trips per batch, interrupted commits, change streams,
-indexes, write concern, outages. Over mongomock through the async adapter, as a standalone
-server and as a replica set with the adapter's emulated change stream (the contract every
-store shares is in test_contract.py). Covers statusd/storage/mongo.py, mongo_commit.py,
-mongo_changes.py and mongo_docs.py."""
+"""What only the MongoDB store has: round trips per batch, interrupted commits, Watch after a
+failed commit, counting markers, indexes, write concern, outages. Over mongomock through the
+async adapter, as a standalone server and as a replica set with the adapter's emulated change
+stream (the contract every store shares is in test_contract.py; the change stream in
+test_mongo_stream.py). Covers statusd/storage/mongo.py, mongo_commit.py, mongo_changes.py and
+mongo_docs.py."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,11 +22,11 @@ from statusd.storage.base import (
     DUPLICATE,
     STALE,
     STORED,
-    InvalidPosition,
     MessageFilter,
     StoreUnavailable,
 )
 from statusd.storage.mongo import MongoStore, mongo_client
+from statusd.storage.mongo_commit import MARKER_HORIZON, now_micros, sweep_markers
 from tests.helpers.mongomock_async import MockServer
 from tests.helpers.reports import random_reports, report
 from tests.helpers.stores import assert_in_the_fold
@@ -36,27 +37,6 @@ DELIVERED = pb.DELIVERY_STATUS_DELIVERED
 @pytest.fixture(params=["standalone", "replset"])
 def server(request: pytest.FixtureRequest) -> MockServer:
     return MockServer(replica_set=request.param == "replset")
-
-
-@pytest.fixture
-async def replset() -> MockServer:
-    return MockServer(replica_set=True)
-
-
-@pytest.fixture
-async def stores() -> AsyncIterator[Callable[..., Any]]:
-    """Opens MongoStores over a server (closed after the test)."""
-    opened: list[MongoStore] = []
-
-    async def make(server: MockServer, **options: Any) -> MongoStore:
-        made = MongoStore(server.client(), **options)
-        await made.open()
-        opened.append(made)
-        return made
-
-    yield make
-    for made in opened:
-        await made.close()
 
 
 async def test_a_batch_takes_the_same_few_requests_whatever_its_size(
@@ -70,14 +50,23 @@ async def test_a_batch_takes_the_same_few_requests_whatever_its_size(
         await store.commit(reports + reports[:2])  # two duplicates inside the batch
         counts.append(dict(server.calls))
     assert counts[0] == counts[1]
-    expected = {("events", "insert_many"): 1, ("messages", "bulk_write"): 2}
+    expected = {
+        ("events", "insert_many"): 1,  # the history
+        ("messages", "bulk_write"): 2,  # create the messages; apply the reports
+        ("events", "bulk_write"): 1,  # mark the events applied
+    }
     if not server.replica_set:
         expected[("meta", "find_one_and_update")] = 1  # reserves the batch's change numbers
     assert counts[0] == expected
     server.calls.clear()
     again = random_reports(2, 300, messages=100)
     assert set(await store.commit(again)) == {DUPLICATE}
-    assert server.calls[("events", "find")] == 1  # one read of the stored duplicates
+    # one read of the stored duplicates, which are all applied: nothing to write
+    assert dict(server.calls) == {
+        ("events", "insert_many"): 1,
+        ("messages", "bulk_write"): 1,
+        ("events", "find"): 1,
+    }
 
 
 CUTS = [
@@ -148,55 +137,30 @@ async def test_a_failed_bulk_write_fails_only_its_batch(
         assert found.report_count == 1
 
 
-async def test_a_change_stream_wakes_a_replica_when_another_one_commits(
-    replset: MockServer, stores: Callable[..., Any]
+async def test_watch_shows_a_report_only_once_its_message_reflects_it(
+    server: MockServer, stores: Callable[..., Any]
 ) -> None:
-    watcher, writer = await stores(replset), await stores(replset)
-    position = await watcher.last_position()
-    waiting = asyncio.create_task(watcher.wait_for_changes(position, 60))
-    await asyncio.sleep(0.01)
-    assert not waiting.done()
-    await writer.commit([model.with_event_id(report("elsewhere"))])
-    await asyncio.wait_for(waiting, 10)  # woken by the other replica, long before 60 s
-    found = await watcher.changes(MessageFilter(), after=position, limit=10)
-    assert [change.report.message_id for change in found] == ["elsewhere"]
-
-
-async def test_a_position_the_oplog_no_longer_holds_is_refused(
-    replset: MockServer, stores: Callable[..., Any]
-) -> None:
-    store = await stores(replset)
-    position = await store.last_position()
-    await store.commit([model.with_event_id(report())])
-    replset.forget_changes()
-    with pytest.raises(InvalidPosition, match="no longer in the oplog"):
-        await store.changes(MessageFilter(), after=position, limit=10)
-    await asyncio.wait_for(store.wait_for_changes(position, 60), 10)  # returns, does not hang
-    newest = await store.last_position()
-    assert await store.changes(MessageFilter(), after=newest, limit=10) == []
-
-
-async def test_watch_shows_a_report_whose_message_update_has_not_landed(
-    replset: MockServer, stores: Callable[..., Any]
-) -> None:
-    writer, watcher = await stores(replset), await stores(replset)
+    writer = await stores(server)
+    # another replica on a replica set; a standalone server's positions are per process
+    watcher = await stores(server) if server.replica_set else writer
     start = await watcher.last_position()
     sent, delivered = (
         model.with_event_id(report(status=pb.DELIVERY_STATUS_SENT, event_offset=1)),
         model.with_event_id(report(status=DELIVERED, event_offset=2)),
     )
     await writer.commit([sent])
-    replset.fail_once("messages", "bulk_write", skip=1)  # the writer dies before applying
+    server.fail_once("messages", "bulk_write", skip=1)  # the writer dies before applying
     with pytest.raises(StoreUnavailable):
         await writer.commit([delivered])
     behind = await watcher.get(pb.MessageKey(provider="infobip", message_id="m-1"))
     assert behind is not None
     assert behind.status == pb.DELIVERY_STATUS_SENT
     changes = await watcher.changes(MessageFilter(), after=start, limit=10)
-    assert [change.message_status.status for change in changes] == [
-        pb.DELIVERY_STATUS_SENT,
-        DELIVERED,
-    ]
+    assert [change.message_status.status for change in changes] == [pb.DELIVERY_STATUS_SENT]
+    assert await writer.commit([delivered]) == [DUPLICATE]  # the retry applies it
+    changes = await watcher.changes(MessageFilter(), after=start, limit=10)
+    assert [change.report.status for change in changes] == [pb.DELIVERY_STATUS_SENT, DELIVERED]
+    assert changes[-1].message_status.status == DELIVERED
     assert changes[-1].message_status.report_count == 2
 
 
@@ -255,3 +219,29 @@ async def test_quarantine_ids_from_elsewhere_are_ignored(
     assert await store.release(["nope", "42"]) == 0
     kept = await store.quarantined(after="not-an-id", limit=5)
     assert [item.reason for item in kept] == ["bad"]
+
+
+async def test_counting_markers_stay_until_their_event_is_applied_and_old(
+    server: MockServer, stores: Callable[..., Any]
+) -> None:
+    store = await stores(server)
+    messages = server.backend.get_database("dlrhub").messages
+    sent = model.with_event_id(report(status=pb.DELIVERY_STATUS_SENT, event_offset=1))
+    delivered = model.with_event_id(report(status=DELIVERED, event_offset=2))
+    await store.commit([sent])
+    server.fail_once("events", "bulk_write")  # counted, but not marked applied
+    with pytest.raises(StoreUnavailable):
+        await store.commit([delivered])
+    later = mongo_docs.as_datetime(now_micros() + int(MARKER_HORIZON.total_seconds() * 2_000_000))
+    assert await sweep_markers(store._messages, store._events, later) == 1
+    left = messages.find_one({})["counting"]
+    assert [marker["d"] for marker in left] == [mongo_docs.applied_digest(delivered.event_id)]
+    assert await store.commit([delivered]) == [DUPLICATE]  # the retry: counted once
+    status = await store.get(pb.MessageKey(provider="infobip", message_id="m-1"))
+    assert status is not None
+    assert (status.status, status.report_count) == (DELIVERED, 2)
+    now = mongo_docs.as_datetime(now_micros())
+    await sweep_markers(store._messages, store._events, now)
+    assert len(messages.find_one({})["counting"]) == 1  # younger than the horizon: kept
+    await sweep_markers(store._messages, store._events, later)
+    assert messages.find_one({})["counting"] == []
