@@ -1,7 +1,19 @@
 """The gateway's per-request protections, in the order a request meets them: who the client
-is, whether it or the account is over a rate limit (see ratelimit.py), whether it keeps
-failing authentication, and, once the request is verified and parsed, whether it carries too
-many items or a signed nonce already accepted on another request.
+is and whether it is over its volume limit (see ratelimit.py); once the request is verified
+and parsed, whether it carries too many items or a signed nonce already accepted on another
+request; whether a client whose request failed authentication keeps failing; and whether an
+authenticated account is over its volume limit.
+
+Authentication is never the victim of rate limiting: every request is verified before the
+authentication-failure limit or the per-account limit is consulted (verification is cheap,
+and it is the only way to tell a genuine request from a forged one). A request that
+authenticates is never refused by the failure limit, however many forgeries came from its
+address (behind an ingress without trusted proxies, every provider shares one address). Only
+failing requests are throttled: past ``DLRHUB_AUTH_FAILURE_LIMIT_PER_MINUTE`` failures a
+minute from one client, its failing requests get 429 with ``Retry-After`` instead of 401
+(the reason names the verification failure too). The per-account limit counts authenticated
+requests only, so forged traffic cannot spend a real account's budget, and an unknown
+provider or account (404 before any limit) never allocates limiter state.
 
 Replay protection, for schemes that sign a nonce but no time (Plivo): every nonce a request
 carries is remembered, with a digest of the request, once the request authenticated and
@@ -62,22 +74,31 @@ class Guard:
             self.trusted,
         )
 
-    def admit(self, request: Request, client: str, provider: str, account: str) -> None:
-        """Raises RateLimited or HeadersTooLarge before any work is done on the request."""
+    def admit(self, request: Request, client: str) -> None:
+        """Raises HeadersTooLarge or RateLimited (per client IP, counting every request)
+        before any work is done on the request."""
         if len(request.headers) > self.max_headers:
             raise HeadersTooLarge(f"more than {self.max_headers} request headers")
-        wait = self.auth_failures.blocked(client)
-        if wait:
-            raise RateLimited("too many failed authentications from this client", retry_after=wait)
         wait = self.per_ip.check(client)
         if wait:
             raise RateLimited("too many requests from this client", retry_after=wait)
+
+    def failed_authentication(self, client: str, error: Unauthenticated) -> None:
+        """Counts a failed authentication; raises RateLimited (caused by ``error``) instead
+        when the client is over the failure limit."""
+        wait = self.auth_failures.check(client)
+        if wait:
+            raise RateLimited(
+                f"too many failed authentications from this client; this one: {error.reason}",
+                retry_after=wait,
+            ) from error
+
+    def authenticated(self, provider: str, account: str) -> None:
+        """Raises RateLimited when an authenticated account is over its volume limit; only
+        configured accounts get here, so their number bounds the buckets."""
         wait = self.per_account.check(f"{provider}/{account}")
         if wait:
-            raise RateLimited(f"too many requests for {provider} account", retry_after=wait)
-
-    def failed_authentication(self, client: str) -> None:
-        self.auth_failures.check(client)
+            raise RateLimited(f"too many requests for this {provider} account", retry_after=wait)
 
     def check_parsed(self, parsed: Parsed, request: InboundRequest) -> None:
         """Raises Unauthenticated (``replayed``) when any nonce the request carries was

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sanic import Request
 
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
-from gateway import body, metrics
+from gateway import body
 from gateway.coalescer import Coalescer
 from gateway.errors import MethodNotAllowed, NotFound, Unauthenticated
 from gateway.guard import Guard
@@ -51,7 +51,7 @@ async def receive(request: Request, provider: str, account: str, request_id: str
     guard: Guard = request.app.ctx.guard
     coalescer: Coalescer = request.app.ctx.coalescer
     client = guard.client(request)
-    guard.admit(request, client, metrics.provider_label(provider), account)
+    guard.admit(request, client)
     endpoint = _endpoint(config, request.method, provider, account)
     await body.receive(request, settings.max_body_bytes, settings.request_timeout_seconds)
     inbound = inbound_request(request, settings.public_base, request_id)
@@ -59,9 +59,10 @@ async def receive(request: Request, provider: str, account: str, request_id: str
         await endpoint.prepare(inbound)
         parsed = endpoint.handle(inbound)
         guard.check_parsed(parsed, inbound)
-    except Unauthenticated:
-        guard.failed_authentication(client)
+    except Unauthenticated as failed:
+        guard.failed_authentication(client, failed)
         raise
+    guard.authenticated(provider, account)
     answer = await coalescer.submit(parsed.reports, parsed.quarantined)
     return Accepted(inbound, parsed, answer)
 

@@ -1,11 +1,15 @@
-"""Request rate limits: token buckets per client IP and per provider account, and a stricter
-one for clients that keep failing authentication.
+"""Request rate limits: token buckets per client IP and per provider account, and one for
+clients whose requests fail authentication (:mod:`gateway.guard` decides what each counts).
 
-Genuine providers never fail authentication at volume, so the failure limit is on by default:
-it stops credential guessing and cheap floods without ever slowing a real provider. The
-volume limits are off by default (a provider's burst after a campaign is legitimate traffic)
-and meant for gateways exposed to untrusted networks. Every limit answers 429 with
-``Retry-After``; providers retry later, so nothing is lost.
+The failure limit counts failed requests only and throttles only failed requests, so it is
+on by default: a genuine provider is never refused by it, even when it shares an address
+with a forger. The volume limits are off by default (a provider's burst after a campaign is
+legitimate traffic) and meant for gateways exposed to untrusted networks: the per-IP limit
+counts every request, before authentication (a flood is refused before it costs anything),
+so it is only meaningful when the client address is the real one, that is behind a proxy
+only with ``DLRHUB_TRUSTED_PROXIES`` set; the per-account limit counts authenticated
+requests only. Every limit answers 429 with ``Retry-After``; providers retry later, so
+nothing is lost.
 
 Limits are per gateway process. Memory is bounded: at most ``max_keys`` buckets per limiter,
 least recently used dropped first. The client IP is the TCP peer, or, when the peer is a
@@ -80,14 +84,9 @@ class Limiter:
         wait = bucket.take(now)
         return 0 if wait == 0 else max(1, math.ceil(wait))
 
-    def blocked(self, key: str) -> int:
-        """Like :meth:`check` but without taking a token: seconds until ``key`` may go again."""
-        bucket = self._buckets.get(key)
-        if not self.enabled or bucket is None:
-            return 0
-        now = self.clock()
-        tokens = min(bucket.burst, bucket.tokens + (now - bucket.updated) * bucket.rate)
-        return 0 if tokens >= 1 else max(1, math.ceil((1 - tokens) / bucket.rate))
+    def __len__(self) -> int:
+        """The number of buckets held."""
+        return len(self._buckets)
 
 
 def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:

@@ -89,22 +89,40 @@ class GatewaySettings(BaseConfig):
         (), description="Proxies (IPs or CIDRs) whose X-Forwarded-For names the client."
     )
     rate_limit_per_ip: float = Field(
-        0.0, ge=0, description="Requests per second per client IP (0: no limit)."
+        0.0,
+        ge=0,
+        description="Requests per second per client IP, counted before authentication "
+        "(0: no limit); behind a proxy only with DLRHUB_TRUSTED_PROXIES.",
     )
     rate_limit_per_account: float = Field(
-        0.0, ge=0, description="Requests per second per provider account (0: no limit)."
+        0.0,
+        ge=0,
+        description="Authenticated requests per second per provider account (0: no limit).",
     )
     rate_limit_burst_seconds: float = Field(
         2.0, gt=0, le=60, description="A limit's bucket holds this many seconds of its rate."
     )
     auth_failure_limit_per_minute: float = Field(
-        60.0, ge=0, description="Failed-authentication requests per minute per IP (0: no limit)."
+        60.0,
+        ge=0,
+        description="Failed authentications per minute per IP; more failing requests get "
+        "429 (0: no limit). Requests that authenticate are never refused by it.",
     )
     nonce_ttl_seconds: float = Field(
         86_400.0, ge=0, description="How long an accepted nonce is refused on any other request."
     )
     nonce_cache_size: int = Field(
         100_000, ge=0, description="Most nonces remembered per gateway process."
+    )
+    rejection_log_per_minute: float = Field(
+        60.0,
+        gt=0,
+        le=100_000,
+        description="Log lines per minute about refused or quarantined webhooks, per "
+        "provider and reason; more are counted and summarized.",
+    )
+    rejection_log_summary_seconds: float = Field(
+        60.0, gt=0, le=3600, description="How often suppressed rejection lines are summarized."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
@@ -207,6 +225,11 @@ class GatewayConfig:
             else:
                 secrets = provider.credentials.redacted_names()
                 log.info("webhook enabled", extra={"path": path, "provider": name, "auth": secrets})
+        if self.settings.rate_limit_per_ip and not self.settings.trusted_proxies:
+            log.warning(
+                "DLRHUB_RATE_LIMIT_PER_IP limits each TCP peer: behind a proxy or ingress, "
+                "set DLRHUB_TRUSTED_PROXIES, or every provider shares the proxy's one limit"
+            )
         enabled = {name for name, _ in self.endpoints}
         for name in PROVIDERS:
             if name not in enabled:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -170,19 +171,62 @@ async def test_per_account_rate_limit(make_stack: StackFactory) -> None:
         ).status_code == 429
 
 
-async def test_clients_failing_authentication_are_slowed_down(make_stack: StackFactory) -> None:
-    async with make_stack(auth_failure_limit_per_minute=3) as stack:
+async def test_a_genuine_request_passes_however_many_forgeries_share_its_address(
+    make_stack: StackFactory,
+) -> None:
+    """Behind an ingress without trusted proxies every request has the ingress's address:
+    forgeries from it are throttled, genuine requests from it never are."""
+    failures = {"provider": "infobip", "reason": "invalid"}
+    before = REGISTRY.get_sample_value("dlrhub_signature_failures_total", failures) or 0
+    async with make_stack() as stack:  # the default limit: 60 failures a minute
         wrong = {**BASIC, "Authorization": basic.authorization("infobip:guess")}
         codes = [
             (await stack.http.post("/webhooks/infobip", content=ONE, headers=wrong)).status_code
-            for _ in range(5)
+            for _ in range(62)
         ]
-        assert codes == [401, 401, 401, 429, 429]
-        # Even correct credentials wait now: the client is blocked, not the credential.
-        assert (
-            await stack.http.post("/webhooks/infobip", content=ONE, headers=BASIC)
-        ).status_code == 429
-        assert await stack.stored_messages() == 0
+        assert codes == [401] * 60 + [429] * 2
+        limited = await stack.http.post("/webhooks/infobip", content=ONE, headers=wrong)
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert "credentials do not match" in limited.json()["reason"]
+        for index in range(3):
+            genuine = infobip_body(f"g-{index}")
+            response = await stack.http.post("/webhooks/infobip", content=genuine, headers=BASIC)
+            assert response.status_code == 200
+        assert await stack.stored_messages() == 3
+    after = REGISTRY.get_sample_value("dlrhub_signature_failures_total", failures)
+    assert after == before + 63  # failures answered 429 are counted as failures too
+
+
+async def test_forgeries_do_not_spend_an_accounts_rate_limit(make_stack: StackFactory) -> None:
+    async with make_stack(rate_limit_per_account=1, rate_limit_burst_seconds=1) as stack:
+        wrong = {**BASIC, "Authorization": basic.authorization("infobip:guess")}
+        for _ in range(10):
+            forged = await stack.http.post("/webhooks/infobip", content=ONE, headers=wrong)
+            assert forged.status_code == 401
+        first = await stack.http.post("/webhooks/infobip", content=ONE, headers=BASIC)
+        assert first.status_code == 200
+        # the limit still holds for authenticated requests
+        second = await stack.http.post("/webhooks/infobip", content=ONE, headers=BASIC)
+        assert second.status_code == 429
+        assert "infobip account" in second.json()["reason"]
+
+
+async def test_unknown_providers_and_accounts_allocate_no_limiter_state(
+    make_stack: StackFactory,
+) -> None:
+    settings = {"rate_limit_per_account": 100, "auth_failure_limit_per_minute": 10}
+    async with make_stack(**settings) as stack:
+        checks: Guard = stack.gateway.app.ctx.guard
+        for index in range(300):
+            name = secrets.token_hex(8)
+            path = f"/webhooks/plivo/{name}" if index % 2 else f"/webhooks/{name}/{index}"
+            response = await stack.http.post(path, content=ONE, headers=BASIC)
+            assert response.status_code == 404
+        assert (len(checks.per_account), len(checks.auth_failures)) == (0, 0)
+        form = {"MessageUUID": "p-9", "Status": "sent", "ErrorCode": ""}
+        genuine = plivo_post(form, token="plivo-eu-token", path="/webhooks/plivo/eu")
+        assert (await stack.http.post(**genuine)).status_code == 200
+        assert len(checks.per_account) == 1
 
 
 async def test_too_many_headers_get_431(make_stack: StackFactory) -> None:

@@ -108,3 +108,15 @@ def test_bad_statusd_target_is_refused(monkeypatch: pytest.MonkeyPatch, target: 
     monkeypatch.setenv("DLRHUB_STATUSD_TARGET", target)
     with pytest.raises(ConfigError, match="DLRHUB_STATUSD_TARGET"):
         load(GatewaySettings)
+
+
+def test_a_per_ip_limit_without_trusted_proxies_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    warning = "DLRHUB_RATE_LIMIT_PER_IP limits each TCP peer"
+    GatewayConfig.load(load(GatewaySettings, rate_limit_per_ip=5)).describe()
+    assert warning in caplog.text
+    caplog.clear()
+    settings = load(GatewaySettings, rate_limit_per_ip=5, trusted_proxies=("10.0.0.0/8",))
+    GatewayConfig.load(settings).describe()
+    assert warning not in caplog.text
