@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ import helm_python
 import kubernetes_validate
 import pytest
 
+from common.settings import load
+from gateway.ratelimit import parse_networks
+from gateway.settings import GatewaySettings
 from tests.deploy.chart import (
     CHART_DIR,
     NAMESPACE,
@@ -24,6 +28,7 @@ from tests.deploy.chart import (
     values_cases,
     workloads,
 )
+from tests.helpers.servers import environment
 
 #: The Kubernetes version the rendered objects are validated against.
 KUBERNETES_VERSION = "1.31.0"
@@ -310,6 +315,31 @@ def test_notes_warn_about_sqlite_and_show_grpcurl() -> None:
     notes = production[f"{CHART_DIR.name}/templates/NOTES.txt"]
     assert "https://dlr.example.com/webhooks/<provider>" in notes
     assert "sqlite" not in notes.lower()
+
+
+def test_trusted_proxies_reach_the_gateway_and_notes_warn_without_them() -> None:
+    notes_path = f"{CHART_DIR.name}/templates/NOTES.txt"
+    warning = "gateway.trustedProxies is empty"
+    ingress = {
+        "enabled": True,
+        "hosts": [
+            {"host": "dlr.example.com", "paths": [{"path": "/webhooks", "pathType": "Prefix"}]}
+        ],
+    }
+    assert warning not in render_files()[notes_path]  # no ingress, no warning
+    assert warning in render_files({"ingress": ingress})[notes_path]
+    config = one(render({"ingress": ingress}), "ConfigMap", "gateway")["data"]
+    assert "DLRHUB_TRUSTED_PROXIES" not in config
+    values = {"ingress": ingress, "gateway": {"trustedProxies": ["10.0.0.0/8", "fd00::/8"]}}
+    assert warning not in render_files(values)[notes_path]
+    config = one(render(values), "ConfigMap", "gateway")["data"]
+    assert config["DLRHUB_TRUSTED_PROXIES"] == "10.0.0.0/8,fd00::/8"
+    with environment({"DLRHUB_TRUSTED_PROXIES": config["DLRHUB_TRUSTED_PROXIES"]}):
+        settings = load(GatewaySettings)
+    assert parse_networks(settings.trusted_proxies) == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("fd00::/8"),
+    )
 
 
 def test_gateway_policy_admits_scrapers_when_sources_are_narrowed() -> None:

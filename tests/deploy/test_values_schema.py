@@ -41,6 +41,15 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "a setting the chart owns": ({"gateway": {"config": {"GATEWAY_PORT": "1"}}}, "GATEWAY_PORT"),
     "a secret in plain config": ({"statusd": {"config": {"MONGODB_URI": "x"}}}, "MONGODB_URI"),
+    "a trusted proxy that is not an address": (
+        {"gateway": {"trustedProxies": ["10.0.0.0/8", "ingress"]}},
+        "trustedProxies",
+    ),
+    "trusted proxies as one string": ({"gateway": {"trustedProxies": "10.0.0.0/8"}}, "trusted"),
+    "trusted proxies in plain config": (
+        {"gateway": {"config": {"TRUSTED_PROXIES": "10.0.0.0/8"}}},
+        "TRUSTED_PROXIES",
+    ),
     "port out of range": ({"gateway": {"containerPorts": {"http": 70000}}}, "http"),
     "statusd's tokens among the secrets": (
         {"secrets": {"statusd": {"READ_TOKENS": "r"}}},
