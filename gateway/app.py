@@ -7,6 +7,7 @@ headers too large), are answered like a webhook's: :func:`gateway.errors.expecte
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ from sanic import Request, Sanic
 from sanic import exceptions as sanic_errors
 from sanic.response import HTTPResponse
 
-from gateway import errors, metrics, routes
+from gateway import audit, errors, intake, metrics, routes
 from gateway.coalescer import Coalescer
 from gateway.forwarder import Forwarder
 from gateway.guard import Guard
@@ -40,6 +41,9 @@ def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> San
     app.ctx.config = config
     app.ctx.forwarder = forwarder
     app.ctx.guard = Guard(settings)
+    app.ctx.rejections = audit.RejectionLog(
+        settings.rejection_log_per_minute, settings.rejection_log_summary_seconds
+    )
 
     @app.before_server_start
     async def _connect(app: Sanic[Any, Any]) -> None:
@@ -50,9 +54,12 @@ def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> San
             max_reports=settings.coalesce_max_reports,
             max_in_flight=settings.coalesce_max_calls,
         )
+        app.ctx.summaries = asyncio.create_task(app.ctx.rejections.summarize_periodically())
 
     @app.after_server_stop
     async def _disconnect(app: Sanic[Any, Any]) -> None:
+        app.ctx.summaries.cancel()
+        app.ctx.rejections.summarize()
         if forwarder is None and app.ctx.forwarder is not None:
             await app.ctx.forwarder.close()
 
@@ -69,4 +76,7 @@ def _answer_error(request: Request, exception: Exception) -> HTTPResponse:
         parts = request.path.split("/")
         named = parts[2] if len(parts) > 2 and parts[1] == "webhooks" else ""
         metrics.webhook_answered(metrics.provider_label(named), None, error)
+        request_id = intake.request_id(request)
+        audit.webhook_answered(request, named, "", request_id, error)
+        return errors.respond(error, request_id)
     return errors.respond(error)

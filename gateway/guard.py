@@ -68,11 +68,12 @@ class Guard:
         self.nonces = NonceCache(settings.nonce_ttl_seconds, settings.nonce_cache_size)
 
     def client(self, request: Request) -> str:
-        return client_ip(
-            request.conn_info.client_ip if request.conn_info else "",
-            request.headers.get("x-forwarded-for"),
-            self.trusted,
-        )
+        if request.conn_info:
+            peer = request.conn_info.client_ip
+        else:  # a request refused before Sanic filled conn_info in (headers too large)
+            peername = request.transport.get_extra_info("peername") if request.transport else None
+            peer = str(peername[0]) if peername else ""
+        return client_ip(peer, request.headers.get("x-forwarded-for"), self.trusted)
 
     def admit(self, request: Request, client: str) -> None:
         """Raises HeadersTooLarge or RateLimited (per client IP, counting every request)

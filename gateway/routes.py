@@ -17,7 +17,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, json, raw
 
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
-from gateway import errors, intake, metrics
+from gateway import audit, errors, intake, metrics
 from gateway.forwarder import Forwarder
 from gateway.settings import GatewayConfig
 
@@ -58,6 +58,8 @@ async def webhook(request: Request, provider: str, account: str = "") -> HTTPRes
             error,
             (accepted.parsed, accepted.answer) if accepted else None,
         )
+        parsed = accepted.parsed if accepted else None
+        audit.webhook_answered(request, provider, account, request_id, error, parsed=parsed)
     return _accepted_response(accepted.answer, request_id)
 
 
