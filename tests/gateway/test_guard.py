@@ -1,6 +1,8 @@
 """The guard (gateway/guard.py): its nonce cache and request digest, the replay and items
 checks on a parsed request, and, over real HTTP, rate limits with Retry-After, the
-failed-authentication limit, the header and items limits, and Plivo nonce replays. The token
+failed-authentication limit (which never refuses a genuine request), the per-account limit
+(which forgeries and unknown accounts never touch), the header and items limits, and Plivo
+nonce replays. The token
 buckets and client addresses themselves are tested in test_ratelimit.py."""
 
 from __future__ import annotations
