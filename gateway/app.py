@@ -2,7 +2,8 @@
 
 Errors that escape a handler, or arise before one is chosen (unknown route, wrong method,
 headers too large), are answered like a webhook's: :func:`gateway.errors.expected` maps them,
-:func:`gateway.errors.respond` answers them. Tested over HTTP in tests/gateway/test_app.py.
+:func:`gateway.errors.respond` answers them, :mod:`gateway.audit` logs those of webhooks.
+Tested over HTTP in tests/gateway/test_app.py.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from sanic import Request
 
 from common.logs import scrub
-from gateway.errors import RateLimited, Unauthenticated, WebhookError, http_status
+from gateway.errors import WebhookError, authentication_failure, http_status
 from gateway.guard import Guard
 from gateway.metrics import provider_label
 from gateway.providers import Parsed
@@ -57,10 +57,8 @@ class Source:
 def reason_label(error: WebhookError) -> str:
     """``kind``, or ``kind/label`` when authentication failed (also under the failure
     limit's 429)."""
-    failure = error.__cause__ if isinstance(error, RateLimited) else error
-    if isinstance(failure, Unauthenticated):
-        return f"{error.kind}/{failure.label}"
-    return error.kind
+    failure = authentication_failure(error)
+    return error.kind if failure is None else f"{error.kind}/{failure.label}"
 
 
 class RejectionLog:

@@ -153,6 +153,13 @@ def http_status(error: WebhookError) -> int:
     return 400
 
 
+def authentication_failure(error: WebhookError | None) -> Unauthenticated | None:
+    """The failed authentication behind an answer: ``error`` itself, or what a RateLimited
+    of the authentication-failure limit was raised from; None for anything else."""
+    failure = error.__cause__ if isinstance(error, RateLimited) else error
+    return failure if isinstance(failure, Unauthenticated) else None
+
+
 def expected(exception: Exception, body_limit: int, where: str = "") -> WebhookError:
     """The expected error an exception stands for: itself, Sanic's error mapped onto ours
     (:data:`SANIC_ERRORS`), or, for a bug, UpstreamUnavailable after logging the traceback

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from common.status_names import status_label
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
-from gateway.errors import RateLimited, Unauthenticated, WebhookError
+from gateway.errors import WebhookError, authentication_failure
 from gateway.providers import PROVIDERS, Parsed
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -77,8 +77,8 @@ def webhook_answered(
     REQUESTS.labels(provider, error.kind if error else "ok").inc()
     if seconds is not None:
         REQUEST_LATENCY.labels(provider).observe(seconds)
-    failure = error.__cause__ if isinstance(error, RateLimited) else error
-    if isinstance(failure, Unauthenticated):  # a failure over the failure limit counts too
+    failure = authentication_failure(error)  # one answered 429 by the failure limit counts too
+    if failure is not None:
         SIGNATURE_FAILURES.labels(provider, failure.label).inc()
     if accepted is not None:
         _count_reports(provider, *accepted)

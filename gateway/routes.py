@@ -4,7 +4,8 @@
 GET too, for the providers that call with query parameters. A webhook is answered 200 only
 after statusd confirmed the commit of every report it carried: its path is
 :func:`gateway.intake.receive`, its refusals are answered by :func:`gateway.errors.respond`,
-and it is counted once, by :func:`gateway.metrics.webhook_answered`.
+and it is counted once, by :func:`gateway.metrics.webhook_answered`, and logged when refused
+or quarantined, by :func:`gateway.audit.webhook_answered`.
 """
 
 from __future__ import annotations

@@ -79,3 +79,14 @@ def test_anything_else_is_logged_and_answered_503(caplog: pytest.LogCaptureFixtu
     assert errors.http_status(error) == 503
     assert "POST /x" in caplog.text
     assert "RuntimeError: a bug" in caplog.text
+
+
+def test_the_authentication_failure_behind_an_answer() -> None:
+    failed = errors.Unauthenticated("bad", label="stale")
+    limited = errors.RateLimited("too many", retry_after=1)
+    limited.__cause__ = failed  # as `raise ... from failed` sets it
+    assert errors.authentication_failure(limited) is failed
+    assert errors.authentication_failure(failed) is failed
+    assert errors.authentication_failure(errors.RateLimited("too many")) is None
+    assert errors.authentication_failure(errors.Malformed("x")) is None
+    assert errors.authentication_failure(None) is None
