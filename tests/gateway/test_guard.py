@@ -225,6 +225,8 @@ async def test_unknown_providers_and_accounts_allocate_no_limiter_state(
             response = await stack.http.post(path, content=ONE, headers=BASIC)
             assert response.status_code == 404
         assert (len(checks.per_account), len(checks.auth_failures)) == (0, 0)
+        # the rejection log's budget is per provider and reason, never per account
+        assert len(stack.gateway.app.ctx.rejections.limiter) == 2
         form = {"MessageUUID": "p-9", "Status": "sent", "ErrorCode": ""}
         genuine = plivo_post(form, token="plivo-eu-token", path="/webhooks/plivo/eu")
         assert (await stack.http.post(**genuine)).status_code == 200
