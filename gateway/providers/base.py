@@ -28,13 +28,16 @@ import orjson
 from common.settings import env_name
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import signatures
-from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
+from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from gateway.providers.credentials import Credentials, ProviderSettings
 
 #: Longest message id accepted from a provider.
 MAX_MESSAGE_ID_LENGTH = 128
 #: Deepest nesting of arrays and objects accepted in a JSON body.
 MAX_JSON_DEPTH = 32
+#: Most arrays and objects accepted in a JSON body: far above any provider's largest request
+#: (DLRHUB_MAX_ITEMS_PER_REQUEST items of a few objects each), far below what 1 MiB can hold.
+MAX_JSON_CONTAINERS = 50_000
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,9 @@ class Provider(abc.ABC):
     settings_class: ClassVar[type[ProviderSettings]]
     #: HTTP methods the provider calls with.
     methods: ClassVar[frozenset[str]] = frozenset({"POST"})
+    #: Most reports one request may carry (DLRHUB_MAX_ITEMS_PER_REQUEST, set per endpoint by
+    #: the gateway's configuration): see :meth:`check_items`.
+    max_items: int = 1000
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -268,6 +274,12 @@ class Provider(abc.ABC):
                 f"{self.name} sends {' or '.join(allowed)}, this request has {shown}"
             )
 
+    def check_items(self, count: int) -> None:
+        """Raises PayloadTooLarge when a request carries more than ``max_items`` items;
+        called with the count read off the decoded envelope, before any item is normalized."""
+        if count > self.max_items:
+            raise PayloadTooLarge(f"more than {self.max_items} reports in one request")
+
     def unauthenticated(self, reason: str, *, label: str = "invalid") -> Unauthenticated:
         return Unauthenticated(f"{self.name}: {reason}", label=label)
 
@@ -292,36 +304,49 @@ class Provider(abc.ABC):
 def json_body(request: InboundRequest) -> Any:
     """The decoded JSON body (strict RFC 8259: UTF-8, no NaN, integers within 64 bits);
     raises Malformed with the reason, also when it nests deeper than MAX_JSON_DEPTH, which
-    no provider does."""
-    try:
-        decoded = orjson.loads(request.body)
-    except orjson.JSONDecodeError as exc:
-        if "depth" in str(exc):  # orjson stops at 1024 levels
-            raise Malformed(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None
-        raise Malformed(f"body is not valid JSON: {exc}") from None
-    # Depth is at most the number of brackets: most bodies need no walk at all.
-    body = request.body
-    if (
-        body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH
-        and json_depth(decoded) > MAX_JSON_DEPTH
-    ):
+    no provider does, and PayloadTooLarge when it holds more than MAX_JSON_CONTAINERS arrays
+    and objects. Both are judged on the bytes (:func:`json_shape`), before anything is
+    decoded, so a hostile body costs a few linear scans, never a tree of objects."""
+    containers, depth = json_shape(request.body)
+    if depth > MAX_JSON_DEPTH:
         raise Malformed(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
-    return decoded
+    if containers > MAX_JSON_CONTAINERS:
+        raise PayloadTooLarge(f"body holds more than {MAX_JSON_CONTAINERS} arrays and objects")
+    try:
+        return orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise Malformed(f"body is not valid JSON: {exc}") from None
 
 
-def json_depth(value: Any) -> int:
-    """How deeply arrays and objects nest in a decoded JSON value (a scalar is 0)."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
-    while pending:
-        item, depth = pending.pop()
-        if depth > deepest:
-            deepest = depth
-            if deepest > MAX_JSON_DEPTH:
-                return deepest
-        children = item.values() if isinstance(item, dict) else item
-        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+_ESCAPES = (b"\\\\", b'\\"')  # an escaped backslash, then an escaped quote
+_PARENS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[{]}")))
+
+
+def json_shape(body: bytes) -> tuple[int, int]:
+    """How many arrays and objects a JSON text holds and how deeply they nest, from the bytes
+    alone, with no Python loop over them: brackets inside strings are dropped (escapes
+    removed, then every other run between quotes), the rest reduced to ``(`` and ``)``, and
+    each pass of deleting ``()`` removes the innermost level. Exact for valid JSON, the depth
+    counted up to MAX_JSON_DEPTH + 1; a text with at most MAX_JSON_DEPTH brackets is not
+    scanned (both are then its bracket count, an upper bound). For text that is not JSON, a
+    guess that the decoder then corrects."""
+    opened = body.count(b"[") + body.count(b"{")
+    if opened <= MAX_JSON_DEPTH:
+        return opened, opened
+    if b'"' in body:
+        for escape in _ESCAPES:
+            body = body.replace(escape, b"")
+        body = b"".join(body.split(b'"')[::2])
+    brackets = body.translate(_PARENS, _NOT_BRACKETS)
+    containers = brackets.count(b"(")
+    if b"(" * (MAX_JSON_DEPTH + 1) in brackets:
+        return containers, MAX_JSON_DEPTH + 1
+    depth = 0
+    while b"()" in brackets and depth <= MAX_JSON_DEPTH:
+        brackets = brackets.replace(b"()", b"")
+        depth += 1
+    return containers, depth
 
 
 def json_item(raw: str) -> Any:
