@@ -62,7 +62,11 @@ class CappedHttpProtocol(HttpProtocol):
     (all of the server's open connections, counted by Sanic) with :data:`REFUSED_CONNECTION`
     and closing it. Serve the app with ``protocol=CappedHttpProtocol``."""
 
-    refused = False
+    __slots__ = ("refused",)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.refused = False
 
     def connection_made(self, transport: Any) -> None:
         if len(self.connections) >= self.app.ctx.config.settings.max_connections:

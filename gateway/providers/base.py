@@ -305,13 +305,9 @@ def json_body(request: InboundRequest) -> Any:
     """The decoded JSON body (strict RFC 8259: UTF-8, no NaN, integers within 64 bits);
     raises Malformed with the reason, also when it nests deeper than MAX_JSON_DEPTH, which
     no provider does, and PayloadTooLarge when it holds more than MAX_JSON_CONTAINERS arrays
-    and objects. Both are judged on the bytes (:func:`json_shape`), before anything is
-    decoded, so a hostile body costs a few linear scans, never a tree of objects."""
-    containers, depth = json_shape(request.body)
-    if depth > MAX_JSON_DEPTH:
-        raise Malformed(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
-    if containers > MAX_JSON_CONTAINERS:
-        raise PayloadTooLarge(f"body holds more than {MAX_JSON_CONTAINERS} arrays and objects")
+    and objects: both judged on the bytes before anything is decoded
+    (:func:`check_json_shape`)."""
+    check_json_shape(request.body)
     try:
         return orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
@@ -319,34 +315,45 @@ def json_body(request: InboundRequest) -> Any:
 
 
 _ESCAPES = (b"\\\\", b'\\"')  # an escaped backslash, then an escaped quote
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[{]}')))
 _PARENS = bytes.maketrans(b"[{]}", b"(())")
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[{]}")))
 
 
-def json_shape(body: bytes) -> tuple[int, int]:
-    """How many arrays and objects a JSON text holds and how deeply they nest, from the bytes
-    alone, with no Python loop over them: brackets inside strings are dropped (escapes
-    removed, then every other run between quotes), the rest reduced to ``(`` and ``)``, and
-    each pass of deleting ``()`` removes the innermost level. Exact for valid JSON, the depth
-    counted up to MAX_JSON_DEPTH + 1; a text with at most MAX_JSON_DEPTH brackets is not
-    scanned (both are then its bracket count, an upper bound). For text that is not JSON, a
-    guess that the decoder then corrects."""
-    opened = body.count(b"[") + body.count(b"{")
-    if opened <= MAX_JSON_DEPTH:
-        return opened, opened
+def check_json_shape(body: bytes) -> None:
+    """Raises Malformed when a JSON text nests deeper than MAX_JSON_DEPTH, PayloadTooLarge
+    when it holds more than MAX_JSON_CONTAINERS arrays and objects. Judged on the bytes with
+    a few linear passes and no Python loop over them (a hostile 1 MiB body costs
+    milliseconds, never a tree of objects): the brackets outside strings, as ``(`` and
+    ``)`` (:func:`json_brackets`), lose their innermost level with each deletion of ``()``.
+    Exact for valid JSON; for anything else, the decoder has the last word."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    brackets = json_brackets(body)
+    deep = Malformed(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+    if b"(" * (MAX_JSON_DEPTH + 1) in brackets:
+        raise deep
+    if brackets.count(b"(") > MAX_JSON_CONTAINERS:
+        raise PayloadTooLarge(f"body holds more than {MAX_JSON_CONTAINERS} arrays and objects")
+    for _ in range(MAX_JSON_DEPTH):  # at most 2 * MAX_JSON_CONTAINERS bytes each
+        if not brackets:
+            return
+        brackets = brackets.replace(b"()", b"")
+    if b"()" in brackets:
+        raise deep
+
+
+def json_brackets(body: bytes) -> bytes:
+    """A JSON text's brackets outside strings, ``[`` and ``{`` as ``(``, ``]`` and ``}`` as
+    ``)``. Escapes go first; then, of the quotes and brackets, each ``""`` (a string with no
+    bracket in it, or the seam between two strings: either way the strings' parity stays);
+    only if quotes remain is the text split on them (every other part is inside a string)."""
     if b'"' in body:
         for escape in _ESCAPES:
             body = body.replace(escape, b"")
-        body = b"".join(body.split(b'"')[::2])
-    brackets = body.translate(_PARENS, _NOT_BRACKETS)
-    containers = brackets.count(b"(")
-    if b"(" * (MAX_JSON_DEPTH + 1) in brackets:
-        return containers, MAX_JSON_DEPTH + 1
-    depth = 0
-    while b"()" in brackets and depth <= MAX_JSON_DEPTH:
-        brackets = brackets.replace(b"()", b"")
-        depth += 1
-    return containers, depth
+        body = body.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+        if b'"' in body:
+            body = b"".join(body.split(b'"')[::2])
+    return body.translate(_PARENS, _NOT_STRUCTURE)
 
 
 def json_item(raw: str) -> Any:
