@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,32 +42,20 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def exchange(port: int, head: bytes, body: bytes, timeout: float) -> int:
-    """Sends one request; returns the answer's status (0: none read, the connection closed or
-    reset, or no answer in time)."""
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
-    except (OSError, TimeoutError):
-        return 0
-    try:
-        writer.write(head + body)
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        return int(line.split()[1]) if line.startswith(b"HTTP/") else 0
-    except (OSError, TimeoutError, ValueError, IndexError):
-        return 0
-    finally:
-        writer.close()
+Body = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
 
-async def slow_upload(port: int, size: int, timeout: float) -> int:
-    """Declares ``size`` bytes, sends all but one in slow chunks, then waits for the answer."""
-    head = request_head("/webhooks/infobip", size, {"Content-Type": "application/json"})
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return 0
-    try:
-        writer.write(head)
+def whole(body: bytes) -> Body:
+    async def send(writer: asyncio.StreamWriter) -> None:
+        writer.write(body)
+
+    return send
+
+
+def trickled(size: int) -> Body:
+    """All but the last of ``size`` bytes, in 64 KiB chunks ten times a second."""
+
+    async def send(writer: asyncio.StreamWriter) -> None:
         chunk = b" " * (64 * 1024)
         try:
             for start in range(0, size - 1, len(chunk)):
@@ -75,6 +64,20 @@ async def slow_upload(port: int, size: int, timeout: float) -> int:
                 await asyncio.sleep(0.1)
         except OSError:
             pass  # answered early and closed: its answer may still be there to read
+
+    return send
+
+
+async def exchange(port: int, head: bytes, body: Body, timeout: float) -> int:
+    """Sends one request; returns the answer's status (0: none read, the connection closed or
+    reset, or no answer in time)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    except (OSError, TimeoutError):
+        return 0
+    try:
+        writer.write(head)
+        await body(writer)
         line = await asyncio.wait_for(reader.readline(), timeout)
         return int(line.split()[1]) if line.startswith(b"HTTP/") else 0
     except (OSError, TimeoutError, ValueError, IndexError):
@@ -113,10 +116,15 @@ async def flood(args: argparse.Namespace, gateway: Process, port: int) -> dict[s
     sampler = Sampler(gateway.pid)
     started = time.monotonic()
     sends = [
-        exchange(port, request_head(w.path, len(w.body.encode()), w.headers), w.body.encode(), 30)
+        exchange(
+            port, request_head(w.path, len(w.body.encode()), w.headers), whole(w.body.encode()), 30
+        )
         for w in webhooks
     ]
-    slow = [slow_upload(port, args.body_bytes, 30) for _ in range(args.slow)]
+    slow_head = request_head(
+        "/webhooks/infobip", args.body_bytes, {"Content-Type": "application/json"}
+    )
+    slow = [exchange(port, slow_head, trickled(args.body_bytes), 30) for _ in range(args.slow)]
     answers = await asyncio.wait_for(asyncio.gather(*sends, *slow), args.limit_seconds)
     elapsed = time.monotonic() - started
     await asyncio.sleep(args.settle_seconds)  # statusd still paused
@@ -154,7 +162,7 @@ async def probe_healthz(port: int, done: asyncio.Event) -> float:
     worst = 0.0
     while not done.is_set():
         start = time.perf_counter()
-        await exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"", 10)
+        await exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", whole(b""), 10)
         worst = max(worst, time.perf_counter() - start)
     return worst
 
@@ -171,7 +179,7 @@ async def stall(args: argparse.Namespace, port: int) -> dict[str, Any]:
         await asyncio.sleep(0.3)
         start = time.perf_counter()
         head = request_head("/webhooks/aws-sns", len(body), headers)
-        status = await exchange(port, head, body, 30)
+        status = await exchange(port, head, whole(body), 30)
         took = time.perf_counter() - start
         done.set()
         results[name] = {

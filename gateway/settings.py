@@ -82,11 +82,7 @@ class GatewaySettings(BaseConfig):
         128, ge=1, le=100_000, description="Webhook requests handled at once; more get 503."
     )
     max_queued_reports: int = Field(
-        20_000,
-        ge=1,
-        le=1_000_000,
-        description="Reports waiting for statusd's commit; a request that would exceed it "
-        "gets 503.",
+        20_000, ge=1, le=1_000_000, description="Reports waiting for statusd's commit (503 above)."
     )
     max_connections: int = Field(
         1024, ge=1, le=100_000, description="Open HTTP connections; more are answered 503."
