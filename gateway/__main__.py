@@ -14,6 +14,7 @@ from sanic import Sanic
 
 from common import logs
 from common.settings import ConfigError
+from gateway.admission import CappedHttpProtocol
 from gateway.app import create_app
 from gateway.settings import GatewayConfig
 
@@ -63,6 +64,7 @@ def main() -> None:
             host=settings.gateway_host,
             port=settings.gateway_port,
             single_process=True,
+            protocol=CappedHttpProtocol,
             access_log=False,
             motd=False,
         )

@@ -17,6 +17,7 @@ from sanic import exceptions as sanic_errors
 from sanic.response import HTTPResponse
 
 from gateway import audit, errors, intake, metrics, routes
+from gateway.admission import Admission
 from gateway.coalescer import Coalescer
 from gateway.forwarder import Forwarder
 from gateway.guard import Guard
@@ -27,7 +28,8 @@ APP_NAME = "dlrhub-gateway"
 
 def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> Sanic[Any, Any]:
     """The gateway app; ``forwarder`` defaults to a channel to the configured statusd, and a
-    :class:`~gateway.coalescer.Coalescer` gathers concurrent webhooks into its calls."""
+    :class:`~gateway.coalescer.Coalescer` gathers concurrent webhooks into its calls. Serve
+    it with ``protocol=``:class:`~gateway.admission.CappedHttpProtocol` (the connection cap)."""
     settings = config.settings
     app: Sanic[Any, Any] = Sanic(APP_NAME, configure_logging=False, dumps=orjson.dumps)
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
@@ -45,6 +47,7 @@ def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> San
     app.ctx.rejections = audit.RejectionLog(
         settings.rejection_log_per_minute, settings.rejection_log_summary_seconds
     )
+    app.ctx.admission = Admission(settings.max_requests_in_flight)
 
     @app.before_server_start
     async def _connect(app: Sanic[Any, Any]) -> None:
@@ -54,6 +57,7 @@ def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> San
             app.ctx.forwarder.ingest,
             max_reports=settings.coalesce_max_reports,
             max_in_flight=settings.coalesce_max_calls,
+            max_queued=settings.max_queued_reports,
         )
         app.ctx.summaries = asyncio.create_task(app.ctx.rejections.summarize_periodically())
 

@@ -36,9 +36,7 @@ async def receive(request: Request, limit: int, timeout: float) -> None:
     except (asyncio.CancelledError, PayloadTooLarge) as exc:
         if isinstance(exc, asyncio.CancelledError) and not expired:
             raise  # cancelled for another reason (the client left, shutdown)
-        # Answer, then drop the connection rather than wait for the rest of the body.
-        stream.keep_alive = False
-        loop.call_later(0.2, request.transport.close)
+        drop_connection(request)
         if isinstance(exc, PayloadTooLarge):
             raise
         if task is not None:
@@ -46,6 +44,15 @@ async def receive(request: Request, limit: int, timeout: float) -> None:
         raise RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
     finally:
         deadline.cancel()
+
+
+def drop_connection(request: Request) -> None:
+    """Closes the connection shortly after the answer to a request whose body was not read
+    (whole): Sanic would otherwise read and discard the rest, at the client's pace."""
+    stream: Any = request.stream
+    if stream is not None:
+        stream.keep_alive = False
+    asyncio.get_running_loop().call_later(0.2, request.transport.close)
 
 
 async def read_limited(stream: Any, declared: str, limit: int) -> bytes:

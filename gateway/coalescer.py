@@ -7,6 +7,12 @@ for nobody, and under load each gRPC round trip (and each statusd group commit b
 carries many webhooks. Every handler still answers only after statusd confirmed the commit
 of its own reports, and gets exactly its own outcomes.
 
+The queue is bounded: a submission that would take the reports waiting or out beyond
+``max_queued`` is refused at once with :class:`~gateway.errors.Overloaded` (503), unless
+nothing else waits, so a lone request of any allowed size still goes. A handler that goes
+away (the client left, the body deadline) takes its reports out of the queue if they have
+not left yet.
+
 A batch that statusd refuses as invalid is split and sent again one webhook at a time, so
 one bad request cannot fail its neighbours; any other failure fails the batch's webhooks,
 which answer 503 and are retried by their providers.
@@ -15,13 +21,14 @@ which answer 503 and are retried by their providers.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import itertools
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
-from gateway.errors import Malformed
+from gateway.errors import Malformed, Overloaded
 
 Send = Callable[
     [list[pb.DeliveryReport], list[pb.QuarantinedItem]],
@@ -54,34 +61,61 @@ def answer_for(
 class Coalescer:
     """Gathers concurrent submissions into shared calls (see the module docstring)."""
 
-    def __init__(self, send: Send, *, max_reports: int = 2000, max_in_flight: int = 2) -> None:
+    def __init__(
+        self,
+        send: Send,
+        *,
+        max_reports: int = 2000,
+        max_in_flight: int = 2,
+        max_queued: int = 20_000,
+    ) -> None:
         self._send = send
         self.max_reports = max(1, max_reports)
         self.max_in_flight = max(1, max_in_flight)
+        self.max_queued = max(1, max_queued)
         self.calls = 0  # calls made, for tests and benchmarks
-        self._waiting: deque[_Waiting] = deque()
+        #: Reports submitted and not yet answered: waiting, or in a call that is out.
+        self.queued = 0
+        self._waiting: OrderedDict[int, _Waiting] = OrderedDict()
+        self._keys = itertools.count()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def full(self) -> bool:
+        """True when no more reports may be queued (checked before a body is read)."""
+        return self.queued >= self.max_queued
 
     async def submit(
         self, reports: Sequence[pb.DeliveryReport], quarantined: Sequence[pb.QuarantinedItem] = ()
     ) -> ingest_pb.IngestReportsResponse:
-        """Waits until statusd committed these reports; returns their own answer."""
+        """Waits until statusd committed these reports; returns their own answer. Raises
+        Overloaded when the queue cannot take them."""
+        size = len(reports) + len(quarantined)
+        if self.queued and self.queued + size > self.max_queued:
+            raise Overloaded(f"{self.queued} reports are waiting for statusd; retry later")
         future: asyncio.Future[ingest_pb.IngestReportsResponse] = (
             asyncio.get_running_loop().create_future()
         )
-        self._waiting.append(_Waiting(reports, quarantined, future))
-        self._dispatch()
-        # A handler that goes away only cancels its own future; the shared call goes on.
-        return await future
+        key = next(self._keys)
+        self._waiting[key] = _Waiting(reports, quarantined, future)
+        self.queued += size
+        try:
+            self._dispatch()
+            # A handler that goes away only cancels its own future; a call already out goes on.
+            return await future
+        finally:
+            # Still waiting only if the handler went away: its reports leave the queue. Those
+            # that left in a call are counted off when the call returns.
+            if self._waiting.pop(key, None) is not None:
+                self.queued -= size
 
     def _dispatch(self) -> None:
         while self._waiting and self._in_flight < self.max_in_flight:
-            batch = [self._waiting.popleft()]
+            batch = [self._waiting.popitem(last=False)[1]]
             size = len(batch[0].reports)
-            while self._waiting and size + len(self._waiting[0].reports) <= self.max_reports:
-                size += len(self._waiting[0].reports)
-                batch.append(self._waiting.popleft())
+            while self._waiting and size + len(_first(self._waiting).reports) <= self.max_reports:
+                size += len(_first(self._waiting).reports)
+                batch.append(self._waiting.popitem(last=False)[1])
             self._in_flight += 1
             task = asyncio.create_task(self._call(batch))
             self._tasks.add(task)
@@ -92,6 +126,7 @@ class Coalescer:
             await self._deliver(batch)
         finally:
             self._in_flight -= 1
+            self.queued -= sum(len(each.reports) + len(each.quarantined) for each in batch)
             self._dispatch()
 
     async def _deliver(self, batch: list[_Waiting]) -> None:
@@ -119,6 +154,10 @@ class Coalescer:
                     answer_for(response.outcomes[start:end], len(waiting.quarantined))
                 )
             start = end
+
+
+def _first(waiting: OrderedDict[int, _Waiting]) -> _Waiting:
+    return next(iter(waiting.values()))
 
 
 def _fail(waiting: _Waiting, error: BaseException) -> None:

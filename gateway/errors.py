@@ -97,6 +97,14 @@ class UpstreamUnavailable(WebhookError):
     kind = "unavailable"
 
 
+class Overloaded(WebhookError):
+    """The gateway holds as much as it may (requests in flight, reports queued for statusd,
+    DLRHUB_MAX_*): refused at once, before the body is read where possible; the provider
+    retries later and nothing is lost."""
+
+    kind = "overloaded"
+
+
 class NotReady(WebhookError):
     """Returned by the provider to ask for a retry (Vonage Messages unsigned callbacks)."""
 
@@ -126,6 +134,7 @@ HTTP_STATUS: dict[type[WebhookError], int] = {
     RateLimited: 429,
     HeadersTooLarge: 431,
     UpstreamUnavailable: 503,
+    Overloaded: 503,
     NotReady: 503,
 }
 

@@ -1,11 +1,12 @@
-"""A webhook's path through the gateway, in order, in one function: :func:`receive`.
+"""A webhook's path through the gateway, in order: :func:`receive`.
 
-admit (request limits, :mod:`gateway.guard`) → read the body (:mod:`gateway.body`) → verify
-and parse (the provider's ``handle``) → check what it carried (replayed nonce, too many items)
-and record its nonces (the guard) → forward to statusd and wait for the commit
-(:mod:`gateway.coalescer`, which gathers concurrent webhooks into one call of
-:mod:`gateway.forwarder`). Any refusal is raised as a :class:`~gateway.errors.WebhookError`;
-this module never builds a response (:func:`gateway.errors.respond` does).
+admission (:mod:`gateway.admission`) → admit (request limits, :mod:`gateway.guard`) → read the
+body (:mod:`gateway.body`) → verify and parse (the provider's ``handle``) → check what it
+carried (replayed nonce, too many items) and record its nonces (the guard) → forward to statusd
+and wait for the commit (:mod:`gateway.coalescer`, which gathers concurrent webhooks into one
+call of :mod:`gateway.forwarder`). Any refusal is raised as a
+:class:`~gateway.errors.WebhookError`; this module never builds a response
+(:func:`gateway.errors.respond` does).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from sanic import Request
 
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from gateway import body
+from gateway.admission import Admission
 from gateway.coalescer import Coalescer
-from gateway.errors import MethodNotAllowed, NotFound, Unauthenticated
+from gateway.errors import MethodNotAllowed, NotFound, Overloaded, Unauthenticated
 from gateway.guard import Guard
 from gateway.providers import PROVIDERS, InboundRequest, Parsed, Provider
 from gateway.providers.base import build_request
@@ -45,7 +47,21 @@ def request_id(request: Request) -> str:
 
 
 async def receive(request: Request, provider: str, account: str, request_id: str) -> Accepted:
-    """Takes one webhook from arrival to statusd's commit; raises WebhookError to refuse it."""
+    """Takes one webhook from arrival to statusd's commit; raises WebhookError to refuse it.
+    Admission first (:mod:`gateway.admission`): a gateway holding all it may refuses at once."""
+    admission: Admission = request.app.ctx.admission
+    try:
+        admission.enter(request.app.ctx.coalescer)
+    except Overloaded:
+        body.drop_connection(request)
+        raise
+    try:
+        return await _admitted(request, provider, account, request_id)
+    finally:
+        admission.leave()
+
+
+async def _admitted(request: Request, provider: str, account: str, request_id: str) -> Accepted:
     config: GatewayConfig = request.app.ctx.config
     settings = config.settings
     guard: Guard = request.app.ctx.guard

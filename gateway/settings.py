@@ -78,6 +78,15 @@ class GatewaySettings(BaseConfig):
     max_items_per_request: int = Field(
         1000, ge=1, le=100_000, description="Most reports one webhook request may carry (413)."
     )
+    max_requests_in_flight: int = Field(
+        128, ge=1, le=100_000, description="Webhook requests handled at once; more get 503."
+    )
+    max_queued_reports: int = Field(
+        20_000, ge=1, le=1_000_000, description="Reports waiting for statusd's commit (503 above)."
+    )
+    max_connections: int = Field(
+        1024, ge=1, le=100_000, description="Open HTTP connections; more are answered 503."
+    )
     max_headers: int = Field(100, ge=10, le=1000, description="Most request headers (431).")
     request_timeout_seconds: float = Field(
         15.0, gt=0, le=300, description="Time a client has to send a whole request."
@@ -207,9 +216,9 @@ class GatewayConfig:
                         f"are letters, digits, '-' and '_' (got {account!r})"
                     )
                 if credentials.configured() or (insecure and not account):
-                    endpoints[(name, account)] = provider_class(
-                        account, credentials, insecure=insecure
-                    )
+                    endpoint = provider_class(account, credentials, insecure=insecure)
+                    endpoint.max_items = settings.max_items_per_request
+                    endpoints[(name, account)] = endpoint
         return cls(settings=settings, endpoints=endpoints)
 
     def describe(self) -> None:

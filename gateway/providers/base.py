@@ -28,13 +28,16 @@ import orjson
 from common.settings import env_name
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import signatures
-from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
+from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from gateway.providers.credentials import Credentials, ProviderSettings
 
 #: Longest message id accepted from a provider.
 MAX_MESSAGE_ID_LENGTH = 128
 #: Deepest nesting of arrays and objects accepted in a JSON body.
 MAX_JSON_DEPTH = 32
+#: Most arrays and objects accepted in a JSON body: far above any provider's largest request
+#: (DLRHUB_MAX_ITEMS_PER_REQUEST items of a few objects each), far below what 1 MiB can hold.
+MAX_JSON_CONTAINERS = 50_000
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,9 @@ class Provider(abc.ABC):
     settings_class: ClassVar[type[ProviderSettings]]
     #: HTTP methods the provider calls with.
     methods: ClassVar[frozenset[str]] = frozenset({"POST"})
+    #: Most reports one request may carry (DLRHUB_MAX_ITEMS_PER_REQUEST, set per endpoint by
+    #: the gateway's configuration): see :meth:`check_items`.
+    max_items: int = 1000
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -268,6 +274,12 @@ class Provider(abc.ABC):
                 f"{self.name} sends {' or '.join(allowed)}, this request has {shown}"
             )
 
+    def check_items(self, count: int) -> None:
+        """Raises PayloadTooLarge when a request carries more than ``max_items`` items;
+        called with the count read off the decoded envelope, before any item is normalized."""
+        if count > self.max_items:
+            raise PayloadTooLarge(f"more than {self.max_items} reports in one request")
+
     def unauthenticated(self, reason: str, *, label: str = "invalid") -> Unauthenticated:
         return Unauthenticated(f"{self.name}: {reason}", label=label)
 
@@ -292,36 +304,56 @@ class Provider(abc.ABC):
 def json_body(request: InboundRequest) -> Any:
     """The decoded JSON body (strict RFC 8259: UTF-8, no NaN, integers within 64 bits);
     raises Malformed with the reason, also when it nests deeper than MAX_JSON_DEPTH, which
-    no provider does."""
+    no provider does, and PayloadTooLarge when it holds more than MAX_JSON_CONTAINERS arrays
+    and objects: both judged on the bytes before anything is decoded
+    (:func:`check_json_shape`)."""
+    check_json_shape(request.body)
     try:
-        decoded = orjson.loads(request.body)
+        return orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
-        if "depth" in str(exc):  # orjson stops at 1024 levels
-            raise Malformed(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None
         raise Malformed(f"body is not valid JSON: {exc}") from None
-    # Depth is at most the number of brackets: most bodies need no walk at all.
-    body = request.body
-    if (
-        body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH
-        and json_depth(decoded) > MAX_JSON_DEPTH
-    ):
-        raise Malformed(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
-    return decoded
 
 
-def json_depth(value: Any) -> int:
-    """How deeply arrays and objects nest in a decoded JSON value (a scalar is 0)."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
-    while pending:
-        item, depth = pending.pop()
-        if depth > deepest:
-            deepest = depth
-            if deepest > MAX_JSON_DEPTH:
-                return deepest
-        children = item.values() if isinstance(item, dict) else item
-        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+_ESCAPES = (b"\\\\", b'\\"')  # an escaped backslash, then an escaped quote
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[{]}')))
+_PARENS = bytes.maketrans(b"[{]}", b"(())")
+
+
+def check_json_shape(body: bytes) -> None:
+    """Raises Malformed when a JSON text nests deeper than MAX_JSON_DEPTH, PayloadTooLarge
+    when it holds more than MAX_JSON_CONTAINERS arrays and objects. Judged on the bytes with
+    a few linear passes and no Python loop over them (a hostile 1 MiB body costs
+    milliseconds, never a tree of objects): the brackets outside strings, as ``(`` and
+    ``)`` (:func:`json_brackets`), lose their innermost level with each deletion of ``()``.
+    Exact for valid JSON; for anything else, the decoder has the last word."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    brackets = json_brackets(body)
+    deep = Malformed(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+    if b"(" * (MAX_JSON_DEPTH + 1) in brackets:
+        raise deep
+    if brackets.count(b"(") > MAX_JSON_CONTAINERS:
+        raise PayloadTooLarge(f"body holds more than {MAX_JSON_CONTAINERS} arrays and objects")
+    for _ in range(MAX_JSON_DEPTH):  # at most 2 * MAX_JSON_CONTAINERS bytes each
+        if not brackets:
+            return
+        brackets = brackets.replace(b"()", b"")
+    if b"()" in brackets:
+        raise deep
+
+
+def json_brackets(body: bytes) -> bytes:
+    """A JSON text's brackets outside strings, ``[`` and ``{`` as ``(``, ``]`` and ``}`` as
+    ``)``. Escapes go first; then, of the quotes and brackets, each ``""`` (a string with no
+    bracket in it, or the seam between two strings: either way the strings' parity stays);
+    only if quotes remain is the text split on them (every other part is inside a string)."""
+    if b'"' in body:
+        for escape in _ESCAPES:
+            body = body.replace(escape, b"")
+        body = body.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+        if b'"' in body:
+            body = b"".join(body.split(b'"')[::2])
+    return body.translate(_PARENS, _NOT_STRUCTURE)
 
 
 def json_item(raw: str) -> Any:

@@ -180,6 +180,7 @@ class Infobip(Provider):
         results = body["results"]
         if not isinstance(results, list) or not results:
             raise Malformed('"results" must be a non-empty array')
+        self.check_items(len(results))
         parsed = Parsed()
         for item in results:
             one = Parsed.of(item, normalize)

@@ -156,6 +156,7 @@ class Sinch(Provider):
         body = json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             raise Malformed('body must be a JSON object with a "type"')
+        self.check_items(recipient_count(body))
         return Parsed.of(body, reports_of)
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:
@@ -253,6 +254,16 @@ def recipient_report(item: dict[str, Any]) -> pb.DeliveryReport:
     operator_time = iso_time(item.get("operator_status_at"), "operator_status_at")
     set_time(report.event_time, operator_time or iso_time(item.get("at"), "at"))
     return report
+
+
+def recipient_count(body: dict[str, Any]) -> int:
+    """How many reports a body stands for, read off its envelope: a batch report's recipients
+    across its status buckets, else one."""
+    buckets = body.get("statuses")
+    if not isinstance(buckets, list):
+        return 1
+    listed = (bucket.get("recipients") for bucket in buckets if isinstance(bucket, dict))
+    return max(1, sum(len(names) for names in listed if isinstance(names, list)))
 
 
 def batch_reports(item: dict[str, Any]) -> list[pb.DeliveryReport]:

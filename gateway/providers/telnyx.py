@@ -143,9 +143,11 @@ class Telnyx(Provider):
         self.require_content_type(request, "application/json")
         body = json_body(request)
         try:
-            event_data(body)
+            data = event_data(body)
         except InvalidItem:
             raise Malformed('body must be a JSON object with "data" and "data.payload"') from None
+        recipients = data["payload"].get("to")
+        self.check_items(len(recipients) if isinstance(recipients, list) else 1)
         return Parsed.of(body, reports_of)
 
     def parse_item(self, raw: str) -> pb.DeliveryReport:

@@ -59,3 +59,18 @@ async def test_headers_that_do_not_arrive_in_time_get_408(make_stack: StackFacto
         writer.close()
         assert answer.startswith(b"HTTP/1.1 408")
         assert b'"error":"request_timeout"' in answer
+
+
+async def test_hostile_json_is_refused_from_its_bytes(make_stack: StackFactory) -> None:
+    """1 MiB bodies built to be expensive to decode, to an endpoint that parses without
+    credentials (as SNS must before it can verify): too deep is 400, too many arrays 413."""
+    deep = b"[" + b"[[]," * 40 + b"]" * 40 + b"," + b"1," * 500_000 + b"1]"
+    flat = b"[" + b"[]," * 349_000 + b"[]]"
+    headers = {"Content-Type": "application/json"}
+    async with make_stack(insecure_providers="telnyx", max_body_bytes=2 * 1024 * 1024) as stack:
+        refused = await stack.http.post("/webhooks/telnyx", content=deep, headers=headers)
+        assert (refused.status_code, refused.json()["error"]) == (400, "bad_request")
+        assert "nested deeper than" in refused.json()["reason"]
+        refused = await stack.http.post("/webhooks/telnyx", content=flat, headers=headers)
+        assert (refused.status_code, refused.json()["error"]) == (413, "too_large")
+        assert (await stack.http.get("/healthz")).status_code == 200

@@ -10,7 +10,7 @@ import pytest
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from gateway.coalescer import Coalescer
-from gateway.errors import Malformed, UpstreamUnavailable
+from gateway.errors import Malformed, Overloaded, UpstreamUnavailable
 
 STORED = ingest_pb.INGEST_OUTCOME_STORED
 DUPLICATE = ingest_pb.INGEST_OUTCOME_DUPLICATE
@@ -124,3 +124,42 @@ async def test_a_webhook_that_goes_away_does_not_disturb_the_others() -> None:
     statusd.gate.set()
     assert (await staying).stored == 1
     assert "leaving" in statusd.seen  # its reports were committed all the same
+
+
+async def test_a_webhook_that_goes_away_while_waiting_takes_its_reports_out() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd, max_in_flight=1)
+    statusd.gate.clear()
+    out = asyncio.create_task(coalescer.submit(reports("out")))  # goes at once, then waits
+    await asyncio.sleep(0)
+    leaving = asyncio.create_task(coalescer.submit(reports("leaving-1", "leaving-2")))
+    staying = asyncio.create_task(coalescer.submit(reports("staying")))
+    await asyncio.sleep(0)
+    assert coalescer.queued == 4
+    leaving.cancel()
+    await asyncio.sleep(0)
+    assert coalescer.queued == 2  # "out", in its call, and "staying"
+    statusd.gate.set()
+    assert [(await out).stored, (await staying).stored] == [1, 1]
+    assert statusd.calls == [1, 1]
+    assert not statusd.seen & {"leaving-1", "leaving-2"}
+    assert coalescer.queued == 0
+
+
+async def test_a_full_queue_refuses_at_once_and_takes_again_once_drained() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd, max_in_flight=1, max_queued=3)
+    statusd.gate.clear()
+    first = asyncio.create_task(coalescer.submit(reports("a", "b")))
+    await asyncio.sleep(0)
+    assert not coalescer.full()
+    with pytest.raises(Overloaded, match="2 reports are waiting"):
+        await coalescer.submit(reports("c", "d"))
+    second = asyncio.create_task(coalescer.submit(reports("c")))
+    await asyncio.sleep(0)
+    assert coalescer.full()
+    statusd.gate.set()
+    assert [(await first).stored, (await second).stored] == [2, 1]
+    assert coalescer.queued == 0
+    # Alone, a request larger than the bound still goes (nothing else waits).
+    assert (await coalescer.submit(reports("e", "f", "g", "h"))).stored == 4

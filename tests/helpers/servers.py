@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sanic import Sanic
 
 from common.settings import load
+from gateway.admission import CappedHttpProtocol
 from gateway.app import create_app
 from gateway.forwarder import Forwarder
 from gateway.settings import GatewayConfig, GatewaySettings
@@ -90,7 +91,7 @@ async def running_gateway(
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     server: Any = await app.create_server(
-        sock=listener, return_asyncio_server=True, access_log=False
+        sock=listener, return_asyncio_server=True, access_log=False, protocol=CappedHttpProtocol
     )
     assert server is not None
     await server.startup()

@@ -12,7 +12,8 @@ import pytest
 from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth.basic import authorization as basic_authorization
-from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
+from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from gateway.providers import infobip
 from gateway.providers.base import InboundRequest, InvalidItem
 from gateway.providers.infobip import Infobip, InfobipCredentials, sign
 from tests.conftest import signature_vectors
@@ -291,3 +292,19 @@ def test_a_quarantined_result_replays() -> None:
     for garbage in ("not json", "[]", "{}"):
         with pytest.raises(InvalidItem):
             provider.parse_item(garbage)
+
+
+@pytest.mark.parametrize("items", [1001, 300_000])
+def test_too_many_items_are_refused_before_any_is_normalized(
+    items: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signed body of more items than allowed: 413 from the envelope's count (or, when it
+    holds more arrays and objects than any request may, from the bytes), and no item is
+    normalized."""
+    normalized: list[object] = []
+    monkeypatch.setattr(infobip, "normalize", normalized.append)
+    raw = b'{"results":[' + b",".join([b"{}"] * items) + b"]}"
+    request = inbound(URL, headers=basic("pw"), body=raw, content_type="application/json")
+    with pytest.raises(PayloadTooLarge, match="more than"):
+        endpoint(basic_auth="infobip:pw").handle(request)
+    assert normalized == []

@@ -19,7 +19,8 @@ from sinch.domains.authentication.sinch_events.v1.authentication_validation impo
 
 from common.status_names import status_label
 from gateway.auth.basic import authorization as basic_authorization
-from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
+from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from gateway.providers import sinch
 from gateway.providers.base import InboundRequest
 from gateway.providers.sinch import Sinch, SinchCredentials, sign, sign_now
 from tests.conftest import signature_vectors
@@ -250,3 +251,13 @@ def test_bad_envelopes() -> None:
         endpoint(webhook_secret="s").parse(json_request(b'{"batch_id": "b"}'))
     with pytest.raises(UnsupportedMediaType):
         endpoint(webhook_secret="s").parse(inbound(URL, form={"a": "b"}))
+
+
+def test_a_batch_of_more_recipients_than_allowed_is_refused_before_normalizing() -> None:
+    batch = json.loads((PAYLOADS / "batch_full.json").read_text())
+    provider = endpoint(webhook_secret="s")
+    provider.max_items = 2
+    with pytest.raises(PayloadTooLarge, match="more than 2 reports"):
+        provider.parse(json_request(body_of(batch)))
+    assert sinch.recipient_count(batch) == 3
+    assert sinch.recipient_count({**batch, "statuses": "x"}) == 1

@@ -16,7 +16,7 @@ from telnyx.lib.webhook_verification import WebhookVerificationError, verify_web
 
 from common.settings import ConfigError, load
 from common.status_names import status_label
-from gateway.errors import Malformed, Unauthenticated
+from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated
 from gateway.providers.base import InboundRequest, SampleUnavailable
 from gateway.providers.telnyx import (
     Telnyx,
@@ -214,3 +214,12 @@ def test_inbound_and_broken_events_are_quarantined() -> None:
     assert keyed().handle(signed(json.dumps(data).encode(), "k")).quarantined
     with pytest.raises(Malformed):
         keyed().handle(signed(b'{"data": {}}', "k"))
+
+
+def test_more_recipients_than_allowed_are_refused_before_normalizing() -> None:
+    data = json.loads(event_body())
+    data["data"]["payload"]["to"] = data["data"]["payload"]["to"] * 3
+    provider = keyed()
+    provider.max_items = 2
+    with pytest.raises(PayloadTooLarge, match="more than 2 reports"):
+        provider.parse(signed(json.dumps(data).encode(), "k"))
