@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from cli import devenv, quarantine, status
 
@@ -13,6 +14,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlrhub", description="SMS delivery reports: verified, normalized, stored, served."
     )
+    parser.add_argument("--version", action="version", version=f"dlrhub {version('dlrhub')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser(

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cli import devenv
+from common.config_names import check_environment
 from common.net import http_ok, port_open
 from common.settings import ConfigError, load
 from gateway.providers import PROVIDERS
-from gateway.settings import GatewaySettings
+from gateway.settings import GatewaySettings, known_variables
 from statusd.settings import StatusdSettings
 
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -46,6 +47,7 @@ def run() -> int:
     os.environ.setdefault("DLRHUB_LOG_FORMAT", "text")
     using_dev = devenv.ensure()
     try:
+        check_environment(known_variables(), os.environ)
         statusd_settings = load(StatusdSettings)
         gateway_settings = load(GatewaySettings)
     except ConfigError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import urllib.request
 
@@ -30,3 +31,22 @@ def http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+class BindError(OSError):
+    """A server cannot listen where it is told; the message names the variable and address."""
+
+    def __init__(self, variable: str, host: str, port: int, reason: str = "") -> None:
+        super().__init__(f"{variable}: {host}:{port} {reason or _why_not_bindable(host, port)}")
+
+
+def _why_not_bindable(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be bound, found by trying it with a plain socket."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return "is already in use"
+        return f"cannot be bound: {exc.strerror or exc}"
+    return "cannot be bound"

@@ -9,6 +9,7 @@ secrets can be valid at once while one is rotated. A bad value stops start-up wi
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -26,6 +28,7 @@ from pydantic_settings import (
 
 __all__ = [
     "BaseConfig",
+    "BasicPairs",
     "CommaList",
     "ConfigError",
     "Pem",
@@ -44,21 +47,40 @@ class ConfigError(Exception):
 
 
 def split_commas(value: object) -> object:
-    """Turns ``"a, b,,c"`` into ``("a", "b", "c")``; other values pass through."""
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return value
+    """Turns ``"a, b,c"`` into ``("a", "b", "c")``; other values pass through. An empty item
+    (``"a,,b"``, a trailing comma) is an error: it is a value lost, not one meant."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return ()
+    parts = tuple(part.strip() for part in value.split(","))
+    if not all(parts):
+        raise ValueError("an empty item in the comma-separated list (a doubled or trailing comma)")
+    return parts
+
+
+def _check_basic_pairs(values: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+    for number, value in enumerate(values, start=1):
+        _, colon, _ = value.get_secret_value().partition(":")
+        if not colon:
+            raise ValueError(f"item {number} is not a user:password pair")
+    return values
 
 
 #: A comma-separated list of plain strings (``DLRHUB_INSECURE_PROVIDERS=infobip,plivo``).
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_commas)]
 #: A comma-separated list of secrets, several valid at once for rotation; never printed.
 Secrets = Annotated[tuple[SecretStr, ...], NoDecode, BeforeValidator(split_commas)]
+#: A comma-separated list of HTTP Basic ``user:password`` pairs (secrets).
+BasicPairs = Annotated[Secrets, AfterValidator(_check_basic_pairs)]
+
+#: The error type of PEM text that is not PEM; :func:`describe` names where it came from.
+NOT_PEM = "not_pem"
 
 
 def _check_pem(text: str) -> str:
     if "-----BEGIN " not in text:
-        raise ValueError("not PEM text (-----BEGIN ...); to name a file, add _FILE to the variable")
+        raise PydanticCustomError(NOT_PEM, "not PEM text (no -----BEGIN line)")
     return text
 
 
@@ -121,8 +143,6 @@ class BaseConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        import os
-
         return init_settings, env_settings, _FileVariables(settings_cls, os.environ)
 
     def redacted(self) -> dict[str, object]:
@@ -172,5 +192,19 @@ def describe(settings_cls: type[BaseSettings], errors: Iterable[Mapping[str, Any
         variable = env_name(settings_cls, field) if field else "configuration"
         detail = ".".join(str(part) for part in location[1:])
         where = f"{variable}[{detail}]" if detail else variable
-        lines.append(f"{where}: {error['msg']}")
+        if error.get("type") == NOT_PEM:
+            lines.append(_not_pem(where, os.environ))
+        else:
+            lines.append(f"{where}: {error['msg']}")
     return "; ".join(lines) or "invalid configuration"
+
+
+def _not_pem(variable: str, environ: Mapping[str, str]) -> str:
+    """Names the file when the text came from ``<VARIABLE>_FILE``, else suggests it."""
+    path = environ.get(f"{variable}_FILE")
+    if path and not environ.get(variable):
+        return f"{variable}_FILE: {path} is not PEM text (no -----BEGIN line)"
+    return (
+        f"{variable}: not PEM text (no -----BEGIN line); to read it from a file, "
+        f"set {variable}_FILE to the file's path instead"
+    )

@@ -5,7 +5,9 @@ stop, tests/deploy/test_chart_processes.py with the chart's environment)."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -13,10 +15,12 @@ from typing import Any
 from sanic import Sanic
 
 from common import logs
+from common.config_names import check_environment
+from common.net import BindError
 from common.settings import ConfigError
 from gateway.admission import CappedHttpProtocol
 from gateway.app import create_app
-from gateway.settings import GatewayConfig
+from gateway.settings import GatewayConfig, known_variables
 
 log = logging.getLogger("gateway")
 
@@ -40,6 +44,7 @@ def _defer_early_signals(app: Sanic[Any, Any]) -> None:
 
 def main() -> None:
     try:
+        check_environment(known_variables(), os.environ)
         config = GatewayConfig.load()
     except ConfigError as exc:
         sys.exit(f"dlrhub-gateway: bad configuration: {exc}")
@@ -68,8 +73,12 @@ def main() -> None:
             access_log=False,
             motd=False,
         )
-    except OSError as exc:
-        sys.exit(f"dlrhub-gateway: {exc}")
+    except OSError as exc:  # the HTTP port: in use, or not an address of this host
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else ""
+        error = BindError(
+            "DLRHUB_GATEWAY_PORT", settings.gateway_host, settings.gateway_port, reason
+        )
+        sys.exit(f"dlrhub-gateway: {error}")
 
 
 if __name__ == "__main__":

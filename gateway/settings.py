@@ -12,9 +12,11 @@ from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 
+from common.config_names import variables
 from common.settings import BaseConfig, CommaList, ConfigError, Pem, PemSecret, load
 from gateway.providers import PROVIDERS, Provider
 from gateway.ratelimit import parse_networks
+from statusd.settings import StatusdSettings
 
 log = logging.getLogger(__name__)
 
@@ -247,3 +249,9 @@ class GatewayConfig:
                     name.upper().replace("-", "_"),
                     extra={"provider": name},
                 )
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``DLRHUB_*`` variable of dlrhub: the gateway's, every provider's and statusd's."""
+    providers = [provider.settings_class for provider in PROVIDERS.values()]
+    return variables(GatewaySettings, StatusdSettings, *providers)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Coroutine
 from typing import Any
 
 from common import logs
+from common.config_names import GATEWAY_SETTINGS, check_environment, variables
 from common.settings import ConfigError, load
 from statusd.server import serve
 from statusd.settings import StatusdSettings
@@ -27,6 +29,7 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 def main() -> None:
     try:
+        check_environment(variables(StatusdSettings) | GATEWAY_SETTINGS, os.environ)
         settings = load(StatusdSettings)
     except ConfigError as exc:
         sys.exit(f"dlrhub-statusd: bad configuration: {exc}")

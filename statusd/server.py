@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -22,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from common.net import BindError
 from dlrhub.v1 import (
     ingest_service_pb2,
     ingest_service_pb2_grpc,
@@ -49,6 +52,9 @@ HEALTH_SERVICES = (INGEST_SERVICE, STATUS_SERVICE)
 HEALTH_INTERVAL_SECONDS = 2.0
 PURGE_INTERVAL_SECONDS = 3600.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: grpcio shares a port with any other process that asks (SO_REUSEPORT) unless told not to:
+#: a second statusd on the same port would silently take half the calls.
+NO_REUSEPORT = ("grpc.so_reuseport", 0)
 
 
 class Statusd:
@@ -74,6 +80,7 @@ class Statusd:
         self.server = grpc.aio.server(
             interceptors=[self.auth] if self.auth.enabled else [],
             options=[
+                NO_REUSEPORT,
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.keepalive_permit_without_calls", 1),
@@ -95,7 +102,9 @@ class Statusd:
     async def start(self) -> None:
         """Serves at once; readiness follows the store. A store that cannot be opened yet (a
         MongoDB that is still starting) keeps health NOT_SERVING while statusd retries, and
-        Watch answers UNAVAILABLE until its change hub can read the store."""
+        Watch answers UNAVAILABLE until its change hub can read the store. A port that cannot
+        be bound raises :class:`~common.net.BindError` naming its variable."""
+        settings = self.settings
         self.committer.start()
         ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
             IngestService(self.committer, self.reader), self.server
@@ -110,26 +119,29 @@ class Statusd:
         reflection.enable_server_reflection(
             (*HEALTH_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
-        self.port = self._bind()
-        if self.port == 0:
-            raise OSError(f"cannot bind gRPC to {self.settings.grpc_address}")
+        self.port = _add_port(self._bind, "DLRHUB_STATUSD_PORT", settings.statusd_port, settings)
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         if self.settings.statusd_health_port:
-            self.health_server = grpc.aio.server()
+            self.health_server = grpc.aio.server(options=[NO_REUSEPORT])
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
-            address = f"{self.settings.statusd_host}:{self.settings.statusd_health_port}"
-            self.health_port = self.health_server.add_insecure_port(address)
-            if self.health_port == 0:
-                raise OSError(f"cannot bind the health port to {address}")
+            self.health_port = _add_port(
+                self.health_server.add_insecure_port,
+                "DLRHUB_STATUSD_HEALTH_PORT",
+                settings.statusd_health_port,
+                settings,
+            )
             await self.health_server.start()
         await self._open_store()
         await self.hub.start()
         await self._check_store()
-        if self.settings.statusd_metrics_port:
-            self._metrics_server, _ = start_http_server(
-                self.settings.statusd_metrics_port, self.settings.statusd_metrics_host
-            )
+        if settings.statusd_metrics_port:
+            host, port = settings.statusd_metrics_host, settings.statusd_metrics_port
+            try:
+                self._metrics_server, _ = start_http_server(port, host)
+            except OSError as exc:
+                reason = "is already in use" if exc.errno == errno.EADDRINUSE else ""
+                raise BindError("DLRHUB_STATUSD_METRICS_PORT", host, port, reason) from None
             self.metrics_port = self._metrics_server.server_port
         self._tasks = [
             asyncio.create_task(self._watch_store(), name="store-health"),
@@ -155,7 +167,7 @@ class Statusd:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
 
-    def _bind(self) -> int:
+    def _bind(self, address: str) -> int:
         """Adds the gRPC port, with TLS (and client certificates) when configured."""
         settings = self.settings
         if settings.tls_cert is None or settings.tls_key is None:
@@ -165,14 +177,14 @@ class Statusd:
                     "unless a mesh or proxy encrypts it",
                     settings.grpc_address,
                 )
-            return self.server.add_insecure_port(settings.grpc_address)
+            return self.server.add_insecure_port(address)
         client_ca = settings.tls_client_ca
         credentials = grpc.ssl_server_credentials(
             [(settings.tls_key.get_secret_value().encode(), settings.tls_cert.encode())],
             root_certificates=client_ca.encode() if client_ca else None,
             require_client_auth=client_ca is not None,
         )
-        return self.server.add_secure_port(settings.grpc_address, credentials)
+        return self.server.add_secure_port(address, credentials)
 
     async def _open_store(self) -> bool:
         """Opens the store (connect, create the schema or indexes); False while it cannot."""
@@ -234,6 +246,20 @@ class Statusd:
                 if purged:
                     log.info("retention purge", extra={"purged_messages": purged})
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+def _add_port(
+    add: Callable[[str], int], variable: str, port: int, settings: StatusdSettings
+) -> int:
+    """Binds ``statusd_host:port`` with ``add``; the port bound, or :class:`BindError`."""
+    host = settings.statusd_host
+    try:
+        bound = add(f"{host}:{port}")
+    except RuntimeError:  # grpcio >= 1.62 raises where older ones returned 0
+        bound = 0
+    if bound == 0:
+        raise BindError(variable, host, port)
+    return bound
 
 
 def _connection_age(seconds: float) -> list[tuple[str, int]]:

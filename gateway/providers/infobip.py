@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from pydantic import Field
 
-from common.settings import Secrets
+from common.settings import BasicPairs, Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import basic, signatures
 from gateway.errors import Malformed, Unauthenticated
@@ -98,7 +98,7 @@ NO_ERROR = frozenset({"", "NO_ERROR", "OK"})
 class InfobipCredentials(Credentials):
     """Infobip credentials; any one configured method must pass."""
 
-    basic_auth: Secrets = Field((), description="HTTP Basic `user:password` pairs.")
+    basic_auth: BasicPairs = Field((), description="HTTP Basic `user:password` pairs.")
     hmac_secret: Secrets = Field((), description="Keys for the HMAC-SHA256 body signature.")
     hmac_header: str = Field("X-Infobip-Signature", description="Header of the HMAC signature.")
     url_token: Secrets = Field((), description="Secret tokens accepted in `?token=`.")

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field
 
-from common.settings import Secrets
+from common.settings import BasicPairs, Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import basic, signatures
 from gateway.errors import Malformed, Unauthenticated
@@ -116,7 +116,7 @@ class SinchCredentials(Credentials):
     """Sinch credentials; any one configured method must pass."""
 
     webhook_secret: Secrets = Field((), description="Secrets of the HMAC signature headers.")
-    basic_auth: Secrets = Field((), description="HTTP Basic `user:password` pairs.")
+    basic_auth: BasicPairs = Field((), description="HTTP Basic `user:password` pairs.")
     timestamp_tolerance_seconds: int = tolerance(DEFAULT_TOLERANCE_SECONDS)
 
 

@@ -3,6 +3,7 @@ defaults to, and the exit codes of usage errors."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from cli.main import main
 from common.net import free_port
 from tests.helpers.processes import INFOBIP_BASIC_AUTH
+
+PROJECT = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +68,21 @@ def test_run_reports_a_busy_port(
         monkeypatch.setenv("DLRHUB_INFOBIP_BASIC_AUTH", INFOBIP_BASIC_AUTH)
         assert main(["run"]) == 1
     assert "dlrhub run: " in capsys.readouterr().err
+
+
+def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"dlrhub {PROJECT['version']}\n"
+
+
+def test_run_stops_at_a_misspelt_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DLRHUB_READ_TOKEN", "secret-token")
+    assert main(["run"]) == 1
+    assert capsys.readouterr().err == (
+        "dlrhub run: bad configuration: DLRHUB_READ_TOKEN is not a dlrhub setting; "
+        "did you mean DLRHUB_READ_TOKENS?\n"
+    )

@@ -1,0 +1,58 @@
+"""gateway/__main__.py (``dlrhub-gateway``): what cannot start ends the process with one line
+on stderr and exit code 1, never a traceback (its graceful stop: tests/e2e/test_shutdown.py)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+from tests.helpers.processes import BIN, free_port
+
+
+def run_gateway(tmp_path: Path, **env: str) -> str:
+    """Runs the gateway to its end; its last line on stderr."""
+    settings = {
+        "DLRHUB_GATEWAY_PORT": str(free_port()),
+        "DLRHUB_INFOBIP_BASIC_AUTH": "acme:s3cret",
+        "PATH": "/usr/bin:/bin",
+        **env,
+    }
+    done = subprocess.run(
+        [str(BIN / "dlrhub-gateway")],
+        check=False,
+        env=settings,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_a_misspelt_variable_ends_start_up_naming_the_nearest_setting(tmp_path: Path) -> None:
+    line = run_gateway(tmp_path, DLRHUB_INFOBIP_BASIC_AUTHS="acme:s3cret")
+    assert line == (
+        "dlrhub-gateway: bad configuration: DLRHUB_INFOBIP_BASIC_AUTHS is not a dlrhub "
+        "setting; did you mean DLRHUB_INFOBIP_BASIC_AUTH?"
+    )
+
+
+def test_a_basic_pair_without_a_colon_ends_start_up_naming_the_variable(tmp_path: Path) -> None:
+    line = run_gateway(tmp_path, DLRHUB_INFOBIP_BASIC_AUTH="acme-s3cret")
+    assert line == (
+        "dlrhub-gateway: bad configuration: DLRHUB_INFOBIP_BASIC_AUTH: Value error, "
+        "item 1 is not a user:password pair"
+    )
+    assert "acme-s3cret" not in line
+
+
+def test_a_taken_port_ends_start_up_naming_the_variable(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = run_gateway(tmp_path, DLRHUB_GATEWAY_PORT=str(port))
+    assert line == f"dlrhub-gateway: DLRHUB_GATEWAY_PORT: 127.0.0.1:{port} is already in use"
