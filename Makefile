@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test fuzz bench proto proto-check lint fmt chart-check clean
+.PHONY: help venv run test fuzz bench proto proto-check proto-baseline lint fmt chart-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -37,11 +37,17 @@ proto-check: $(STAMP)  ## fail when the committed stubs differ from what proto/ 
 		echo "gen/python is out of date with proto/: run 'make proto' and commit the result" >&2; exit 1; \
 	fi
 
-lint: $(STAMP)  ## ruff, ruff format --check, mypy --strict, buf lint, hadolint
+# proto/baseline.binpb is the gRPC API of the last release: `buf breaking` (in `make lint`)
+# fails on any change that would break its clients. Rebuild it only when releasing.
+proto-baseline: $(STAMP)  ## at a release: record proto/ as the API later changes must keep
+	$(BIN)/buf build proto -o proto/baseline.binpb
+
+lint: $(STAMP)  ## ruff, ruff format --check, mypy --strict, buf lint and breaking, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/buf lint proto
+	$(BIN)/buf breaking proto --against proto/baseline.binpb
 	$(BIN)/hadolint deploy/Dockerfile
 
 chart-check: $(STAMP)  ## render, lint and validate the Helm chart (no cluster, no helm binary)

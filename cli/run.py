@@ -44,10 +44,13 @@ def _wait(check: str, ready: Callable[[], bool], process: subprocess.Popen[bytes
 
 def run() -> int:
     """Runs the stack until interrupted; returns the exit code."""
+    try:
+        check_environment(known_variables(), os.environ)
+    except ConfigError as exc:
+        raise RunError(f"bad configuration: {exc}") from None
     os.environ.setdefault("DLRHUB_LOG_FORMAT", "text")
     using_dev = devenv.ensure()
     try:
-        check_environment(known_variables(), os.environ)
         statusd_settings = load(StatusdSettings)
         gateway_settings = load(GatewaySettings)
     except ConfigError as exc:

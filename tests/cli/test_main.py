@@ -81,6 +81,7 @@ def test_run_stops_at_a_misspelt_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DLRHUB_READ_TOKEN", "secret-token")
+    monkeypatch.setenv("DLRHUB_INFOBIP_BASIC_AUTH", INFOBIP_BASIC_AUTH)
     assert main(["run"]) == 1
     assert capsys.readouterr().err == (
         "dlrhub run: bad configuration: DLRHUB_READ_TOKEN is not a dlrhub setting; "

@@ -82,7 +82,9 @@ def test_a_second_statusd_on_the_same_port_does_not_start(tmp_path: Path) -> Non
     try:
         first.wait_until(lambda: port_open(port))
         line = last_line(run_statusd(tmp_path, DLRHUB_STATUSD_PORT=str(port)))
-        assert first.process is not None and first.process.poll() is None
+        assert first.process is not None
+        assert first.process.poll() is None  # the first one still serves, alone
+        assert port_open(port)
     finally:
         first.stop()
     assert line == f"dlrhub-statusd: DLRHUB_STATUSD_PORT: 127.0.0.1:{port} is already in use"
