@@ -121,7 +121,11 @@ def secret_text(objects: list[Object], key: str) -> str:
     for secret in of_kind(objects, "Secret"):
         if key in secret.get("data", {}):
             return base64.b64decode(secret["data"][key]).decode()
-    return "{}" if key.endswith("_ACCOUNTS") else f"stand-in-for-{key.lower()}"
+    if key.endswith("_ACCOUNTS"):
+        return "{}"
+    if key.endswith("_BASIC_AUTH"):  # user:password pairs
+        return f"stand-in:for-{key.lower()}"
+    return f"stand-in-for-{key.lower()}"
 
 
 def use_environment(
