@@ -4,10 +4,9 @@ on stderr and exit code 1, never a traceback (its graceful stop: tests/e2e/test_
 from __future__ import annotations
 
 import socket
-import subprocess
 from pathlib import Path
 
-from tests.helpers.processes import BIN, free_port
+from tests.helpers.processes import free_port, last_line, run_to_end
 
 
 def run_gateway(tmp_path: Path, **env: str) -> str:
@@ -15,21 +14,9 @@ def run_gateway(tmp_path: Path, **env: str) -> str:
     settings = {
         "DLRHUB_GATEWAY_PORT": str(free_port()),
         "DLRHUB_INFOBIP_BASIC_AUTH": "acme:s3cret",
-        "PATH": "/usr/bin:/bin",
         **env,
     }
-    done = subprocess.run(
-        [str(BIN / "dlrhub-gateway")],
-        check=False,
-        env=settings,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    return done.stderr.strip().splitlines()[-1]
+    return last_line(run_to_end("dlrhub-gateway", settings, tmp_path))
 
 
 def test_a_misspelt_variable_ends_start_up_naming_the_nearest_setting(tmp_path: Path) -> None:

@@ -23,8 +23,10 @@ __all__ = [
     "Stack",
     "free_port",
     "http_ok",
+    "last_line",
     "lock_database",
     "port_open",
+    "run_to_end",
 ]
 
 #: The public URL and provider credentials an end-to-end stack is configured with.
@@ -138,3 +140,23 @@ def lock_database(path: Path, seconds: float) -> subprocess.Popen[str]:
     assert locker.stdout is not None
     assert locker.stdout.readline().strip() == "locked"
     return locker
+
+
+def run_to_end(command: str, env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Runs a dlrhub process that is expected to stop by itself (a start-up that fails)."""
+    return subprocess.run(
+        [str(BIN / command)],
+        check=False,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+def last_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The one line a process that could not start ends with: exit code 1, no traceback."""
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    return done.stderr.strip().splitlines()[-1]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from statusd.storage.sqlite_schema import SCHEMA_VERSION
-from tests.helpers.processes import BIN, Service, free_port, port_open
+from tests.helpers.processes import Service, free_port, last_line, port_open, run_to_end
 
 
 def run_statusd(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -20,23 +20,9 @@ def run_statusd(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         "DLRHUB_STATUSD_HOST": "127.0.0.1",
         "DLRHUB_STATUSD_PORT": str(free_port()),
         "DLRHUB_STATUSD_METRICS_PORT": "0",
-        "PATH": "/usr/bin:/bin",
         **env,
     }
-    return subprocess.run(
-        [str(BIN / "dlrhub-statusd")],
-        check=False,
-        env=settings,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def last_line(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    return done.stderr.strip().splitlines()[-1]
+    return run_to_end("dlrhub-statusd", settings, tmp_path)
 
 
 def test_a_store_of_a_newer_statusd_ends_start_up_naming_both_versions(tmp_path: Path) -> None:
