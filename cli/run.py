@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cli import devenv
@@ -42,8 +43,21 @@ def _wait(check: str, ready: Callable[[], bool], process: subprocess.Popen[bytes
     raise RunError(f"{check} did not become ready within {STARTUP_TIMEOUT_SECONDS:.0f} s")
 
 
-def run() -> int:
-    """Runs the stack until interrupted; returns the exit code."""
+@dataclass(frozen=True)
+class Environment:
+    """What ``dlrhub run`` starts both processes with (they inherit ``os.environ``)."""
+
+    statusd: StatusdSettings
+    gateway: GatewaySettings
+    #: Whether the development credentials of var/dev.env are in use.
+    using_dev: bool
+
+
+def environment() -> Environment:
+    """Assembles ``os.environ`` for both processes: text logs, development credentials when
+    nothing configures a provider, then both configurations read and checked. Providers in
+    ``DLRHUB_INSECURE_PROVIDERS`` stay unverified whether or not development credentials were
+    generated (the banner and the gateway's start-up log say so)."""
     try:
         check_environment(known_variables(), os.environ)
     except ConfigError as exc:
@@ -51,10 +65,16 @@ def run() -> int:
     os.environ.setdefault("DLRHUB_LOG_FORMAT", "text")
     using_dev = devenv.ensure()
     try:
-        statusd_settings = load(StatusdSettings)
-        gateway_settings = load(GatewaySettings)
+        return Environment(load(StatusdSettings), load(GatewaySettings), using_dev)
     except ConfigError as exc:
         raise RunError(f"bad configuration: {exc}") from None
+
+
+def run() -> int:
+    """Runs the stack until interrupted; returns the exit code."""
+    assembled = environment()
+    statusd_settings, gateway_settings = assembled.statusd, assembled.gateway
+    using_dev = assembled.using_dev
     for name, host, port in (
         ("statusd", statusd_settings.statusd_host, statusd_settings.statusd_port),
         ("gateway", gateway_settings.gateway_host, gateway_settings.gateway_port),
@@ -124,6 +144,7 @@ def _banner(base: str, statusd: StatusdSettings, gateway: GatewaySettings, using
     ]
     if using_dev:
         lines += ["", f"Development credentials are in {devenv.DEV_ENV} (generated once, reused)."]
+    lines += insecure_lines(gateway.insecure_providers, using_dev)
     lines += [
         "",
         "Send a correctly signed sample report, then read its status over gRPC:",
@@ -139,6 +160,20 @@ def _banner(base: str, statusd: StatusdSettings, gateway: GatewaySettings, using
         "",
     ]
     return "\n".join(lines)
+
+
+def insecure_lines(providers: tuple[str, ...], using_dev: bool) -> list[str]:
+    """What the banner says about ``DLRHUB_INSECURE_PROVIDERS``: which providers accept
+    unsigned webhooks, and how to verify them again."""
+    if not providers:
+        return []
+    credentials = "development credentials" if using_dev else "configured credentials"
+    return [
+        "",
+        f"INSECURE: {', '.join(providers)} accept webhooks WITHOUT verification "
+        f"(DLRHUB_INSECURE_PROVIDERS); their {credentials} are not checked.",
+        "  Unsigned samples are accepted; unset DLRHUB_INSECURE_PROVIDERS to verify signatures.",
+    ]
 
 
 def _curl_hint(base: str) -> list[str]:

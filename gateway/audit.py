@@ -9,7 +9,9 @@ text the caller got), ``client`` (its address, see :meth:`gateway.guard.Guard.cl
 ``request_id`` and ``status``. It never carries a header value (no credentials or
 signatures) or the body, and phone numbers are masked (:func:`common.logs.scrub`) unless
 ``DLRHUB_LOG_PHONE_NUMBERS`` is on. 4xx lines are ``info``; 5xx and quarantine are
-``warning``.
+``warning``. A stored webhook whose reports lost unreadable informational fields
+(:mod:`gateway.providers.dropped`) writes an ``info`` line per field class
+(``dropped/<field>``, e.g. ``dropped/mcc_mnc``).
 
 Lines are limited per ``(provider, reason_label)``, both bounded sets (an unknown provider is
 ``unknown``; the account is never part of the key), to ``DLRHUB_REJECTION_LOG_PER_MINUTE``
@@ -96,6 +98,19 @@ class RejectionLog:
             status=200,
         )
 
+    def dropped(self, parsed: Parsed, source: Source) -> None:
+        """One line per class of informational field left out of the stored reports."""
+        reasons: dict[str, list[str]] = {}
+        for field_class, reason in parsed.dropped:
+            reasons.setdefault(field_class, []).append(reason)
+        for field_class, found in sorted(reasons.items()):
+            shown = "; ".join(sorted(set(found))[:MAX_REASONS])
+            text = f"{len(found)} report field(s) left out, kept raw: {shown}"
+            label = f"dropped/{field_class}"
+            self._write(
+                logging.INFO, "report fields left out", source, label=label, reason=text, status=200
+            )
+
     def _write(
         self, level: int, message: str, source: Source, *, label: str, reason: str, status: int
     ) -> None:
@@ -141,9 +156,9 @@ def webhook_answered(
     *,
     parsed: Parsed | None = None,
 ) -> None:
-    """Writes the line of a refused webhook (``error``) or of one whose items were
-    quarantined (``parsed``); nothing for a clean 2xx."""
-    if error is None and (parsed is None or not parsed.quarantined):
+    """Writes the line of a refused webhook (``error``), or those of one whose items were
+    quarantined or lost informational fields (``parsed``); nothing for a clean 2xx."""
+    if error is None and (parsed is None or not (parsed.quarantined or parsed.dropped)):
         return
     guard: Guard = request.app.ctx.guard
     rejections: RejectionLog = request.app.ctx.rejections
@@ -151,4 +166,6 @@ def webhook_answered(
     if error is not None:
         rejections.refused(error, source)
     elif parsed is not None:
-        rejections.quarantined(parsed, source)
+        if parsed.quarantined:
+            rejections.quarantined(parsed, source)
+        rejections.dropped(parsed, source)

@@ -51,6 +51,12 @@ FORWARD_LATENCY = Histogram(
     ["code"],
     buckets=_LATENCY_BUCKETS,
 )
+FIELDS_DROPPED = Counter(
+    "dlrhub_report_fields_dropped_total",
+    "Informational fields left out of stored reports because the provider's value was "
+    "unreadable (kept in the raw item), by provider and field class.",
+    ["provider", "field"],
+)
 STATUSD_UP = Gauge("dlrhub_statusd_up", "1 when statusd answered the last readiness check.")
 
 _RESULT_LABELS: dict[int, str] = {
@@ -97,3 +103,5 @@ def _count_reports(provider: str, parsed: Parsed, answer: ingest_pb.IngestReport
         REPORTS.labels(provider, status_label(status), result).inc(count)
     if parsed.quarantined:
         REPORTS.labels(provider, "unspecified", "quarantined").inc(len(parsed.quarantined))
+    for field_class, _ in parsed.dropped:
+        FIELDS_DROPPED.labels(provider, field_class).inc()

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 
 from common.config_names import variables
+from common.net import loopback
 from common.settings import BaseConfig, CommaList, ConfigError, Pem, PemSecret, load
 from gateway.providers import PROVIDERS, Provider
 from gateway.ratelimit import parse_networks
@@ -66,7 +67,9 @@ class GatewaySettings(BaseConfig):
         1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest webhook body (413)."
     )
     insecure_providers: CommaList = Field(
-        (), description="Providers accepted without credentials: local development only."
+        (),
+        description="Providers whose webhooks are accepted unverified, credentials or not: "
+        "local development on a loopback address only.",
     )
     shutdown_grace_seconds: float = Field(
         10.0, gt=0, description="How long requests in flight may finish after SIGTERM."
@@ -174,6 +177,16 @@ class GatewaySettings(BaseConfig):
         return value
 
     @model_validator(mode="after")
+    def _insecure_on_loopback_only(self) -> GatewaySettings:
+        if self.insecure_providers and not loopback(self.gateway_host):
+            raise ValueError(
+                f"DLRHUB_INSECURE_PROVIDERS accepts unverified webhooks, but the gateway binds "
+                f"{self.gateway_host}, reachable from other machines: bind a loopback address "
+                "(DLRHUB_GATEWAY_HOST=127.0.0.1) or unset DLRHUB_INSECURE_PROVIDERS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _client_cert_complete(self) -> GatewaySettings:
         if (self.statusd_tls_client_cert is None) != (self.statusd_tls_client_key is None):
             raise ValueError(
@@ -228,9 +241,16 @@ class GatewayConfig:
         for (name, account), provider in sorted(self.endpoints.items()):
             path = f"/webhooks/{name}" + (f"/{account}" if account else "")
             if provider.insecure:
+                ignored = provider.credentials.redacted_names()
                 log.warning(
-                    "INSECURE: %s accepts webhooks WITHOUT credentials (local development only)",
+                    "INSECURE: %s accepts webhooks WITHOUT verification (DLRHUB_INSECURE_PROVIDERS"
+                    " lists %s; local development only)%s",
                     path,
+                    name,
+                    f"; its configured credentials ({', '.join(ignored)}) are NOT checked: "
+                    "remove it from DLRHUB_INSECURE_PROVIDERS to verify them"
+                    if ignored
+                    else "",
                     extra={"provider": name},
                 )
             else:

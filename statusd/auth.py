@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -30,6 +29,7 @@ from typing import Any, Literal, TypeAlias
 
 import grpc
 
+from common.net import loopback
 from common.settings import ConfigError
 from dlrhub.v1 import ingest_service_pb2, status_service_pb2
 from statusd import errors, metrics
@@ -171,16 +171,6 @@ def _refusal(handler: _Handler, code: grpc.StatusCode, details: str) -> _Handler
     else:
         make = grpc.unary_unary_rpc_method_handler
     return make(refuse, response_serializer=handler.response_serializer)
-
-
-def loopback(host: str) -> bool:
-    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(settings: StatusdSettings) -> None:

@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from common.net import BindError
+from common.net import BindError, loopback
 from dlrhub.v1 import (
     ingest_service_pb2,
     ingest_service_pb2_grpc,
@@ -171,7 +171,7 @@ class Statusd:
         """Adds the gRPC port, with TLS (and client certificates) when configured."""
         settings = self.settings
         if settings.tls_cert is None or settings.tls_key is None:
-            if not auth.loopback(settings.statusd_host):
+            if not loopback(settings.statusd_host):
                 log.warning(
                     "gRPC on %s is plaintext: set DLRHUB_TLS_CERT_FILE and DLRHUB_TLS_KEY_FILE "
                     "unless a mesh or proxy encrypts it",

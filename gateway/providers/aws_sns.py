@@ -44,9 +44,10 @@ from gateway.providers.base import (
 from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     decimal_text,
-    e164,
     epoch_millis,
     iso_time,
+    lenient,
+    recipient,
     set_time,
     text,
     whole_number,
@@ -334,46 +335,59 @@ def sample_message(message_id: str, event_type: str, now: float) -> dict[str, An
 
 
 def notification_report(message: dict[str, Any]) -> pb.DeliveryReport:
-    """A Notification's event as a report, deduplicated on the SNS MessageId."""
+    """A Notification's event as a report, deduplicated on the SNS MessageId. Without a
+    readable ``eventTimestamp``, the Notification's signed ``Timestamp`` (when SNS published
+    it, ISO 8601 UTC) is the event time, else the receive time."""
     report = normalize(_event(message))
     report.event_id = text(message.get("MessageId"), "MessageId", limit=128)
+    if not report.HasField("event_time"):
+        published = lenient("event_time", None, iso_time, message.get("Timestamp"), "Timestamp")
+        set_time(report.event_time, published)
     return report
 
 
 def normalize(event: dict[str, Any]) -> pb.DeliveryReport:
-    """One SMS event → a report (provider-level fields and the event id are set later)."""
+    """One SMS event → a report (provider-level fields and the event id are set later). Only
+    messageId and eventType are required; an unreadable informational field is left out.
+    The event time is ``eventTimestamp`` (Unix milliseconds)."""
     message = text(event.get("messageId"), "messageId", limit=128).strip()
     event_type = text(event.get("eventType"), "eventType", limit=64).strip()
     if not message or not event_type:
         raise InvalidItem("messageId or eventType is missing")
     status = STATUSES.get(event_type.upper(), pb.DELIVERY_STATUS_UNKNOWN)
-    final = event.get("isFinal")
     report = pb.DeliveryReport(
         message_id=message,
         status=status,
         provider_status=event_type,
-        final=final is True,
-        recipient=e164(text(event.get("destinationPhoneNumber"), "destinationPhoneNumber")),
-        sender=text(event.get("originationPhoneNumber"), "originationPhoneNumber", limit=64),
-        mcc=text(event.get("mcc"), "mcc", limit=8),
-        mnc=text(event.get("mnc"), "mnc", limit=8),
-        segments=whole_number(event.get("totalMessageParts"), "totalMessageParts"),
+        final=event.get("isFinal") is True,
+        recipient=recipient(event.get("destinationPhoneNumber"), "destinationPhoneNumber"),
+        sender=lenient("sender", "", text, event.get("originationPhoneNumber"), "sender", limit=64),
+        segments=lenient("segments", 0, whole_number, event.get("totalMessageParts"), "parts"),
         raw=raw_json(event),
     )
-    report.price.amount = decimal_text(event.get("totalMessagePrice"), "totalMessagePrice")
+    report.mcc, report.mnc = lenient("mcc_mnc", ("", ""), _network, event)
+    price = event.get("totalMessagePrice")
+    report.price.amount = lenient("price", "", decimal_text, price, "totalMessagePrice")
     context = event.get("context")
     if isinstance(context, dict) and context:
         report.client_ref = raw_json(context)[:4000]  # your send-time context, as JSON
     if status not in PROGRESS:
-        report.error.name = text(event.get("messageStatus"), "messageStatus", limit=128)
-        report.error.description = text(
-            event.get("messageStatusDescription"), "messageStatusDescription"
-        )
+        lenient("error_text", None, _set_error, report, event)
         if event_type.upper() in RETRYABLE:
             report.error.permanent = False
-    set_time(report.event_time, epoch_millis(event.get("eventTimestamp"), "eventTimestamp"))
-    set_time(
-        report.sent_time,
-        epoch_millis(event.get("messageRequestTimestamp"), "messageRequestTimestamp"),
-    )
+    when = lenient("event_time", None, epoch_millis, event.get("eventTimestamp"), "eventTimestamp")
+    set_time(report.event_time, when)
+    requested = event.get("messageRequestTimestamp")
+    sent = lenient("sent_time", None, epoch_millis, requested, "messageRequestTimestamp")
+    set_time(report.sent_time, sent)
     return report
+
+
+def _network(event: dict[str, Any]) -> tuple[str, str]:
+    return text(event.get("mcc"), "mcc", limit=8), text(event.get("mnc"), "mnc", limit=8)
+
+
+def _set_error(report: pb.DeliveryReport, event: dict[str, Any]) -> None:
+    name = text(event.get("messageStatus"), "messageStatus", limit=128)
+    description = text(event.get("messageStatusDescription"), "messageStatusDescription")
+    report.error.name, report.error.description = name, description

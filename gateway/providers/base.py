@@ -29,6 +29,7 @@ from common.settings import env_name
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import signatures
 from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from gateway.providers import dropped as dropped_fields
 from gateway.providers.credentials import Credentials, ProviderSettings
 
 #: Longest message id accepted from a provider.
@@ -143,21 +144,26 @@ class Parsed:
 
     ``replay_keys`` name the nonces the request carries, for schemes that sign one but no
     time; the gateway refuses a request any of whose keys was recorded for another request.
+    ``dropped`` lists the informational fields left out of the reports because the provider's
+    value was unreadable, as ``(field class, reason)``; the raw item keeps them.
     """
 
     reports: list[pb.DeliveryReport] = field(default_factory=list)
     quarantined: list[pb.QuarantinedItem] = field(default_factory=list)
     replay_keys: tuple[str, ...] = ()
+    dropped: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
     def of(cls, item: Any, normalize: Callable[[Any], Normalized]) -> Parsed:
-        """``normalize(item)``'s reports, or the whole item quarantined (as JSON, with the
-        reason) when it raises InvalidItem."""
-        try:
-            normalized = normalize(item)
-        except InvalidItem as exc:
-            return cls(quarantined=[quarantine(str(exc), raw_json(item))])
-        return cls(reports=normalized if isinstance(normalized, list) else [normalized])
+        """``normalize(item)``'s reports with the fields it left out, or the whole item
+        quarantined (as JSON, with the reason) when it raises InvalidItem."""
+        with dropped_fields.recording() as dropped:
+            try:
+                normalized = normalize(item)
+            except InvalidItem as exc:
+                return cls(quarantined=[quarantine(str(exc), raw_json(item))])
+        reports = normalized if isinstance(normalized, list) else [normalized]
+        return cls(reports=reports, dropped=dropped)
 
 
 #: What a provider's normalizer makes of one item: a report, or several.
@@ -200,7 +206,7 @@ class Provider(abc.ABC):
     ) -> None:
         self.account = account
         self.credentials = credentials
-        self.insecure = insecure and not credentials.configured()
+        self.insecure = insecure  # DLRHUB_INSECURE_PROVIDERS: unverified, credentials or not
         #: Seconds since the epoch; injected by tests to check time-bound signatures.
         self.clock = clock
 

@@ -34,8 +34,10 @@ from gateway.providers.base import (
 )
 from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
-    e164,
+    first_time,
     iso_time,
+    lenient,
+    recipient,
     set_time,
     text,
 )
@@ -137,7 +139,10 @@ class Bird(Provider):
 
 
 def normalize(body: dict[str, Any]) -> pb.DeliveryReport:
-    """One ``<channel>.outbound`` event → a report (provider-level fields are stamped later)."""
+    """One ``<channel>.outbound`` event → a report (provider-level fields are stamped later).
+    Only payload.id and payload.status are required; an unreadable informational field is
+    left out. The event time is ``lastStatusAt``, else ``updatedAt`` (ISO 8601), else the
+    receive time."""
     event = text(body.get("event"), "event", limit=64)
     if event and not event.endswith(".outbound"):
         raise InvalidItem(f"event {event!r} is not an outbound message status")
@@ -149,32 +154,41 @@ def normalize(body: dict[str, Any]) -> pb.DeliveryReport:
     if not message or not raw_status:
         raise InvalidItem("payload.id or payload.status is missing")
     parts = payload.get("parts")
+    receiver = lenient("recipient", "", _identifier, payload.get("receiver"), "contacts")
     report = pb.DeliveryReport(
         message_id=message,
         status=STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN),
         provider_status=raw_status,
         provider_status_group=event,
-        recipient=e164(_identifier(payload.get("receiver"), "contacts")),
-        sender=_identifier(payload.get("sender"), "connector"),
-        client_ref=text(payload.get("reference"), "payload.reference"),
+        recipient=recipient(receiver, "receiver.contacts.identifierValue"),
+        sender=lenient("sender", "", _identifier, payload.get("sender"), "connector"),
+        client_ref=lenient("client_ref", "", text, payload.get("reference"), "payload.reference"),
         segments=len(parts) if isinstance(parts, list) else 0,
         raw=raw_json(body),
     )
-    failure = payload.get("failure")
-    reason = text(payload.get("reason"), "payload.reason")
-    if isinstance(failure, dict) or reason:
-        failure = failure if isinstance(failure, dict) else {}
-        source = failure.get("source")
-        source = source if isinstance(source, dict) else {}
-        report.error.code = text(failure.get("code"), "failure.code", limit=32)
-        report.error.name = text(payload.get("details"), "payload.details", limit=256)
-        report.error.description = reason
-        report.error.group = text(source.get("name"), "failure.source.name", limit=64)
-    when = iso_time(payload.get("lastStatusAt"), "lastStatusAt") or iso_time(
-        payload.get("updatedAt"), "updatedAt"
+    lenient("error_text", None, _set_failure, report, payload)
+    when = first_time(
+        lenient("event_time", None, iso_time, payload.get("lastStatusAt"), "lastStatusAt"),
+        lenient("event_time", None, iso_time, payload.get("updatedAt"), "updatedAt"),
     )
     set_time(report.event_time, when)
     return report
+
+
+def _set_failure(report: pb.DeliveryReport, payload: dict[str, Any]) -> None:
+    """The failure's code, details, reason and source, set only when all of it reads."""
+    failure = payload.get("failure")
+    reason = text(payload.get("reason"), "payload.reason")
+    if not isinstance(failure, dict) and not reason:
+        return
+    failure = failure if isinstance(failure, dict) else {}
+    source = failure.get("source")
+    source = source if isinstance(source, dict) else {}
+    code = text(failure.get("code"), "failure.code", limit=32)
+    name = text(payload.get("details"), "payload.details", limit=256)
+    group = text(source.get("name"), "failure.source.name", limit=64)
+    report.error.code, report.error.name = code, name
+    report.error.description, report.error.group = reason, group
 
 
 def _identifier(party: object, key: str) -> str:

@@ -1,19 +1,49 @@
 """Field normalizers shared by the provider modules: each turns one raw field into its
-canonical form, or raises :class:`~gateway.providers.base.InvalidItem` with a reason (the item
-then goes to quarantine, never silently dropped)."""
+canonical form, or raises :class:`~gateway.providers.base.InvalidItem` with a reason.
+
+Strict on identity, lenient on information: on a field that identifies the item (message
+id, account) or says what happened (status) the InvalidItem quarantines the item; an
+informational field is read through :func:`lenient`, which leaves it out of the report
+instead, recorded in :mod:`gateway.providers.dropped` (the raw item keeps it)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
+
+import phonenumbers
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.providers.base import MAX_MESSAGE_ID_LENGTH, InvalidItem
+from gateway.providers.dropped import drop
 
 _DIGITS = re.compile(r"\d{5,15}")
+#: A channel address's prefix (Twilio ``whatsapp:+15558675310``).
+_CHANNEL = re.compile(r"([a-z][a-z0-9-]{1,31}:)(.+)")
+#: Values providers write for "not known" in a field that is otherwise a code or number.
+_NOT_KNOWN = frozenset({"null", "none", "unknown", "n/a"})
+T = TypeVar("T")
+
+
+def lenient(field_class: str, default: T, read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``read(*args, **kwargs)`` for an informational field: when it raises InvalidItem the
+    field is left out (``default``) and the omission recorded as ``field_class`` (one of
+    :data:`gateway.providers.dropped.FIELDS`) instead of quarantining the item."""
+    try:
+        return read(*args, **kwargs)
+    except InvalidItem as exc:
+        drop(field_class, str(exc))
+        return default
+
+
+def first_time(*times: datetime | None) -> datetime | None:
+    """The first present of a provider's documented event times, in order of preference
+    (each read through :func:`lenient`, so an unreadable one is skipped); None when none is,
+    and the report's receive time stands for it."""
+    return next((when for when in times if when is not None), None)
 
 
 def message_id(value: object, field_name: str) -> str:
@@ -27,17 +57,52 @@ def message_id(value: object, field_name: str) -> str:
     return value.strip()
 
 
-def e164(value: object) -> str:
-    """A phone number in E.164 with "+" (``447700900123`` → ``+447700900123``); other
-    values (alphanumeric sender ids) are kept as they are; empty when absent."""
+def _international(value: str) -> str | None:
+    """``value`` in E.164 when it is a possible international number written with ``+``,
+    ``00`` or digits only (``447700900123``, ``+44 7700 900123``, ``0044...``); else None."""
+    compact = re.sub(r"[\s\-().]", "", value)
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    if not _DIGITS.fullmatch(compact.removeprefix("+")):
+        return None
+    try:
+        number = phonenumbers.parse("+" + compact.removeprefix("+"), None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def e164(value: object, field_name: str = "recipient") -> str:
+    """A recipient in E.164 (``447700900123`` → ``+447700900123``), checked to be a possible
+    number with libphonenumber, a channel prefix kept (``whatsapp:+15558675310``); empty when
+    absent; InvalidItem when it is not a possible international number (read it through
+    :func:`recipient` to leave it out instead)."""
     if value is None or value == "":
         return ""
-    text = str(value).strip().replace(" ", "")
-    if text.startswith("00") and _DIGITS.fullmatch(text[2:]):
-        return "+" + text[2:]
-    if _DIGITS.fullmatch(text.removeprefix("+")):
-        return "+" + text.removeprefix("+")
-    return text[:64]
+    raw = text(value, field_name, limit=64).strip()
+    if not raw:
+        return ""
+    channel = _CHANNEL.match(raw)
+    prefix, address = (channel.group(1), channel.group(2)) if channel else ("", raw)
+    number = _international(address)
+    if number is None:
+        raise InvalidItem(f"{field_name} is not a possible international number")
+    return prefix + number
+
+
+def recipient(value: object, field_name: str) -> str:
+    """A recipient that is information, not identity: :func:`e164`, or left out (recorded as
+    ``recipient``) when it is not a possible number."""
+    return lenient("recipient", "", e164, value, field_name)
+
+
+def identity_number(value: str) -> str:
+    """A phone number that is part of a message id (Sinch ``<batch_id>:<recipient>``): in
+    E.164 when it parses as a possible international number, so ``+44…`` and ``44…`` name
+    one message; otherwise the provider's text, stripped, the same way every time."""
+    return _international(value) or value.strip()
 
 
 def decimal_text(value: object, field_name: str) -> str:
@@ -53,6 +118,18 @@ def decimal_text(value: object, field_name: str) -> str:
     if not amount.is_finite() or abs(amount) >= Decimal(10) ** 12:
         raise InvalidItem(f"{field_name} is out of range")
     return format(amount, "f")
+
+
+def set_price(report: pb.DeliveryReport, value: object, name: str, amount_key: str) -> None:
+    """``report.price`` from a provider's price object (``{amount_key: ..., "currency": ...}``,
+    named ``name`` in reasons); nothing when absent; InvalidItem when it does not read."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise InvalidItem(f"{name} is not an object")
+    amount = decimal_text(value.get(amount_key), f"{name}.{amount_key}")
+    currency = text(value.get("currency"), f"{name}.currency", limit=8)
+    report.price.amount, report.price.currency = amount, currency
 
 
 def whole_number(value: object, field_name: str, *, default: int = 0) -> int:
@@ -121,9 +198,10 @@ def apply_error_code(
 
 
 def network_code(value: object, field_name: str) -> tuple[str, str]:
-    """MCC and MNC from an MCCMNC of 5 or 6 digits (``23410`` → 234, 10); empty when absent."""
+    """MCC and MNC from an MCCMNC of 5 or 6 digits (``23410`` → 234, 10); empty when absent
+    or written as not known (Infobip sends the string ``"null"``)."""
     network = text(value, field_name, limit=8).strip()
-    if not network:
+    if not network or network.lower() in _NOT_KNOWN:
         return "", ""
     if not network.isdigit() or len(network) not in (5, 6):
         raise InvalidItem(f"{field_name} is not 5 or 6 digits")

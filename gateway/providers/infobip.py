@@ -33,11 +33,12 @@ from gateway.providers.base import (
 )
 from gateway.providers.credentials import Credentials
 from gateway.providers.fields import (
-    decimal_text,
-    e164,
     iso_time,
+    lenient,
     message_id,
     network_code,
+    recipient,
+    set_price,
     set_time,
     text,
     whole_number,
@@ -186,6 +187,7 @@ class Infobip(Provider):
             one = Parsed.of(item, normalize)
             parsed.reports += one.reports
             parsed.quarantined += one.quarantined
+            parsed.dropped += one.dropped
         return parsed
 
     @classmethod
@@ -210,7 +212,10 @@ SAMPLE_STATUSES: dict[str, tuple[int, str, int, str]] = {
 
 
 def normalize(item: Any) -> pb.DeliveryReport:
-    """One ``results[]`` item → a report (provider-level fields are stamped later)."""
+    """One ``results[]`` item → a report (provider-level fields are stamped later). Only the
+    message id and the status are required; an unreadable informational field is left out.
+    The event time is ``doneAt`` (ISO 8601 with an offset, ``+0000`` without a colon); without
+    a readable one, the receive time stands for it (``sentAt`` is when it was sent)."""
     if not isinstance(item, dict):
         raise InvalidItem("result item is not a JSON object")
     status = item.get("status")
@@ -218,24 +223,29 @@ def normalize(item: Any) -> pb.DeliveryReport:
         raise InvalidItem("status is missing or not an object")
     report = pb.DeliveryReport(
         message_id=message_id(item.get("messageId"), "messageId"),
-        recipient=e164(text(item.get("to"), "to", limit=64)),
-        sender=text(item.get("sender", item.get("from")), "sender", limit=64),
-        client_ref=text(item.get("callbackData"), "callbackData"),
-        batch_id=text(item.get("bulkId"), "bulkId", limit=256),
-        segments=whole_number(item.get("messageCount", item.get("smsCount")), "messageCount"),
+        recipient=recipient(item.get("to"), "to"),
+        sender=lenient(
+            "sender", "", text, item.get("sender", item.get("from")), "sender", limit=64
+        ),
+        client_ref=lenient("client_ref", "", text, item.get("callbackData"), "callbackData"),
+        batch_id=lenient("batch_id", "", text, item.get("bulkId"), "bulkId", limit=256),
+        segments=lenient(
+            "segments",
+            0,
+            whole_number,
+            item.get("messageCount", item.get("smsCount")),
+            "messageCount",
+        ),
         raw=raw_json(item),
     )
     report.status, report.provider_status, report.provider_status_group = _status(status)
-    _set_error(report, item.get("error"))
-    price = item.get("price")
-    if isinstance(price, dict):
-        report.price.amount = decimal_text(price.get("pricePerMessage"), "price.pricePerMessage")
-        report.price.currency = text(price.get("currency"), "price.currency", limit=8)
-    elif price is not None:
-        raise InvalidItem("price is not an object")
-    report.mcc, report.mnc = network_code(item.get("mccMnc"), "mccMnc")
-    set_time(report.sent_time, iso_time(item.get("sentAt"), "sentAt"))
-    set_time(report.event_time, iso_time(item.get("doneAt"), "doneAt"))
+    lenient("error_text", None, _set_error, report, item.get("error"))
+    lenient("price", None, set_price, report, item.get("price"), "price", "pricePerMessage")
+    report.mcc, report.mnc = lenient(
+        "mcc_mnc", ("", ""), network_code, item.get("mccMnc"), "mccMnc"
+    )
+    set_time(report.sent_time, lenient("sent_time", None, iso_time, item.get("sentAt"), "sentAt"))
+    set_time(report.event_time, lenient("event_time", None, iso_time, item.get("doneAt"), "doneAt"))
     return report
 
 
@@ -257,6 +267,7 @@ def _status(status: dict[str, Any]) -> tuple[pb.DeliveryStatus.ValueType, str, s
 
 
 def _set_error(report: pb.DeliveryReport, error: Any) -> None:
+    """The error object, set only when all of it reads (else it is left out whole)."""
     if error is None:
         return
     if not isinstance(error, dict):
@@ -265,10 +276,10 @@ def _set_error(report: pb.DeliveryReport, error: Any) -> None:
     code = text(error.get("id"), "error.id", limit=32)
     if name.upper() in NO_ERROR and code in ("", "0"):
         return
-    report.error.code = code
-    report.error.name = name
-    report.error.description = text(error.get("description"), "error.description")
-    report.error.group = text(error.get("groupName"), "error.groupName", limit=128)
+    description = text(error.get("description"), "error.description")
+    group = text(error.get("groupName"), "error.groupName", limit=128)
+    report.error.code, report.error.name = code, name
+    report.error.description, report.error.group = description, group
     permanent = error.get("permanent")
     if isinstance(permanent, bool):
         report.error.permanent = permanent

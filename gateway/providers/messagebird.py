@@ -37,9 +37,10 @@ from gateway.providers.base import (
 from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     decimal_text,
-    e164,
     iso_time,
+    lenient,
     network_code,
+    recipient,
     required,
     set_time,
     text,
@@ -170,27 +171,35 @@ class MessageBird(Provider):
 
 
 def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
-    """One status report → a report (provider-level fields are stamped later)."""
+    """One status report → a report (provider-level fields are stamped later). Only id and
+    status are required; an unreadable informational field is left out. The event time is
+    ``statusDatetime`` (RFC 3339 with an offset), else the receive time."""
     message = required(params.get("id"), "id", limit=128)
     raw_status = required(params.get("status"), "status", limit=64)
+    parts = params.get("messagePartCount")
     report = pb.DeliveryReport(
         message_id=message,
         status=STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN),
         provider_status=raw_status,
-        recipient=e164(text(params.get("recipient"), "recipient", limit=64)),
-        client_ref=text(params.get("reference"), "reference", limit=128),
-        segments=whole_number(params.get("messagePartCount"), "messagePartCount"),
+        recipient=recipient(params.get("recipient"), "recipient"),
+        client_ref=lenient("client_ref", "", text, params.get("reference"), "reference", limit=128),
+        segments=lenient("segments", 0, whole_number, parts, "messagePartCount"),
         raw=raw_json(params),
     )
     code = text(params.get("statusErrorCode"), "statusErrorCode", limit=16).strip()
-    reason = text(params.get("statusReason"), "statusReason", limit=256).strip()
     if code and code != "0":
         report.error.code = code  # a GSM error code from the network
-        report.error.description = reason
-    report.price.amount = decimal_text(params.get("price[amount]"), "price[amount]")
-    report.price.currency = text(params.get("price[currency]"), "price[currency]", limit=8)
-    report.mcc, report.mnc = network_code(params.get("mccmnc"), "mccmnc")
-    set_time(report.event_time, iso_time(params.get("statusDatetime"), "statusDatetime"))
+        reason = params.get("statusReason")
+        report.error.description = lenient(
+            "error_text", "", text, reason, "statusReason", limit=256
+        ).strip()
+    amount, currency = params.get("price[amount]"), params.get("price[currency]")
+    report.price.amount = lenient("price", "", decimal_text, amount, "price[amount]")
+    report.price.currency = lenient("price", "", text, currency, "price[currency]", limit=8)
+    network = lenient("mcc_mnc", ("", ""), network_code, params.get("mccmnc"), "mccmnc")
+    report.mcc, report.mnc = network
+    when = params.get("statusDatetime")
+    set_time(report.event_time, lenient("event_time", None, iso_time, when, "statusDatetime"))
     return report
 
 

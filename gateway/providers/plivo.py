@@ -40,8 +40,10 @@ from gateway.providers.fields import (
     ErrorCodes,
     apply_error_code,
     decimal_text,
-    e164,
+    first_time,
     iso_time,
+    lenient,
+    recipient,
     required,
     set_time,
     text,
@@ -226,7 +228,8 @@ class Plivo(Provider):
 
 
 def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
-    """One callback's parameters → a report (provider-level fields are stamped later)."""
+    """One callback's parameters → a report (provider-level fields are stamped later). Only
+    MessageUUID and Status are required; an unreadable informational field is left out."""
     if not isinstance(params, dict):
         raise InvalidItem("callback parameters are not an object")
     uuid = required(params.get("MessageUUID"), "MessageUUID", limit=128)
@@ -235,16 +238,19 @@ def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     report = pb.DeliveryReport(
         message_id=uuid,
         provider_status=raw_status,
-        recipient=e164(text(params.get("To"), "To", limit=64)),
-        sender=text(params.get("From"), "From", limit=64),
-        segments=whole_number(params.get("Units"), "Units"),
-        mcc=text(params.get("MCC"), "MCC", limit=8),
-        mnc=text(params.get("MNC"), "MNC", limit=8),
-        sequence=whole_number(params.get("Sequence"), "Sequence"),
+        recipient=recipient(params.get("To"), "To"),
+        sender=lenient("sender", "", text, params.get("From"), "From", limit=64),
+        segments=lenient("segments", 0, whole_number, params.get("Units"), "Units"),
+        sequence=lenient("sequence", 0, whole_number, params.get("Sequence"), "Sequence"),
         raw=raw_json(params),
     )
-    report.price.amount = decimal_text(params.get("TotalAmount"), "TotalAmount")
-    report.price.unit_amount = decimal_text(params.get("TotalRate"), "TotalRate")
+    report.mcc, report.mnc = lenient("mcc_mnc", ("", ""), _network, params)
+    report.price.amount = lenient(
+        "price", "", decimal_text, params.get("TotalAmount"), "TotalAmount"
+    )
+    report.price.unit_amount = lenient(
+        "price", "", decimal_text, params.get("TotalRate"), "TotalRate"
+    )
     parent = text(params.get("ParentMessageUUID"), "ParentMessageUUID", limit=128).strip()
     if parent and parent != uuid:
         report.parent_message_id = parent
@@ -253,11 +259,28 @@ def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     code = text(params.get("ErrorCode"), "ErrorCode", limit=16).strip()
     if code not in NO_ERROR:
         apply_error_code(report, code, ERROR_CODES)
-    set_time(report.sent_time, iso_time(params.get("SentTime"), "SentTime", naive_is_utc=True))
-    time_field = EVENT_TIME_FIELDS.get(raw_status.lower())
-    if time_field:
-        set_time(report.event_time, iso_time(params.get(time_field), time_field, naive_is_utc=True))
+    set_time(report.sent_time, _time(params, "SentTime", "sent_time"))
+    set_time(report.event_time, event_time(params, raw_status))
     return report
+
+
+def _network(params: dict[str, Any]) -> tuple[str, str]:
+    return text(params.get("MCC"), "MCC", limit=8), text(params.get("MNC"), "MNC", limit=8)
+
+
+def _time(params: dict[str, Any], name: str, field_class: str = "event_time") -> datetime | None:
+    """A Plivo time (``YYYY-mm-dd HH:MM:SS.ffffff``, no zone: UTC), or None (left out)."""
+    return lenient(field_class, None, iso_time, params.get(name), name, naive_is_utc=True)
+
+
+def event_time(params: dict[str, Any], raw_status: str) -> datetime | None:
+    """The status's own time (``EVENT_TIME_FIELDS``: DeliveryReportTime for outcomes,
+    SentTime for sent, QueuedTime for queued), else ``MessageTime``; None (the receive time
+    stands for it) for a status without one or when none is readable."""
+    own = EVENT_TIME_FIELDS.get(raw_status.lower())
+    if not own:
+        return None
+    return first_time(_time(params, own), _time(params, "MessageTime"))
 
 
 def _part_info(value: Any) -> tuple[int, int]:

@@ -43,8 +43,11 @@ from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     ErrorCodes,
     apply_error_code,
-    e164,
+    first_time,
+    identity_number,
     iso_time,
+    lenient,
+    recipient,
     required,
     set_time,
     text,
@@ -209,9 +212,10 @@ def reports_of(body: dict[str, Any]) -> list[pb.DeliveryReport]:
     raise InvalidItem(f"type {kind[:64]!r} is not a delivery report")
 
 
-def message_key(batch_id: str, recipient: str) -> str:
-    """``<batch_id>:<recipient>``: the id of one recipient's message in a batch."""
-    return f"{batch_id}:{recipient}"
+def message_key(batch_id: str, number: str) -> str:
+    """``<batch_id>:<recipient>``: the id of one recipient's message in a batch, the number in
+    E.164 (Sinch writes ``+44…`` in recipient reports and ``44…`` in batch reports)."""
+    return f"{batch_id}:{identity_number(number)}"
 
 
 def _status(raw: object, code: object) -> tuple[pb.DeliveryStatus.ValueType, str, int | None]:
@@ -231,28 +235,37 @@ def _apply_code(report: pb.DeliveryReport, number: int | None) -> None:
 
 
 def recipient_report(item: dict[str, Any]) -> pb.DeliveryReport:
-    """One recipient report → a report."""
+    """One recipient report → a report. The event time is ``operator_status_at`` (the
+    operator's own time for the status, ISO 8601), else ``at`` (when Sinch made the report,
+    the only time intermediate statuses carry), else the receive time."""
     batch_id = text(item.get("batch_id"), "batch_id", limit=64).strip()
-    recipient = text(item.get("recipient"), "recipient", limit=64).strip()
-    if not batch_id or not recipient:
+    number = text(item.get("recipient"), "recipient", limit=64).strip()
+    if not batch_id or not number:
         raise InvalidItem("batch_id or recipient is missing")
     status, raw_status, code = _status(item.get("status"), item.get("code"))
+    parts = item.get("number_of_message_parts")
     report = pb.DeliveryReport(
-        message_id=message_key(batch_id, recipient),
+        message_id=message_key(batch_id, number),
         batch_id=batch_id,
         status=status,
         provider_status=raw_status,
-        recipient=e164(recipient),
-        sender=text(item.get("applied_originator"), "applied_originator", limit=64),
-        client_ref=text(item.get("client_reference"), "client_reference"),
-        segments=whole_number(item.get("number_of_message_parts"), "number_of_message_parts"),
+        recipient=recipient(number, "recipient"),
+        sender=lenient(
+            "sender", "", text, item.get("applied_originator"), "applied_originator", limit=64
+        ),
+        client_ref=lenient(
+            "client_ref", "", text, item.get("client_reference"), "client_reference"
+        ),
+        segments=lenient("segments", 0, whole_number, parts, "number_of_message_parts"),
         raw=raw_json(item),
     )
     _apply_code(report, code)
-    # operator_status_at is the operator's own time for the status; at is when Sinch made
-    # the report (the only time intermediate statuses carry).
-    operator_time = iso_time(item.get("operator_status_at"), "operator_status_at")
-    set_time(report.event_time, operator_time or iso_time(item.get("at"), "at"))
+    operator = item.get("operator_status_at")
+    when = first_time(
+        lenient("event_time", None, iso_time, operator, "operator_status_at"),
+        lenient("event_time", None, iso_time, item.get("at"), "at"),
+    )
+    set_time(report.event_time, when)
     return report
 
 
@@ -267,7 +280,8 @@ def recipient_count(body: dict[str, Any]) -> int:
 
 
 def batch_reports(item: dict[str, Any]) -> list[pb.DeliveryReport]:
-    """A ``full`` batch report → one report per recipient listed in its status buckets."""
+    """A ``full`` batch report → one report per recipient listed in its status buckets. A
+    batch report carries no event time: the receive time stands for it."""
     batch_id = text(item.get("batch_id"), "batch_id", limit=64).strip()
     buckets = item.get("statuses")
     if not batch_id or not isinstance(buckets, list):
@@ -285,8 +299,11 @@ def batch_reports(item: dict[str, Any]) -> list[pb.DeliveryReport]:
         if not isinstance(recipients, list) or len(recipients) > MAX_RECIPIENTS:
             raise InvalidItem("statuses[].recipients is not a list of at most 10000")
         status, raw_status, code = _status(bucket.get("status"), bucket.get("code"))
-        for recipient in recipients:
-            number = text(recipient, "recipients[]", limit=64).strip()
+        reference = lenient(
+            "client_ref", "", text, item.get("client_reference"), "client_reference"
+        )
+        for listed in recipients:
+            number = text(listed, "recipients[]", limit=64).strip()
             if not number:
                 raise InvalidItem("statuses[].recipients has an empty entry")
             report = pb.DeliveryReport(
@@ -294,9 +311,9 @@ def batch_reports(item: dict[str, Any]) -> list[pb.DeliveryReport]:
                 batch_id=batch_id,
                 status=status,
                 provider_status=raw_status,
-                recipient=e164(number),
-                client_ref=text(item.get("client_reference"), "client_reference"),
-                raw=raw_json({**item, "statuses": [{**bucket, "recipients": [recipient]}]}),
+                recipient=recipient(number, "recipients[]"),
+                client_ref=reference,
+                raw=raw_json({**item, "statuses": [{**bucket, "recipients": [listed]}]}),
             )
             _apply_code(report, code)
             reports.append(report)

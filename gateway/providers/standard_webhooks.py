@@ -21,6 +21,7 @@ import base64
 import binascii
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,10 @@ from gateway.providers.base import (
 from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
     decimal_text,
-    e164,
     iso_time,
+    lenient,
     message_id,
+    recipient,
     required,
     set_time,
     text,
@@ -237,7 +239,9 @@ def _put(body: dict[str, Any], path: str, value: Any) -> None:
 
 
 def normalize(body: dict[str, Any], creds: StandardWebhooksCredentials) -> pb.DeliveryReport:
-    """The sender's object → a report, through the field and status maps."""
+    """The sender's object → a report, through the field and status maps. Only the message
+    id and the status are required; an unreadable informational field is left out. The event
+    time is the mapped ``event_time`` (ISO 8601 with an offset), else the receive time."""
 
     def field(name: str) -> Any:
         return _get(body, creds.field_map.get(name, name))
@@ -253,26 +257,36 @@ def normalize(body: dict[str, Any], creds: StandardWebhooksCredentials) -> pb.De
         message_id=message_id(field("message_id"), "message_id"),
         status=status,
         provider_status=raw_status,
-        recipient=e164(text(field("recipient"), "recipient", limit=64)),
-        sender=text(field("sender"), "sender", limit=64),
-        client_ref=text(field("client_ref"), "client_ref"),
-        batch_id=text(field("batch_id"), "batch_id", limit=256),
+        recipient=recipient(field("recipient"), "recipient"),
+        sender=lenient("sender", "", text, field("sender"), "sender", limit=64),
+        client_ref=lenient("client_ref", "", text, field("client_ref"), "client_ref"),
+        batch_id=lenient("batch_id", "", text, field("batch_id"), "batch_id", limit=256),
         parent_message_id=text(field("parent_message_id"), "parent_message_id", limit=128),
-        part_index=whole_number(field("part_index"), "part_index"),
-        part_count=whole_number(field("part_count"), "part_count"),
-        segments=whole_number(field("segments"), "segments"),
+        segments=lenient("segments", 0, whole_number, field("segments"), "segments"),
         final=final is True,
         raw=raw_json(body),
     )
+    report.part_index, report.part_count = lenient("parts", (0, 0), _parts, field)
+    lenient("error_text", None, _set_error, report, field)
+    amount, currency = field("price_amount"), field("price_currency")
+    report.price.amount = lenient("price", "", decimal_text, amount, "price_amount")
+    report.price.currency = lenient("price", "", text, currency, "price_currency", limit=8)
+    when = lenient("event_time", None, iso_time, field("event_time"), "event_time")
+    set_time(report.event_time, when)
+    return report
+
+
+def _parts(field: Callable[[str], Any]) -> tuple[int, int]:
+    index = whole_number(field("part_index"), "part_index")
+    return index, whole_number(field("part_count"), "part_count")
+
+
+def _set_error(report: pb.DeliveryReport, field: Callable[[str], Any]) -> None:
     code = text(field("error_code"), "error_code", limit=64)
     description = text(field("error_description"), "error_description")
     name = text(field("error_name"), "error_name", limit=128)
     if code or description or name:
         report.error.code, report.error.name, report.error.description = code, name, description
-    report.price.amount = decimal_text(field("price_amount"), "price_amount")
-    report.price.currency = text(field("price_currency"), "price_currency", limit=8)
-    set_time(report.event_time, iso_time(field("event_time"), "event_time"))
-    return report
 
 
 def sign(webhook_id: str, timestamp: str, body: bytes, secret: str) -> str:

@@ -42,9 +42,12 @@ from gateway.providers.base import (
 )
 from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
-    decimal_text,
-    e164,
+    first_time,
+    identity_number,
     iso_time,
+    lenient,
+    recipient,
+    set_price,
     set_time,
     text,
     whole_number,
@@ -239,52 +242,70 @@ def normalize(data: dict[str, Any]) -> list[pb.DeliveryReport]:
     event_id = text(data.get("id"), "data.id", limit=128).strip()
     several = len(recipients) > 1
     reports = []
-    for index, recipient in enumerate(recipients, start=1):
-        if not isinstance(recipient, dict):
+    for index, entry in enumerate(recipients, start=1):
+        if not isinstance(entry, dict):
             raise InvalidItem("a payload.to entry is not an object")
-        phone = text(recipient.get("phone_number"), "to[].phone_number", limit=32).strip()
-        raw_status = text(recipient.get("status"), "to[].status", limit=64).strip()
+        phone = text(entry.get("phone_number"), "to[].phone_number", limit=32).strip()
+        raw_status = text(entry.get("status"), "to[].status", limit=64).strip()
         if not raw_status or (several and not phone):
             raise InvalidItem("a payload.to entry lacks a status or phone_number")
         report = _report(payload, event_type, raw_status, phone)
-        report.message_id = f"{message}:{phone}" if several else message
-        report.event_id = f"{event_id}:{phone}" if several and event_id else event_id
+        key = identity_number(phone)  # part of the id of a group message's recipient
+        report.message_id = f"{message}:{key}" if several else message
+        report.event_id = f"{event_id}:{key}" if several and event_id else event_id
         if several:
             report.parent_message_id = message
             report.part_index, report.part_count = index, len(recipients)
-        set_time(report.event_time, iso_time(data.get("occurred_at"), "occurred_at"))
+        set_time(report.event_time, _event_time(data, payload))
         reports.append(report)
     return reports
+
+
+def _event_time(data: dict[str, Any], payload: dict[str, Any]) -> datetime | None:
+    """``occurred_at`` (ISO 8601 with an offset), else ``payload.completed_at`` for a final
+    event, else the receive time."""
+    final = data.get("event_type") == FINAL_EVENT
+    completed = payload.get("completed_at") if final else None
+    return first_time(
+        lenient("event_time", None, iso_time, data.get("occurred_at"), "occurred_at"),
+        lenient("event_time", None, iso_time, completed, "completed_at"),
+    )
 
 
 def _report(
     payload: dict[str, Any], event_type: str, raw_status: str, phone: str
 ) -> pb.DeliveryReport:
-    sender = payload.get("from")
+    """What every recipient's report of one event shares; unreadable information left out."""
     report = pb.DeliveryReport(
         status=STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN),
         provider_status=raw_status,
         provider_status_group=event_type,
         final=event_type == FINAL_EVENT,
-        recipient=e164(phone),
-        sender=text(sender.get("phone_number"), "from.phone_number", limit=64)
-        if isinstance(sender, dict)
-        else "",
-        segments=whole_number(payload.get("parts"), "parts"),
+        recipient=recipient(phone, "to[].phone_number"),
+        sender=lenient("sender", "", _sender, payload.get("from")),
+        segments=lenient("segments", 0, whole_number, payload.get("parts"), "parts"),
         raw=raw_json(payload),
     )
-    cost = payload.get("cost")
-    if isinstance(cost, dict):
-        report.price.amount = decimal_text(cost.get("amount"), "cost.amount")
-        report.price.currency = text(cost.get("currency"), "cost.currency", limit=8)
-    errors = payload.get("errors")
+    lenient("price", None, set_price, report, payload.get("cost"), "cost", "amount")
+    lenient("error_text", None, _set_error, report, payload.get("errors"))
+    sent = lenient("sent_time", None, iso_time, payload.get("sent_at"), "sent_at")
+    set_time(report.sent_time, sent)
+    return report
+
+
+def _sender(sender: object) -> str:
+    if not isinstance(sender, dict):
+        return ""
+    return text(sender.get("phone_number"), "from.phone_number", limit=64)
+
+
+def _set_error(report: pb.DeliveryReport, errors: object) -> None:
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         first = errors[0]
-        report.error.code = text(first.get("code"), "errors[0].code", limit=32)
-        report.error.name = text(first.get("title"), "errors[0].title", limit=256)
-        report.error.description = text(first.get("detail"), "errors[0].detail")
-    set_time(report.sent_time, iso_time(payload.get("sent_at"), "sent_at"))
-    return report
+        code = text(first.get("code"), "errors[0].code", limit=32)
+        name = text(first.get("title"), "errors[0].title", limit=256)
+        description = text(first.get("detail"), "errors[0].detail")
+        report.error.code, report.error.name, report.error.description = code, name, description
 
 
 def public_key_of(seed: bytes) -> str:

@@ -40,7 +40,8 @@ from gateway.providers.credentials import Credentials
 from gateway.providers.fields import (
     ErrorCodes,
     apply_error_code,
-    e164,
+    lenient,
+    recipient,
     required,
     text,
 )
@@ -209,6 +210,8 @@ def normalize(params: dict[str, str]) -> pb.DeliveryReport:
 
     Twilio sends no event time (``RawDlrDoneDate`` is the carrier's local time with an
     unknown offset, kept in ``raw``), so statusd orders Twilio reports by rank and arrival.
+    Only MessageSid and MessageStatus are required; an unreadable ``To`` (not a possible
+    number) or ``From`` is left out.
     """
     sid = required(params.get("MessageSid") or params.get("SmsSid"), "MessageSid", limit=128)
     status_text = params.get("MessageStatus") or params.get("SmsStatus")
@@ -219,9 +222,11 @@ def normalize(params: dict[str, str]) -> pb.DeliveryReport:
     report = pb.DeliveryReport(
         message_id=sid,
         provider_status=raw_status,
-        recipient=e164(text(params.get("To"), "To", limit=64)),
-        sender=text(params.get("From"), "From", limit=64),
-        batch_id=text(params.get("MessagingServiceSid"), "MessagingServiceSid", limit=64),
+        recipient=recipient(params.get("To"), "To"),
+        sender=lenient("sender", "", text, params.get("From"), "From", limit=64),
+        batch_id=lenient(
+            "batch_id", "", text, params.get("MessagingServiceSid"), "MessagingServiceSid", limit=64
+        ),
         raw=raw_json(params),
     )
     report.status = status

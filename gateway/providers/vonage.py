@@ -49,8 +49,9 @@ from gateway.providers.fields import (
     ErrorCodes,
     apply_error_code,
     decimal_text,
-    e164,
+    lenient,
     network_code,
+    recipient,
     required,
     set_time,
     text,
@@ -250,40 +251,35 @@ def sign(params: dict[str, Any], secret: str, method: str = "md5hash") -> str:
 
 
 def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
-    """One receipt → a report (provider-level fields are stamped later)."""
+    """One receipt → a report (provider-level fields are stamped later). Only messageId and
+    status are required; an unreadable informational field is left out.
+
+    The event time is ``message-timestamp`` (``YYYY-MM-DD HH:MM:SS``, UTC: when Vonage pushed
+    the receipt); without a readable one, the receive time stands for it. ``scts`` is the
+    carrier's local time with no zone (``YYMMDDHHMM``): carrier information kept in ``raw``,
+    never read as the event time.
+    """
     message = required(params.get("messageId"), "messageId", limit=128)
     raw_status = required(params.get("status"), "status", limit=64)
     status = STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN)
     report = pb.DeliveryReport(
         message_id=message,
         provider_status=raw_status,
-        recipient=e164(text(params.get("msisdn"), "msisdn", limit=64)),  # msisdn: the recipient
-        sender=text(params.get("to"), "to", limit=64),  # to: the sender id you used
-        client_ref=text(params.get("client-ref"), "client-ref", limit=4000),
+        recipient=recipient(params.get("msisdn"), "msisdn"),  # msisdn: the recipient
+        sender=lenient("sender", "", text, params.get("to"), "to", limit=64),  # your sender id
+        client_ref=lenient("client_ref", "", text, params.get("client-ref"), "client-ref"),
         raw=raw_json(params),
     )
-    report.price.amount = decimal_text(params.get("price"), "price")
-    report.mcc, report.mnc = network_code(params.get("network-code"), "network-code")
+    report.price.amount = lenient("price", "", decimal_text, params.get("price"), "price")
+    network = lenient("mcc_mnc", ("", ""), network_code, params.get("network-code"), "network-code")
+    report.mcc, report.mnc = network
     report.status = status
     code = text(params.get("err-code"), "err-code", limit=16).strip().lstrip("0")
     if code:
         apply_error_code(report, code, ERROR_CODES, REFINABLE)
-    # scts is when the carrier's receipt arrived (minute precision); message-timestamp is
-    # when Vonage started pushing it: the former is closer to the event. Both are UTC.
-    event = parse_scts(params.get("scts")) or parse_timestamp(params.get("message-timestamp"))
-    set_time(report.event_time, event)
+    stamp = params.get("message-timestamp")
+    set_time(report.event_time, lenient("event_time", None, parse_timestamp, stamp))
     return report
-
-
-def parse_scts(value: object) -> datetime | None:
-    """``scts``: ``YYMMDDHHMM`` (``2001011400`` is 2020-01-01 14:00 UTC)."""
-    if value is None or value == "":
-        return None
-    raw = str(value).strip()
-    try:
-        return datetime.strptime(raw, "%y%m%d%H%M").replace(tzinfo=UTC)
-    except ValueError:
-        raise InvalidItem(f"scts is not YYMMDDHHMM: {raw[:20]!r}") from None
 
 
 def parse_timestamp(value: object) -> datetime | None:

@@ -34,11 +34,12 @@ from gateway.providers.base import (
 )
 from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
-    decimal_text,
-    e164,
     iso_time,
+    lenient,
     network_code,
+    recipient,
     required,
+    set_price,
     set_time,
     text,
     whole_number,
@@ -150,45 +151,50 @@ class VonageMessages(Provider):
 
 
 def normalize(item: dict[str, Any]) -> pb.DeliveryReport:
-    """One status callback → a report (provider-level fields are stamped later)."""
+    """One status callback → a report (provider-level fields are stamped later). Only
+    message_uuid and status are required; an unreadable informational field is left out.
+    The event time is ``timestamp`` (ISO 8601 UTC), else the receive time."""
     uuid_ = required(item.get("message_uuid"), "message_uuid", limit=128)
     raw_status = required(item.get("status"), "status", limit=64)
-    status = STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN)
     report = pb.DeliveryReport(
         message_id=uuid_,
         provider_status=raw_status,
         provider_status_group=text(item.get("channel"), "channel", limit=32),
-        recipient=e164(text(item.get("to"), "to", limit=64)),
-        sender=text(item.get("from"), "from", limit=64),
-        client_ref=text(item.get("client_ref"), "client_ref"),
+        recipient=recipient(item.get("to"), "to"),
+        sender=lenient("sender", "", text, item.get("from"), "from", limit=64),
+        client_ref=lenient("client_ref", "", text, item.get("client_ref"), "client_ref"),
         raw=raw_json(item),
     )
-    error = item.get("error")
-    if error is not None:
-        if not isinstance(error, dict):
-            raise InvalidItem("error is not an object")
-        report.error.code = text(error.get("title"), "error.title", limit=128)
-        report.error.description = text(error.get("detail"), "error.detail")
-        report.error.group = text(error.get("type"), "error.type", limit=256)
-        words = f"{report.error.code} {report.error.description}".lower()
-        if status == pb.DELIVERY_STATUS_REJECTED and any(word in words for word in EXPIRY_WORDS):
-            status = pb.DELIVERY_STATUS_EXPIRED  # judgment: a TTL rejection is an expiry
-    report.status = status
-    usage = item.get("usage")
-    if isinstance(usage, dict):
-        report.price.amount = decimal_text(usage.get("price"), "usage.price")
-        report.price.currency = text(usage.get("currency"), "usage.currency", limit=8)
-    elif usage is not None:
-        raise InvalidItem("usage is not an object")
+    report.status = STATUSES.get(raw_status.lower(), pb.DELIVERY_STATUS_UNKNOWN)
+    lenient("error_text", None, _set_error, report, item.get("error"))
+    lenient("price", None, set_price, report, item.get("usage"), "usage", "price")
     destination = item.get("destination")
     if isinstance(destination, dict):
         network = destination.get("network_code")
-        report.mcc, report.mnc = network_code(network, "destination.network_code")
+        mcc_mnc = lenient("mcc_mnc", ("", ""), network_code, network, "destination.network_code")
+        report.mcc, report.mnc = mcc_mnc
     sms = item.get("sms")
     if isinstance(sms, dict):
-        report.segments = whole_number(sms.get("count_total"), "sms.count_total")
-    set_time(report.event_time, iso_time(item.get("timestamp"), "timestamp"))
+        count = sms.get("count_total")
+        report.segments = lenient("segments", 0, whole_number, count, "sms.count_total")
+    when = lenient("event_time", None, iso_time, item.get("timestamp"), "timestamp")
+    set_time(report.event_time, when)
     return report
+
+
+def _set_error(report: pb.DeliveryReport, error: object) -> None:
+    """The error object (title, detail, type); a rejection for a TTL becomes an expiry."""
+    if error is None:
+        return
+    if not isinstance(error, dict):
+        raise InvalidItem("error is not an object")
+    title = text(error.get("title"), "error.title", limit=128)
+    detail = text(error.get("detail"), "error.detail")
+    kind = text(error.get("type"), "error.type", limit=256)
+    report.error.code, report.error.description, report.error.group = title, detail, kind
+    words = f"{title} {detail}".lower()
+    if report.status == pb.DELIVERY_STATUS_REJECTED and any(word in words for word in EXPIRY_WORDS):
+        report.status = pb.DELIVERY_STATUS_EXPIRED  # judgment: a TTL rejection is an expiry
 
 
 def sign(body: bytes, secret: str, *, now: float, api_key: str = "abcd1234") -> str:

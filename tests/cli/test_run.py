@@ -9,11 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from cli import run
+from gateway.settings import GatewayConfig
 from tests.helpers.processes import BIN, free_port
-
-pytestmark = pytest.mark.e2e
 
 
 def start(cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
@@ -48,6 +49,84 @@ def dlrhub(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
     )
 
 
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """A private environment without DLRHUB_ variables, in a fresh working directory."""
+    copy = {key: value for key, value in os.environ.items() if not key.startswith("DLRHUB_")}
+    monkeypatch.setattr(os, "environ", copy)
+    monkeypatch.chdir(tmp_path)
+    return copy
+
+
+def test_insecure_providers_stay_unverified_with_development_credentials(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    environ["DLRHUB_INSECURE_PROVIDERS"] = "infobip"
+    assembled = run.environment()
+    assert assembled.using_dev
+    assert (tmp_path / "var" / "dev.env").exists()
+    assert environ["DLRHUB_INFOBIP_BASIC_AUTH"].startswith("dev:")  # credentials exist ...
+    assert assembled.gateway.insecure_providers == ("infobip",)
+    endpoints = GatewayConfig.load(assembled.gateway).endpoints
+    assert endpoints[("infobip", "")].credentials.configured()
+    assert endpoints[("infobip", "")].insecure  # ... and are not checked
+    assert not endpoints[("plivo", "")].insecure
+    lines = run.insecure_lines(assembled.gateway.insecure_providers, assembled.using_dev)
+    assert "INSECURE: infobip accept webhooks WITHOUT verification" in lines[1]
+    assert "development credentials are not checked" in lines[1]
+    assert "unset DLRHUB_INSECURE_PROVIDERS" in lines[2]
+    assert run.insecure_lines((), assembled.using_dev) == []
+
+
+def test_the_environment_refuses_insecure_providers_beyond_loopback(
+    environ: dict[str, str],
+) -> None:
+    environ["DLRHUB_INSECURE_PROVIDERS"] = "infobip"
+    environ["DLRHUB_GATEWAY_HOST"] = "0.0.0.0"  # noqa: S104
+    with pytest.raises(run.RunError, match="bind a loopback address"):
+        run.environment()
+
+
+@pytest.mark.e2e
+def test_run_accepts_unsigned_samples_of_insecure_providers(tmp_path: Path) -> None:
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("DLRHUB_")},
+        "DLRHUB_GATEWAY_PORT": str(free_port()),
+        "DLRHUB_STATUSD_PORT": str(free_port()),
+        "DLRHUB_STATUSD_METRICS_PORT": str(free_port()),
+        "DLRHUB_INSECURE_PROVIDERS": "infobip",
+    }
+    process, banner = start(tmp_path, env)
+    try:
+        assert "INSECURE: infobip accept webhooks WITHOUT verification" in banner, banner
+        assert "DLRHUB_INFOBIP_BASIC_AUTH=dev:" in (tmp_path / "var" / "dev.env").read_text()
+        body = {
+            "results": [
+                {
+                    "messageId": "unsigned-1",
+                    "to": "41793026727",
+                    "doneAt": "2026-01-01T12:00:00.000+0000",
+                    "mccMnc": "null",
+                    "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5},
+                }
+            ]
+        }
+        url = f"http://127.0.0.1:{env['DLRHUB_GATEWAY_PORT']}/webhooks/infobip"
+        answer = httpx.post(url, json=body, timeout=10)
+        assert answer.status_code == 200, answer.text
+        read = dlrhub(tmp_path, env, "status", "get", "infobip", "unsigned-1", "--full")
+        assert "unsigned-1: DELIVERED" in read.stdout, read.stdout + read.stderr
+        # Other providers still verify with the development credentials.
+        plivo = f"http://127.0.0.1:{env['DLRHUB_GATEWAY_PORT']}/webhooks/plivo"
+        refused = httpx.post(plivo, data={"MessageUUID": "u", "Status": "delivered"}, timeout=10)
+        assert refused.status_code == 401
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+
+
+@pytest.mark.e2e
 def test_run_sample_read_stop_and_reuse(tmp_path: Path) -> None:
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith("DLRHUB_")},
@@ -89,6 +168,7 @@ def test_run_sample_read_stop_and_reuse(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "dev.env").read_text() == dev_env
 
 
+@pytest.mark.e2e
 def test_run_refuses_a_busy_port(tmp_path: Path) -> None:
     import socket
 

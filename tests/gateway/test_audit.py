@@ -18,6 +18,7 @@ from common.logs import JsonFormatter
 from gateway.audit import RejectionLog, Source, reason_label
 from gateway.auth import basic
 from gateway.errors import Malformed, RateLimited, Unauthenticated
+from gateway.providers import Parsed
 from tests.gateway.conftest import ENV, PUBLIC_URL, Stack, StackFactory
 from tests.gateway.test_intake import infobip_body, post_infobip
 from tests.helpers.servers import running_gateway, running_statusd, statusd_settings
@@ -125,6 +126,35 @@ async def test_a_quarantined_webhook_writes_a_warning(
     )
 
 
+async def test_a_stored_report_that_lost_fields_writes_a_line_per_field_class(
+    stack: Stack, lines: list[logging.LogRecord]
+) -> None:
+    item = {
+        "messageId": "d-1",
+        "to": PHONE,
+        "mccMnc": "2281",
+        "messageCount": "one",
+        "sentAt": "xxxx",
+        "doneAt": "xxxx",
+        "status": {"groupName": "DELIVERED"},
+    }
+    response = await post_infobip(stack, json.dumps({"results": [item]}).encode())
+    assert (response.status_code, response.json()["stored"]) == (200, 1)
+    request_id = response.headers["X-Request-Id"]
+    mine = [line for line in lines if getattr(line, "request_id", "") == request_id]
+    assert [field(line, "reason_label") for line in mine] == [
+        "dropped/event_time",
+        "dropped/mcc_mnc",
+        "dropped/segments",
+        "dropped/sent_time",
+    ]
+    assert all(line.levelno == logging.INFO and field(line, "status") == 200 for line in mine)
+    assert field(mine[1], "reason") == (
+        "1 report field(s) left out, kept raw: mccMnc is not 5 or 6 digits"
+    )
+    assert mine[0].getMessage() == "report fields left out"
+
+
 async def test_statusd_unavailable_writes_a_warning(
     tmp_path: Path, lines: list[logging.LogRecord]
 ) -> None:
@@ -206,6 +236,23 @@ def test_the_budget_refills_and_the_summary_empties(lines: list[logging.LogRecor
     clock.now = 30.0  # one line's worth of budget
     rejections.refused(Unauthenticated("twilio: no signature", label="missing"), source)
     assert len(lines) == 4
+
+
+def test_dropped_field_lines_are_limited_per_provider_and_field(
+    lines: list[logging.LogRecord],
+) -> None:
+    rejections = RejectionLog(per_minute=1, summary_seconds=60, clock=Clock())
+    source = Source("plivo", "", "203.0.113.9", "r-2")
+    parsed = Parsed(dropped=[("sequence", "Sequence is not a whole number")] * 2)
+    for _ in range(3):
+        rejections.dropped(parsed, source)
+    rejections.dropped(Parsed(dropped=[("price", "TotalAmount is not a number")]), source)
+    assert [field(line, "reason_label") for line in lines] == ["dropped/sequence", "dropped/price"]
+    assert field(lines[0], "reason") == (
+        "2 report field(s) left out, kept raw: Sequence is not a whole number"
+    )
+    rejections.summarize()
+    assert lines[-1].getMessage() == "suppressed 2 similar lines"
 
 
 def test_reason_labels() -> None:

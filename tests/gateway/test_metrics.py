@@ -85,3 +85,25 @@ def test_a_refused_webhook_counts_its_kind_and_why_it_was_not_genuine() -> None:
     assert (
         sample("dlrhub_webhook_request_duration_seconds_count", provider=PROVIDER) == latencies + 1
     )
+
+
+def test_fields_left_out_of_accepted_reports_are_counted_by_field_class() -> None:
+    labels = {"provider": PROVIDER}
+    before = {
+        field: sample("dlrhub_report_fields_dropped_total", **labels, field=field)
+        for field in ("mcc_mnc", "event_time")
+    }
+    parsed = Parsed(
+        reports=[pb.DeliveryReport(status=pb.DELIVERY_STATUS_DELIVERED)],
+        dropped=[("mcc_mnc", "mccMnc is not 5 or 6 digits"), ("event_time", "at is bad")] * 2,
+    )
+    answer = ingest_pb.IngestReportsResponse(outcomes=[ingest_pb.INGEST_OUTCOME_STORED])
+    metrics.webhook_answered(PROVIDER, 0.01, accepted=(parsed, answer))
+    for field, count in before.items():
+        after = sample("dlrhub_report_fields_dropped_total", **labels, field=field)
+        assert after == count + 2
+    # Refused webhooks store nothing and count no fields.
+    metrics.webhook_answered(PROVIDER, 0.01, Malformed("bad"))
+    assert sample("dlrhub_report_fields_dropped_total", **labels, field="mcc_mnc") == (
+        before["mcc_mnc"] + 2
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,47 @@ def test_insecure_providers_are_accepted_without_credentials(
     assert config.endpoints[("plivo", "")].insecure
 
 
-def test_insecure_mark_does_not_weaken_configured_credentials(
-    monkeypatch: pytest.MonkeyPatch,
+def test_insecure_means_unverified_even_with_credentials_and_says_so_loudly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Development credentials written by `dlrhub run` must not silently undo the choice.
     monkeypatch.setenv("DLRHUB_INSECURE_PROVIDERS", "plivo")
     monkeypatch.setenv("DLRHUB_PLIVO_AUTH_TOKEN", "t")
-    assert not GatewayConfig.load().endpoints[("plivo", "")].insecure
+    monkeypatch.setenv("DLRHUB_INFOBIP_BASIC_AUTH", "u:p")
+    config = GatewayConfig.load()
+    assert config.endpoints[("plivo", "")].insecure
+    assert not config.endpoints[("infobip", "")].insecure
+    with caplog.at_level(logging.INFO, logger="gateway.settings"):
+        config.describe()
+    (warning,) = [record for record in caplog.records if record.levelno == logging.WARNING]
+    text = warning.getMessage()
+    assert text.startswith("INSECURE: /webhooks/plivo accepts webhooks WITHOUT verification")
+    assert "(auth_token) are NOT checked" in text
+    assert "remove it from DLRHUB_INSECURE_PROVIDERS" in text
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),  # noqa: S104
+        ("10.0.0.5", False),
+    ],
+)
+def test_insecure_providers_only_on_a_loopback_bind(
+    monkeypatch: pytest.MonkeyPatch, host: str, allowed: bool
+) -> None:
+    monkeypatch.setenv("DLRHUB_INSECURE_PROVIDERS", "plivo")
+    monkeypatch.setenv("DLRHUB_GATEWAY_HOST", host)
+    if allowed:
+        assert GatewayConfig.load().endpoints[("plivo", "")].insecure
+        return
+    with pytest.raises(ConfigError) as caught:
+        GatewayConfig.load()
+    assert "DLRHUB_INSECURE_PROVIDERS accepts unverified webhooks" in str(caught.value)
+    assert f"binds {host}" in str(caught.value)
 
 
 @pytest.mark.parametrize(

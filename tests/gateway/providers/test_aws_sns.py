@@ -19,7 +19,8 @@ import pytest
 from common.status_names import status_label
 from gateway.auth import sns_certificates, sns_signature
 from gateway.errors import Malformed, NotReady, Unauthenticated, WebhookError
-from gateway.providers.aws_sns import AwsSns, AwsSnsCredentials, sample_message
+from gateway.providers import dropped
+from gateway.providers.aws_sns import AwsSns, AwsSnsCredentials, notification_report, sample_message
 from gateway.providers.base import InboundRequest, Parsed, Provider
 from gateway.providers.credentials import Credentials
 from tests.conftest import signature_vectors
@@ -500,3 +501,55 @@ def test_settings_refuse_what_is_not_a_topic_arn() -> None:
     with pytest.raises(ValueError, match="topic ARN"):
         AwsSnsCredentials(topic_arns="arn:aws:sqs:eu-west-1:1:q")
     assert not AwsSnsCredentials().configured()
+
+
+def event_message(**changes: object) -> dict[str, Any]:
+    """A Notification carrying the documented TEXT_DELIVERED event, with ``changes``."""
+    message = sample_message("m-1", "TEXT_DELIVERED", 1_700_000_000.0)
+    event = {**json.loads(message["Message"]), **changes}
+    return {**message, "Message": json.dumps(event)}
+
+
+@pytest.mark.parametrize(
+    ("event_timestamp", "expected"),
+    [
+        (1_700_000_000_000, "2023-11-14T22:13:20Z"),  # eventTimestamp, Unix milliseconds
+        ("13 Nov 2023", "2023-11-14T22:13:20Z"),  # then the Notification's Timestamp
+        (None, "2023-11-14T22:13:20Z"),
+    ],
+)
+def test_event_time_falls_back_to_the_notification_timestamp(
+    event_timestamp: object, expected: str
+) -> None:
+    message = event_message(eventTimestamp=event_timestamp)
+    message["Timestamp"] = "2023-11-14T22:13:20.000Z"
+    with dropped.recording() as found:
+        report = notification_report(message)
+    assert report.event_time.ToJsonString() == expected
+    assert len(found) == (1 if isinstance(event_timestamp, str) else 0)
+    no_times = event_message(eventTimestamp=None)
+    no_times["Timestamp"] = "Tuesday"
+    assert not notification_report(no_times).HasField("event_time")  # the receive time
+
+
+def test_unreadable_information_is_left_out() -> None:
+    message = event_message(
+        destinationPhoneNumber="+1425",
+        mcc=["310"],
+        totalMessagePrice="cheap",
+        totalMessageParts=-1,
+        messageRequestTimestamp="earlier",
+    )
+    with dropped.recording() as found:
+        report = notification_report(message)
+    assert report.provider_status == "TEXT_DELIVERED"
+    assert (report.recipient, report.mcc, report.mnc, report.segments) == ("", "", "", 0)
+    assert not report.price.amount
+    assert not report.HasField("sent_time")
+    assert sorted(name for name, _ in found) == [
+        "mcc_mnc",
+        "price",
+        "recipient",
+        "segments",
+        "sent_time",
+    ]

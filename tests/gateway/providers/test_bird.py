@@ -124,6 +124,41 @@ def test_a_failed_message_is_normalized() -> None:
 
 
 @pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        ({"lastStatusAt": "yesterday"}, "2024-07-01T08:41:10.500Z"),  # then updatedAt
+        ({"lastStatusAt": None, "updatedAt": "2024-07-01 08:41"}, None),  # receive time
+    ],
+)
+def test_event_time_falls_back_to_updated_at_then_receive_time(
+    times: dict[str, object], expected: str | None
+) -> None:
+    event = json.loads((PAYLOADS / "delivery_failed.json").read_text())
+    event["payload"].update(times)
+    body = json.dumps(event).encode()
+    parsed = endpoint("k").handle(signed(body, "k"))
+    (report,) = parsed.reports
+    if expected is None:
+        assert not report.HasField("event_time")
+    else:
+        assert report.event_time.ToJsonString() == expected
+    assert [name for name, _ in parsed.dropped] == ["event_time"]
+
+
+def test_unreadable_information_is_left_out() -> None:
+    event = json.loads((PAYLOADS / "delivery_failed.json").read_text())
+    event["payload"]["receiver"]["contacts"][0]["identifierValue"] = "+3161"
+    event["payload"]["reason"] = {"text": "unknown subscriber"}
+    event["payload"]["reference"] = ["order-88"]
+    parsed = endpoint("k").handle(signed(json.dumps(event).encode(), "k"))
+    (report,) = parsed.reports
+    assert status_label(report.status) == "undelivered"
+    assert (report.recipient, report.client_ref) == ("", "")
+    assert not report.HasField("error")
+    assert sorted(name for name, _ in parsed.dropped) == ["client_ref", "error_text", "recipient"]
+
+
+@pytest.mark.parametrize(
     ("status", "canonical"),
     [
         ("accepted", "accepted"),

@@ -19,6 +19,7 @@ from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from gateway.providers import PROVIDERS, Provider
 from gateway.providers.base import SampleRequest
+from gateway.providers.sinch import sign_now as sinch_sign_now
 from gateway.providers.vonage import sign as vonage_sign
 from tests.helpers.servers import environment, running_gateway, running_statusd, statusd_settings
 
@@ -165,3 +166,47 @@ async def test_an_unsigned_vonage_messages_callback_is_retried(running: Running)
     assert answer.headers["Retry-After"]
     with pytest.raises(grpc.aio.AioRpcError):
         await running.status("vonage-messages", "u-1")
+
+
+PAYLOADS = Path(__file__).parent / "payloads"
+
+
+async def test_unreadable_information_is_stored_without_it_and_counted(running: Running) -> None:
+    # Infobip sends "mccMnc": "null" in real DELIVERED reports: stored, with no MCC/MNC.
+    sample = running.provider("infobip").sample(f"{PUBLIC_URL}/webhooks/infobip", "x", "delivered")
+    basic = {"Content-Type": "application/json", "Authorization": sample.headers["Authorization"]}
+    for name in ("delivered_mccmnc_null.json", "unreadable_information.json"):
+        body = (PAYLOADS / "infobip" / name).read_bytes()
+        answer = await running.http.post("/webhooks/infobip", content=body, headers=basic)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["stored"] == 1
+    status = await running.status("infobip", "4457938225440256-1")
+    assert status.status == pb.DELIVERY_STATUS_DELIVERED
+    assert (status.latest_report.mcc, status.latest_report.mnc) == ("", "")
+    assert json.loads(status.latest_report.raw)["mccMnc"] == "null"
+    failed = await running.status("infobip", "4457938225440257-1")
+    assert failed.status == pb.DELIVERY_STATUS_UNDELIVERED
+    assert json.loads(failed.latest_report.raw)["mccMnc"] == "2191"
+    exported = (await running.http.get("/metrics")).text
+    counted = {
+        line.split('field="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in exported.splitlines()
+        if line.startswith("dlrhub_report_fields_dropped_total{") and 'provider="infobip"' in line
+    }
+    for field in ("mcc_mnc", "price", "segments", "event_time", "recipient", "error_text"):
+        assert counted.get(field, 0) >= 1, (field, counted)
+
+
+async def test_sinch_recipient_and_batch_reports_land_on_one_message(running: Running) -> None:
+    secret = running.env["DLRHUB_SINCH_WEBHOOK_SECRET"]
+    for name in ("batch_full_uk.json", "recipient_delivered_uk.json"):
+        body = (PAYLOADS / "sinch" / name).read_bytes()
+        headers = {"Content-Type": "application/json", **sinch_sign_now(body, secret)}
+        answer = await running.http.post("/webhooks/sinch", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    status = await running.status("sinch", "01HT0Q5C3S0R3XKJ2M9W1GUKBT:+447700900123")
+    assert status.status == pb.DELIVERY_STATUS_DELIVERED
+    assert status.latest_report.recipient == "+447700900123"
+    assert status.report_count == 2  # the batch report's and the recipient report's
+    with pytest.raises(grpc.aio.AioRpcError):
+        await running.status("sinch", "01HT0Q5C3S0R3XKJ2M9W1GUKBT:447700900123")

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 import pytest
 
+from gateway.providers import dropped
 from gateway.providers.base import InvalidItem
-from gateway.providers.fields import e164, required, text, whole_number
+from gateway.providers.fields import (
+    decimal_text,
+    e164,
+    first_time,
+    identity_number,
+    iso_time,
+    lenient,
+    network_code,
+    recipient,
+    required,
+    text,
+    whole_number,
+)
 
 
 def test_required_strips_and_names_the_missing_field() -> None:
@@ -27,4 +43,69 @@ def test_text_whole_number_and_e164() -> None:
     with pytest.raises(InvalidItem):
         whole_number("-1", "n")
     assert e164("0041793026727") == "+41793026727"
-    assert e164("AcmeInc") == "AcmeInc"
+    assert e164("+44 7700 900123") == "+447700900123"
+    assert e164("447700900123") == "+447700900123"
+    assert e164(None) == e164("") == ""
+    for impossible in ("AcmeInc", "123", "+99912345678"):
+        with pytest.raises(InvalidItem, match="not a possible international number"):
+            e164(impossible, "to")
+
+
+def test_recipient_is_information_left_out_when_not_a_number() -> None:
+    with dropped.recording() as found:
+        assert recipient("41793026727", "to") == "+41793026727"
+        assert recipient("not-a-number", "to") == ""
+        assert recipient(["+41793026727"], "to") == ""
+    assert found == [
+        ("recipient", "to is not a possible international number"),
+        ("recipient", "to is not a string"),
+    ]
+
+
+def test_identity_numbers_are_one_form_whatever_the_provider_wrote() -> None:
+    assert identity_number("+447700900123") == identity_number("447700900123") == "+447700900123"
+    assert identity_number("00447700900123") == "+447700900123"
+    # Not parseable: the provider's text, the same every time.
+    assert identity_number(" 12 ") == identity_number("12") == "12"
+    assert identity_number("alice@example.com") == "alice@example.com"
+
+
+@pytest.mark.parametrize(
+    ("field_class", "default", "read", "value"),
+    [
+        ("mcc_mnc", ("", ""), network_code, "2341"),
+        ("price", "", decimal_text, "free"),
+        ("segments", 0, whole_number, "two"),
+        ("sent_time", None, iso_time, "yesterday"),
+        ("error_text", "", text, {"nested": "object"}),
+    ],
+)
+def test_lenient_leaves_out_and_records_each_field_class(
+    field_class: str, default: object, read: Callable[[object, str], object], value: object
+) -> None:
+    with dropped.recording() as found:
+        assert lenient(field_class, default, read, value, "field") == default
+    assert [name for name, _ in found] == [field_class]
+    with pytest.raises(InvalidItem):  # the strict reading is unchanged
+        read(value, "field")
+
+
+def test_lenient_outside_a_recording_leaves_out_unrecorded() -> None:
+    assert lenient("price", "", decimal_text, "free", "price") == ""
+    with pytest.raises(ValueError, match="not one of the droppable fields"):
+        lenient("message_id", "", decimal_text, "free", "price")
+
+
+def test_not_known_network_codes_are_absent() -> None:
+    for not_known in ("null", "NULL", "None", "", None):
+        assert network_code(not_known, "mccMnc") == ("", "")
+    assert network_code("23410", "mccMnc") == ("234", "10")
+
+
+def test_first_time_prefers_in_order_and_falls_back() -> None:
+    later = datetime(2026, 1, 2, tzinfo=UTC)
+    with dropped.recording() as found:
+        chosen = first_time(lenient("event_time", None, iso_time, "garbage", "at"), later)
+    assert chosen == later
+    assert found[0][0] == "event_time"
+    assert first_time(None, None) is None

@@ -245,13 +245,56 @@ def test_legacy_fields_and_missing_optional_fields() -> None:
     assert not report.client_ref
 
 
+def test_a_delivered_report_with_mccmnc_null_keeps_its_status_without_a_network() -> None:
+    parsed = endpoint(basic_auth="infobip:pw").handle(payload_request("delivered_mccmnc_null.json"))
+    (report,) = parsed.reports
+    assert not parsed.quarantined
+    assert not parsed.dropped
+    assert (report.message_id, report.status) == (
+        "4457938225440256-1",
+        pb.DELIVERY_STATUS_DELIVERED,
+    )
+    assert (report.mcc, report.mnc) == ("", "")
+    assert report.recipient == "+385981234567"
+    assert report.event_time.ToJsonString() == "2024-03-05T09:12:47.236Z"
+    assert json.loads(report.raw)["mccMnc"] == "null"
+
+
+def test_unreadable_information_is_left_out_counted_and_kept_raw() -> None:
+    parsed = endpoint(basic_auth="infobip:pw").handle(
+        payload_request("unreadable_information.json")
+    )
+    (report,) = parsed.reports
+    assert not parsed.quarantined
+    assert report.status == pb.DELIVERY_STATUS_UNDELIVERED
+    assert (report.mcc, report.mnc, report.recipient, report.segments) == ("", "", "", 0)
+    assert not report.price.amount
+    assert not report.price.currency
+    assert not report.HasField("error")  # its description is unreadable: left out whole
+    assert not report.HasField("sent_time")
+    # doneAt without an offset is not the documented format: the receive time stands for it.
+    assert not report.HasField("event_time")
+    assert sorted(name for name, _ in parsed.dropped) == [
+        "error_text",
+        "event_time",
+        "mcc_mnc",
+        "price",
+        "recipient",
+        "segments",
+        "sent_time",
+    ]
+    assert json.loads(report.raw)["mccMnc"] == "2191"
+
+
 def test_invalid_items_are_quarantined_not_dropped() -> None:
     parsed = endpoint(basic_auth="infobip:pw").handle(payload_request("mixed_invalid.json"))
-    assert [report.message_id for report in parsed.reports] == ["GOOD-1", "GOOD-2"]
+    # An unreadable doneAt is information: the report is kept without an event time.
+    assert [report.message_id for report in parsed.reports] == ["GOOD-1", "BAD-TIME", "GOOD-2"]
+    assert not parsed.reports[1].HasField("event_time")
+    assert parsed.dropped == [("event_time", "doneAt is not a date-time: 'yesterday'")]
     reasons = [item.reason for item in parsed.quarantined]
     assert reasons == [
         "messageId is missing or not a string",
-        "doneAt is not a date-time: 'yesterday'",
         "status is missing or not an object",
         "result item is not a JSON object",
     ]

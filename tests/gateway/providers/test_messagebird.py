@@ -219,5 +219,24 @@ def test_status_table(status: str, canonical: str) -> None:
 def test_missing_id_is_malformed_and_bad_items_quarantined() -> None:
     with pytest.raises(Malformed):
         endpoint("k").handle(jwt_get(f"{BASE}?status=sent", "k"))
-    parsed = endpoint("k").handle(jwt_get(f"{BASE}?id=m&status=sent&mccmnc=abc", "k"))
-    assert "mccmnc" in parsed.quarantined[0].reason
+    parsed = endpoint("k").handle(jwt_get(f"{BASE}?id=m&status=%20", "k"))
+    assert parsed.quarantined[0].reason == "status is missing"
+
+
+def test_unreadable_information_is_left_out_and_the_time_falls_back_to_receive_time() -> None:
+    query = (
+        "id=m&status=delivered&recipient=31&mccmnc=abc&price%5Bamount%5D=seven"
+        "&messagePartCount=-1&statusDatetime=2019-01-11T09%3A17%3A11"
+    )
+    parsed = endpoint("k").handle(jwt_get(f"{BASE}?{query}", "k"))
+    (report,) = parsed.reports
+    assert status_label(report.status) == "delivered"
+    assert (report.recipient, report.mcc, report.price.amount, report.segments) == ("", "", "", 0)
+    assert not report.HasField("event_time")  # no offset: not RFC 3339
+    assert sorted(name for name, _ in parsed.dropped) == [
+        "event_time",
+        "mcc_mnc",
+        "price",
+        "recipient",
+        "segments",
+    ]

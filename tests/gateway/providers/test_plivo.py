@@ -314,14 +314,60 @@ def test_form_without_message_uuid_is_malformed() -> None:
         endpoint("t").parse(inbound(URL, form={"Status": "delivered"}))
 
 
-def test_unreadable_items_are_quarantined() -> None:
-    parsed = endpoint("t").parse(
-        inbound(URL, form={"MessageUUID": "m", "Status": "sent", "SentTime": "soon"})
-    )
+def test_only_an_unusable_status_quarantines_the_item() -> None:
+    parsed = endpoint("t").parse(inbound(URL, form={"MessageUUID": "m", "Status": " "}))
     assert not parsed.reports
     (item,) = parsed.quarantined
-    assert "SentTime" in item.reason
-    assert json.loads(item.raw)["SentTime"] == "soon"
+    assert item.reason == "Status is missing"
+
+
+def test_unreadable_information_is_left_out_and_kept_raw() -> None:
+    form = {
+        **payload("delivered.json"),
+        "To": "1415",
+        "Units": "2.0",
+        "Sequence": "third",
+        "MCC": "3" * 9,
+        "TotalAmount": "0,007",
+        "SentTime": "soon",
+    }
+    parsed = endpoint("t").parse(inbound(URL, form=form))
+    (report,) = parsed.reports
+    assert report.status == pb.DELIVERY_STATUS_DELIVERED
+    assert (report.recipient, report.segments, report.sequence) == ("", 0, 0)
+    assert (report.mcc, report.mnc, report.price.amount) == ("", "", "")
+    assert report.price.unit_amount == "0.00350"
+    assert not report.HasField("sent_time")
+    assert sorted(name for name, _ in parsed.dropped) == [
+        "mcc_mnc",
+        "price",
+        "recipient",
+        "segments",
+        "sent_time",
+        "sequence",
+    ]
+    assert json.loads(report.raw)["SentTime"] == "soon"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, "2024-05-01T10:00:07.250Z"),  # delivered: DeliveryReportTime
+        ({"DeliveryReportTime": "later"}, "2024-05-01T10:00:00.000001Z"),  # then MessageTime
+        ({"DeliveryReportTime": "", "MessageTime": ""}, None),  # then the receive time
+        ({"Status": "sent"}, "2024-05-01T10:00:01.500Z"),  # sent: SentTime
+        ({"Status": "queued"}, "2024-05-01T10:00:00.120Z"),  # queued: QueuedTime
+    ],
+)
+def test_event_time_per_status_with_its_fallbacks(
+    changes: dict[str, str], expected: str | None
+) -> None:
+    parsed = endpoint("t").parse(inbound(URL, form={**payload("delivered.json"), **changes}))
+    (report,) = parsed.reports
+    if expected is None:
+        assert not report.HasField("event_time")
+    else:
+        assert report.event_time.ToJsonString() == expected
 
 
 def test_json_posts_are_unsupported() -> None:

@@ -96,7 +96,7 @@ class TestSinchSignatureContract(TimestampedProviderContract):
         return json_request(body, headers)
 
     def sample_id(self, status: str) -> str:
-        return f"batch-{status}:46700000001"
+        return f"batch-{status}:+46700000001"
 
 
 class TestSinchBasicContract(ProviderContract):
@@ -116,7 +116,7 @@ class TestSinchBasicContract(ProviderContract):
         return dataclasses.replace(request, headers={**request.headers, "authorization": forged})
 
     def sample_id(self, status: str) -> str:
-        return f"batch-{status}:46700000001"
+        return f"batch-{status}:+46700000001"
 
 
 @pytest.mark.parametrize("vector", signature_vectors("sinch"), ids=lambda vector: vector["id"])
@@ -136,7 +136,7 @@ def test_signature_vectors(vector: dict[str, Any]) -> None:
     assert caught.value.label == "stale"
     if vector["id"] == "sinch-21":
         report = first_report(provider.handle(request))
-        assert report.message_id == "01W4FFL35P4NC4K35SMSBATCH9:12017777777"
+        assert report.message_id == "01W4FFL35P4NC4K35SMSBATCH9:+12017777777"
 
 
 @settings(max_examples=60, deadline=None)
@@ -203,9 +203,9 @@ def test_a_full_batch_report_becomes_one_report_per_recipient() -> None:
     parsed = endpoint(webhook_secret="s").parse(request)
     got = [(r.message_id, status_label(r.status), r.error.code) for r in parsed.reports]
     assert got == [
-        ("01W4FFL35P4NC4K35SMSBATCH1:46700000001", "delivered", ""),
-        ("01W4FFL35P4NC4K35SMSBATCH1:46700000002", "delivered", ""),
-        ("01W4FFL35P4NC4K35SMSBATCH1:46700000003", "undelivered", "404"),
+        ("01W4FFL35P4NC4K35SMSBATCH1:+46700000001", "delivered", ""),
+        ("01W4FFL35P4NC4K35SMSBATCH1:+46700000002", "delivered", ""),
+        ("01W4FFL35P4NC4K35SMSBATCH1:+46700000003", "undelivered", "404"),
     ]
     assert parsed.reports[2].error.permanent is False
     assert all(report.client_ref == "campaign-9" for report in parsed.reports)
@@ -261,3 +261,68 @@ def test_a_batch_of_more_recipients_than_allowed_is_refused_before_normalizing()
         provider.parse(json_request(body_of(batch)))
     assert sinch.recipient_count(batch) == 3
     assert sinch.recipient_count({**batch, "statuses": "x"}) == 1
+
+
+def test_recipient_and_batch_reports_of_one_message_share_its_id() -> None:
+    # Sinch writes +44… in per-recipient reports and 44… in batch reports.
+    provider = endpoint(webhook_secret="s")
+    one = first_report(
+        provider.parse(json_request((PAYLOADS / "recipient_delivered_uk.json").read_bytes()))
+    )
+    batch = provider.parse(json_request((PAYLOADS / "batch_full_uk.json").read_bytes()))
+    assert (
+        one.message_id == batch.reports[0].message_id == "01HT0Q5C3S0R3XKJ2M9W1GUKBT:+447700900123"
+    )
+    assert one.recipient == batch.reports[0].recipient == "+447700900123"
+    assert batch.reports[1].message_id == "01HT0Q5C3S0R3XKJ2M9W1GUKBT:+447700900456"
+    # The raw items keep what Sinch wrote.
+    assert json.loads(one.raw)["recipient"] == "+447700900123"
+    assert json.loads(batch.reports[0].raw)["statuses"][0]["recipients"] == ["447700900123"]
+
+
+def test_a_recipient_that_is_not_a_number_forms_the_same_id_every_time() -> None:
+    provider = endpoint(webhook_secret="s")
+    for written in ("alias-7", " alias-7 "):
+        parsed = provider.parse(json_request(body_of({**ITEM, "recipient": written})))
+        (report,) = parsed.reports
+        assert report.message_id == "batch-1:alias-7"
+        assert not report.recipient
+        assert parsed.dropped == [("recipient", "recipient is not a possible international number")]
+
+
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        (
+            {"operator_status_at": "2024-04-02T10:15:30Z", "at": "2024-04-02T10:15:31.552Z"},
+            "2024-04-02T10:15:30Z",
+        ),
+        (
+            {"operator_status_at": "02/04/2024 10:15", "at": "2024-04-02T10:15:31.552Z"},
+            "2024-04-02T10:15:31.552Z",
+        ),
+        ({"at": "2024-04-02T10:15:31.552Z"}, "2024-04-02T10:15:31.552Z"),
+        ({"operator_status_at": "soon", "at": "later"}, None),
+        ({}, None),
+    ],
+)
+def test_event_time_falls_back_from_operator_to_sinch_to_receive_time(
+    times: dict[str, str], expected: str | None
+) -> None:
+    item = {key: value for key, value in ITEM.items() if key not in ("at", "operator_status_at")}
+    parsed = endpoint(webhook_secret="s").parse(json_request(body_of({**item, **times})))
+    (report,) = parsed.reports
+    if expected is None:
+        assert not report.HasField("event_time")
+    else:
+        assert report.event_time.ToJsonString() == expected
+    unreadable = [key for key, value in times.items() if not value.startswith("2024-04-02T")]
+    assert [name for name, _ in parsed.dropped] == ["event_time"] * len(unreadable)
+
+
+def test_unreadable_information_in_a_recipient_report_is_left_out() -> None:
+    item = {**ITEM, "number_of_message_parts": "two", "applied_originator": {"id": "Acme"}}
+    parsed = endpoint(webhook_secret="s").parse(json_request(body_of(item)))
+    (report,) = parsed.reports
+    assert (report.segments, report.sender) == (0, "")
+    assert sorted(name for name, _ in parsed.dropped) == ["segments", "sender"]

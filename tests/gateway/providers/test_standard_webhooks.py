@@ -189,6 +189,36 @@ def test_the_default_shape_is_normalized_and_webhook_id_is_the_event_id() -> Non
     assert report.event_time.ToJsonString() == "2026-03-01T10:00:05Z"
 
 
+def test_unreadable_information_is_left_out_and_the_time_falls_back() -> None:
+    item = json.loads((PAYLOADS / "default_shape.json").read_text())
+    item.update(
+        {
+            "event_time": "1 March 2026",
+            "recipient": "+44",
+            "error_description": {"text": "unreachable"},
+            "segments": "x",
+            "part_index": -1,
+            "price_amount": "1e400000",
+        }
+    )
+    body = json.dumps(item).encode()
+    parsed = endpoint(whsec("s")).handle(signed(body, whsec("s")))
+    (report,) = parsed.reports
+    assert status_label(report.status) == "undelivered"
+    assert (report.recipient, report.segments, report.part_index) == ("", 0, 0)
+    assert not report.HasField("error")
+    assert not report.HasField("event_time")  # the receive time stands for it
+    assert not report.price.amount
+    assert sorted(name for name, _ in parsed.dropped) == [
+        "error_text",
+        "event_time",
+        "parts",
+        "price",
+        "recipient",
+        "segments",
+    ]
+
+
 def test_a_custom_shape_is_mapped() -> None:
     body = (PAYLOADS / "custom_shape.json").read_bytes()
     report = first_report(endpoint(whsec("s"), **CUSTOM).handle(signed(body, whsec("s"))))

@@ -167,6 +167,49 @@ def test_an_event_is_normalized() -> None:
     assert not report.parent_message_id
 
 
+@pytest.mark.parametrize(
+    ("event_type", "occurred_at", "expected"),
+    [
+        ("message.finalized", "2019-12-09 21:32", "2019-12-09T21:32:14.148Z"),  # completed_at
+        ("message.finalized", None, "2019-12-09T21:32:14.148Z"),
+        ("message.sent", "yesterday", None),  # not final: completed_at is not its time
+    ],
+)
+def test_event_time_falls_back_to_completed_at_then_receive_time(
+    event_type: str, occurred_at: str | None, expected: str | None
+) -> None:
+    event = json.loads((PAYLOADS / "finalized_delivered.json").read_text())
+    event["data"]["event_type"] = event_type
+    event["data"]["occurred_at"] = occurred_at
+    parsed = keyed().handle(signed(json.dumps(event).encode(), "k"))
+    (report,) = parsed.reports
+    if expected is None:
+        assert not report.HasField("event_time")
+    else:
+        assert report.event_time.ToJsonString() == expected
+
+
+def test_unreadable_information_is_left_out() -> None:
+    event = json.loads((PAYLOADS / "finalized_delivered.json").read_text())
+    payload = event["data"]["payload"]
+    payload["cost"]["amount"] = "a lot"
+    payload["parts"] = 1.5
+    payload["sent_at"] = "1575927133"
+    payload["errors"] = [{"code": "40001", "title": {"en": "Not routable"}}]
+    parsed = keyed().handle(signed(json.dumps(event).encode(), "k"))
+    (report,) = parsed.reports
+    assert (status_label(report.status), report.segments) == ("delivered", 0)
+    assert not report.price.amount
+    assert not report.HasField("sent_time")
+    assert not report.HasField("error")
+    assert sorted(name for name, _ in parsed.dropped) == [
+        "error_text",
+        "price",
+        "segments",
+        "sent_time",
+    ]
+
+
 def test_each_recipient_of_a_group_message_is_a_part() -> None:
     body = (PAYLOADS / "group_mms_finalized.json").read_bytes()
     parsed = keyed().handle(signed(body, "k"))

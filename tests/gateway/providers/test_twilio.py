@@ -228,6 +228,17 @@ def test_every_callback_field_is_normalized() -> None:
     assert read.recipient == "whatsapp:+15558675310"
 
 
+def test_an_unreadable_recipient_is_left_out_and_the_time_is_always_the_receive_time() -> None:
+    # RawDlrDoneDate is carrier-local with no zone: kept raw, never the event time, even
+    # when it cannot be read; a To that is no possible number is left out, not quarantined.
+    form = {**payload("undelivered.json"), "To": "+1555", "RawDlrDoneDate": "24-06-01"}
+    parsed = endpoint("t").parse(inbound(URL, form=form))
+    (report,) = parsed.reports
+    assert (status_label(report.status), report.recipient) == ("undelivered", "")
+    assert not report.HasField("event_time")
+    assert parsed.dropped == [("recipient", "To is not a possible international number")]
+
+
 def test_event_id_is_a_digest_of_the_signed_string_not_the_idempotency_token() -> None:
     def event_id(form: dict[str, str], token: str = "") -> str:
         headers = {"I-Twilio-Idempotency-Token": token} if token else {}

@@ -191,7 +191,7 @@ def test_every_receipt_field_is_normalized() -> None:
     assert (report.recipient, report.sender) == ("+447700900000", "AcmeInc")
     assert (report.mcc, report.mnc) == ("234", "10")
     assert (report.price.amount, report.client_ref) == ("0.03330000", "order-42")
-    assert report.event_time.ToJsonString() == "2020-01-01T14:00:00Z"  # scts, UTC
+    assert report.event_time.ToJsonString() == "2020-01-01T14:00:00Z"  # message-timestamp
     assert not report.HasField("error")
     assert not report.parent_message_id
     assert json.loads(report.raw)["api-key"] == "abcd1234"
@@ -231,9 +231,63 @@ def test_status_table(status: str, code: str, canonical: str, permanent: bool | 
         assert report.error.permanent is permanent
 
 
+def test_the_event_time_is_message_timestamp_never_the_carrier_local_scts() -> None:
+    # A Turkish carrier stamps scts in its local time (UTC+3): three hours "later" than
+    # message-timestamp, Vonage's UTC time of the push. scts stays in raw only.
+    report = first_report(
+        endpoint("s").parse(inbound(URL, form=payload("delivered_local_scts.json")))
+    )
+    assert report.event_time.ToJsonString() == "2020-01-01T14:00:05Z"
+    assert json.loads(report.raw)["scts"] == "2001011700"
+    assert report.recipient == "+905321234567"
+
+
+@pytest.mark.parametrize("scts", ["yesterday", "200101140000", "2013-01-01 14:00", ""])
+def test_an_unreadable_scts_is_carrier_information_not_a_reason_to_quarantine(scts: str) -> None:
+    parsed = endpoint("s").parse(inbound(URL, form={**payload("delivered.json"), "scts": scts}))
+    (report,) = parsed.reports
+    assert not parsed.quarantined
+    assert not parsed.dropped
+    assert (status_label(report.status), report.event_time.ToJsonString()) == (
+        "delivered",
+        "2020-01-01T14:00:00Z",
+    )
+
+
+def test_without_a_readable_message_timestamp_the_receive_time_stands_for_it() -> None:
+    form = {**payload("delivered.json"), "message-timestamp": "01/01/2020 14:00"}
+    parsed = endpoint("s").parse(inbound(URL, form=form))
+    (report,) = parsed.reports
+    assert not report.HasField("event_time")
+    assert parsed.dropped == [
+        ("event_time", "message-timestamp is not a date-time: '01/01/2020 14:00'")
+    ]
+    no_time = {
+        key: value for key, value in payload("delivered.json").items() if key != "message-timestamp"
+    }
+    parsed = endpoint("s").parse(inbound(URL, form=no_time))
+    assert not parsed.reports[0].HasField("event_time")
+    assert not parsed.dropped
+
+
+def test_unreadable_information_is_left_out_and_counted() -> None:
+    form = {
+        **payload("delivered.json"),
+        "network-code": "234-10",
+        "price": "n/a",
+        "msisdn": "AcmeInc",
+    }
+    parsed = endpoint("s").parse(inbound(URL, form=form))
+    (report,) = parsed.reports
+    assert (report.mcc, report.mnc, report.recipient) == ("", "", "")
+    assert not report.price.amount
+    assert sorted(name for name, _ in parsed.dropped) == ["mcc_mnc", "price", "recipient"]
+
+
 def test_unreadable_receipts_are_quarantined_and_bad_envelopes_refused() -> None:
-    parsed = endpoint("s").parse(inbound(URL, form={**RECEIPT, "scts": "yesterday"}))
-    assert "scts" in parsed.quarantined[0].reason
+    body = json.dumps({**RECEIPT, "status": {"name": "delivered"}}).encode()
+    parsed = endpoint("s").parse(inbound(URL, body=body, content_type="application/json"))
+    assert parsed.quarantined[0].reason == "status is not a string"
     with pytest.raises(Malformed):
         endpoint("s").parse(inbound(URL, form={"status": "delivered"}))
     with pytest.raises(Malformed):

@@ -15,6 +15,7 @@ import pytest
 from vonage_jwt.verify_jwt import verify_signature
 
 from common.status_names import status_label
+from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.auth import jwt
 from gateway.errors import Malformed, NotReady, Unauthenticated
 from gateway.providers.base import InboundRequest
@@ -184,7 +185,36 @@ def test_status_table(status: str, canonical: str) -> None:
 def test_bad_bodies() -> None:
     with pytest.raises(Malformed):
         endpoint("s").parse(bearer("x", b'{"status": "delivered"}'))
-    parsed = endpoint("s").parse(
-        bearer("x", b'{"message_uuid": "m", "status": "sent", "usage": 1}')
+    parsed = endpoint("s").parse(bearer("x", b'{"message_uuid": "m", "status": ["sent"]}'))
+    assert parsed.quarantined[0].reason == "status is not a string"
+
+
+def test_unreadable_information_is_left_out_and_the_time_falls_back() -> None:
+    item = json.loads((PAYLOADS / "delivered_multipart.json").read_text())
+    item.update(
+        {
+            "usage": 1,
+            "to": "4477",
+            "destination": {"network_code": "null"},
+            "sms": {"count_total": "two"},
+            "error": "none",
+            "timestamp": "2020-01-01 14:00:00",
+        }
     )
-    assert parsed.quarantined[0].reason == "usage is not an object"
+    parsed = endpoint("s").parse(bearer("x", json.dumps(item).encode()))
+    (report,) = parsed.reports
+    assert (report.status, report.recipient, report.segments) == (
+        pb.DELIVERY_STATUS_DELIVERED,
+        "",
+        0,
+    )
+    assert (report.mcc, report.mnc, report.price.amount) == ("", "", "")
+    assert not report.HasField("error")
+    assert not report.HasField("event_time")  # no offset: the receive time stands for it
+    assert sorted(name for name, _ in parsed.dropped) == [
+        "error_text",
+        "event_time",
+        "price",
+        "recipient",
+        "segments",
+    ]
