@@ -66,6 +66,9 @@ class Bench:
             "DLRHUB_SQLITE_PATH": str(self.database),
             "DLRHUB_LOG_LEVEL": "warning",
             "DLRHUB_NONCE_CACHE_SIZE": "1000000",
+            # watch-load holds this many streams, all from one address.
+            "DLRHUB_WATCH_MAX_STREAMS": str(max(2000, self.args.watch_load_streams)),
+            "DLRHUB_WATCH_MAX_STREAMS_PER_CLIENT": str(max(2000, self.args.watch_load_streams)),
         }
         self.statusd = Process(
             "statusd", [str(BIN / "dlrhub-statusd")], env, self.workdir / "statusd.log"

@@ -6,8 +6,11 @@ arrive), commits it in one transaction or bulk write, and hands every caller its
 While a commit is in flight the next batch gathers, so under load each fsync carries many
 calls without any added wait. A failed commit fails only the calls in that batch, with
 :class:`~statusd.storage.base.StoreUnavailable`; they retry, and dedupe keeps retries harmless.
-After each successful commit ``on_commit`` is called (statusd wakes its Watch change hub);
-it must not block.
+After each successful commit ``on_commit`` is called (statusd wakes its Watch change hub),
+and after each failed one ``on_failure`` with the number of consecutive failures (statusd's
+readiness follows it); neither may block. :attr:`GroupCommitter.quiet` is set while no
+IngestReports call runs (:meth:`GroupCommitter.call`), none is pending and no commit is in
+flight: Watch writes wait for it (briefly), so that they never crowd out ingestion.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from dlrhub.v1 import delivery_report_pb2 as pb
@@ -44,9 +47,19 @@ class GroupCommitter:
         max_reports: int = 5000,
         window: float = 0.0,
         on_commit: Callable[[], None] | None = None,
+        on_failure: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.on_commit = on_commit
+        self.on_failure = on_failure
+        #: Commits that failed in a row (0 after a success).
+        self.consecutive_failures = 0
+        #: When the last commit finished (time.monotonic()), successful or not.
+        self.last_commit = 0.0
+        self.quiet = asyncio.Event()
+        self.quiet.set()
+        self._calls = 0
+        self._committing = False
         self.max_reports = max(1, max_reports)
         self.window = max(0.0, window)
         self.commits = 0  # batches committed, for tests and benchmarks
@@ -67,6 +80,21 @@ class GroupCommitter:
             await self._task
             self._task = None
 
+    @contextlib.contextmanager
+    def call(self) -> Iterator[None]:
+        """Marks an IngestReports call in progress, from its start to its answer."""
+        self._calls += 1
+        self.quiet.clear()
+        try:
+            yield
+        finally:
+            self._calls -= 1
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self._calls and not self._pending and not self._committing:
+            self.quiet.set()
+
     async def submit(
         self,
         reports: Sequence[pb.DeliveryReport],
@@ -79,6 +107,7 @@ class GroupCommitter:
             return []
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Call(reports, quarantined, future))
+        self.quiet.clear()
         self._wakeup.set()
         # A caller that goes away only cancels its own future; the batch commits all the same.
         return await future
@@ -102,6 +131,7 @@ class GroupCommitter:
     async def _run(self) -> None:
         while True:
             if not self._pending:
+                self._settle()
                 if self._closing:
                     return
                 self._wakeup.clear()
@@ -109,7 +139,11 @@ class GroupCommitter:
                 continue
             if self.window and not self._closing:
                 await asyncio.sleep(self.window)
-            await self._commit(self._take_batch())
+            self._committing = True
+            try:
+                await self._commit(self._take_batch())
+            finally:
+                self._committing = False
 
     async def _commit(self, batch: list[_Call]) -> None:
         reports = [report for call in batch for report in call.reports]
@@ -118,6 +152,8 @@ class GroupCommitter:
         try:
             outcomes = await self.store.commit(reports, quarantined)
         except Exception as exc:
+            self.last_commit = time.monotonic()
+            self.consecutive_failures += 1
             metrics.COMMIT_ERRORS.labels(self.store.name).inc()
             if not isinstance(exc, StoreUnavailable):
                 log.exception("store commit failed unexpectedly")
@@ -128,7 +164,11 @@ class GroupCommitter:
                 if not call.future.done():
                     call.future.set_exception(exc)
                     call.future.exception()  # retrieved: a caller that left logs nothing
+            if self.on_failure is not None:
+                self.on_failure(self.consecutive_failures)
             return
+        self.last_commit = time.monotonic()
+        self.consecutive_failures = 0
         self.commits += 1
         if self.on_commit is not None:
             self.on_commit()

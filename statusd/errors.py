@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from statusd.storage.base import InvalidPosition, StoreUnavailable
+from statusd.storage.base import InvalidPosition, PositionGone, StoreUnavailable
 
 
 class StatusdError(Exception):
@@ -33,7 +33,8 @@ class PermissionDenied(StatusdError):
 
 
 class ResourceExhausted(StatusdError):
-    """A subscriber fell too far behind; it should resume from its last token."""
+    """Too many Watch streams, or a subscriber fell too far behind (it should resume from its
+    last token); the message says which."""
 
 
 class Unavailable(StatusdError):
@@ -43,6 +44,7 @@ class Unavailable(StatusdError):
 #: The mapping from expected errors to gRPC codes (the first matching class wins).
 GRPC_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (PositionGone, grpc.StatusCode.OUT_OF_RANGE),  # a resume token older than the store keeps
     (InvalidPosition, grpc.StatusCode.INVALID_ARGUMENT),  # a page or resume token
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -45,9 +46,11 @@ log = logging.getLogger(__name__)
 
 INGEST_SERVICE = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 STATUS_SERVICE = status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name
-#: Services whose health follows the store. The server as a whole ("") is SERVING while the
-#: process runs, so a liveness probe on "" never restarts statusd for a store outage, while
-#: readiness probes on these services take it out of rotation.
+#: Services whose health follows the store: NOT_SERVING while a ping fails, and from
+#: ``health_commit_failures`` failed commits in a row until a commit or a write probe
+#: succeeds. The server as a whole ("") is SERVING while the process runs, so a liveness
+#: probe on "" never restarts statusd for a store outage, while readiness probes on these
+#: services take it out of rotation.
 HEALTH_SERVICES = (INGEST_SERVICE, STATUS_SERVICE)
 HEALTH_INTERVAL_SECONDS = 2.0
 PURGE_INTERVAL_SECONDS = 3600.0
@@ -55,6 +58,7 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: grpcio shares a port with any other process that asks (SO_REUSEPORT) unless told not to:
 #: a second statusd on the same port would silently take half the calls.
 NO_REUSEPORT = ("grpc.so_reuseport", 0)
+MAX_PENDING_CALLS = 100_000
 
 
 class Statusd:
@@ -67,12 +71,20 @@ class Statusd:
         codec = CursorCodec(auth.signing_keys(settings))
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
-        self.hub = ChangeHub(self.store, capacity=settings.watch_queue_size)
         self.committer = GroupCommitter(
             self.store,
             max_reports=settings.group_commit_max_reports,
             window=settings.group_commit_window_ms / 1000,
-            on_commit=self.hub.notify,
+            on_commit=self._committed,
+            on_failure=self._commit_failed,
+        )
+        self.hub = ChangeHub(
+            self.store,
+            capacity=settings.watch_queue_size,
+            max_streams=settings.watch_max_streams,
+            max_streams_per_client=settings.watch_max_streams_per_client,
+            quiet=self.committer.quiet,
+            cpu_share=settings.watch_cpu_share,
         )
         self.health = health.aio.HealthServicer()
         self.auth = BearerAuth(auth.role_tokens(settings))
@@ -86,6 +98,10 @@ class Statusd:
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 *_connection_age(settings.grpc_max_connection_age_seconds),
+                # Calls that arrived but await their handler. Above gRPC's default (1,000) it
+                # drops calls at random, and the clients wait forever: a burst of Watch
+                # streams (thousands reconnecting after a restart) would hang some of them.
+                ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
             ],
         )
         #: Plaintext health only (DLRHUB_STATUSD_HEALTH_PORT), for probes that cannot speak TLS.
@@ -98,6 +114,11 @@ class Statusd:
         self.store_open = asyncio.Event()
         self._serving: bool | None = None
         self._open_error = ""
+        #: Set after ``health_commit_failures`` failed commits in a row; cleared by a
+        #: successful commit or write probe.
+        self._commits_failing = False
+        self._last_idle = 0.0
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Serves at once; readiness follows the store. A store that cannot be opened yet (a
@@ -153,7 +174,7 @@ class Statusd:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         await self.hub.stop()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -201,19 +222,52 @@ class Statusd:
         self.store_open.set()
         return True
 
+    def _committed(self) -> None:
+        self.hub.notify()
+        if self._commits_failing:
+            self._commits_failing = False
+            log.info("store commits succeed again", extra={"store": self.store.name})
+            self._soon(self._check_store())
+
+    def _commit_failed(self, consecutive: int) -> None:
+        if consecutive >= self.settings.health_commit_failures and not self._commits_failing:
+            self._commits_failing = True
+            log.warning(
+                "store commits failing: %d in a row; readiness is NOT_SERVING until one succeeds",
+                consecutive,
+            )
+            self._soon(self._publish(serving=False))
+
+    def _soon(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _check_store(self) -> bool:
+        """Pings the store (after failed commits: a write probe) and publishes readiness."""
         serving = False
         if self.store_open.is_set():
+            failing = self._commits_failing
             try:
-                await self.store.ping()
+                await (self.store.probe_write() if failing else self.store.ping())
             except StoreUnavailable as exc:
                 if self._serving is not False:  # log the change, not every failed ping
                     log.warning("store unavailable: %s", exc)
             else:
-                serving = True
-                if self._serving is False:
+                if failing and self._commits_failing:
+                    self._commits_failing = False
+                    log.info("store write probe succeeded", extra={"store": self.store.name})
+                serving = not self._commits_failing
+                if serving and self._serving is False:
                     log.info("store available again", extra={"store": self.store.name})
             self._serving = serving
+        await self._publish(serving)
+        if serving:
+            with contextlib.suppress(StoreUnavailable):
+                metrics.QUARANTINE_SIZE.set(await self.store.count_quarantined())
+        return serving
+
+    async def _publish(self, serving: bool) -> None:
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -222,10 +276,6 @@ class Statusd:
         for service in HEALTH_SERVICES:
             await self.health.set(service, status)
         metrics.STORE_UP.labels(self.store.name).set(1 if serving else 0)
-        if serving:
-            with contextlib.suppress(StoreUnavailable):
-                metrics.QUARANTINE_SIZE.set(await self.store.count_quarantined())
-        return serving
 
     async def _watch_store(self) -> None:
         while True:
@@ -233,6 +283,21 @@ class Statusd:
             if not self.store_open.is_set():
                 await self._open_store()
             await self._check_store()
+            await self._housekeep()
+
+    async def _housekeep(self) -> None:
+        """The store's idle housekeeping, once per quiet spell after commits."""
+        last = self.committer.last_commit
+        quiet_for = time.monotonic() - last
+        if last <= self._last_idle or quiet_for < self.settings.store_idle_seconds:
+            return
+        if not self.committer.quiet.is_set():
+            return
+        self._last_idle = time.monotonic()
+        try:
+            await self.store.idle()
+        except StoreUnavailable as exc:
+            log.warning("store housekeeping failed: %s", exc)
 
     async def _purge_forever(self) -> None:
         await self.store_open.wait()
@@ -277,6 +342,10 @@ async def serve(settings: StatusdSettings) -> None:
     except Exception:
         await daemon.stop(0)  # a store it cannot use: stop what already runs, then say why
         raise
+    # Everything loaded so far (modules, the servers) lives as long as the process: leave it
+    # out of the garbage collector's full passes, which otherwise walk all of it each time (a
+    # pause of the event loop that grows with what is loaded).
+    gc.freeze()
     log.info(
         "statusd listening",
         extra={

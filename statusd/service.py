@@ -25,6 +25,7 @@ from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from statusd import errors, metrics, model
 from statusd.committer import GroupCommitter
+from statusd.fanout import client_identity
 from statusd.reads import MAX_PAGE_SIZE, Reader, message_filter
 from statusd.storage.base import Change
 from statusd.watch import ChangeHub
@@ -139,14 +140,15 @@ class IngestService(ingest_grpc.IngestServiceServicer):
     async def IngestReports(
         self, request: ingest_pb.IngestReportsRequest, context: Context
     ) -> ingest_pb.IngestReportsResponse:
-        now = time.time_ns() // 1_000
-        reports = [checked_report(report, i, now) for i, report in enumerate(request.reports)]
-        quarantined = list(request.quarantined_items)
-        for index, item in enumerate(quarantined):
-            checked_provider(item.provider, f"quarantined_items[{index}]")
-            if not item.HasField("received_time"):
-                item.received_time.FromMicroseconds(now)
-        outcomes = await self.committer.submit(reports, quarantined)
+        with self.committer.call():  # Watch writes wait while ingest calls run
+            now = time.time_ns() // 1_000
+            reports = [checked_report(report, i, now) for i, report in enumerate(request.reports)]
+            quarantined = list(request.quarantined_items)
+            for index, item in enumerate(quarantined):
+                checked_provider(item.provider, f"quarantined_items[{index}]")
+                if not item.HasField("received_time"):
+                    item.received_time.FromMicroseconds(now)
+            outcomes = await self.committer.submit(reports, quarantined)
         counts = Counter(outcomes)
         response = ingest_pb.IngestReportsResponse(
             stored=counts[ingest_pb.INGEST_OUTCOME_STORED],
@@ -251,6 +253,10 @@ class StatusService(status_grpc.StatusServiceServicer):
         query = message_filter(request)
         token = request.resume_token
         after = self.reader.resume_position(token) if token else None
+        if token and not after:  # "from the first change" would replay the whole log
+            raise errors.InvalidArgument(
+                "resume_token: names no position; start a stream without one"
+            )
 
         async def send(change: Change | None, position: str | None) -> None:
             response = status_pb.WatchMessageStatusesResponse(
@@ -268,6 +274,6 @@ class StatusService(status_grpc.StatusServiceServicer):
             query,
             send,
             heartbeat=self.heartbeat_seconds,
-            resume=bool(token),
             after=after,
+            client=client_identity(tuple(context.invocation_metadata() or ()), context.peer()),
         )

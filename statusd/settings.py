@@ -109,10 +109,46 @@ class StatusdSettings(BaseConfig):
         5.0, gt=0, le=300, description="Idle time after which a Watch stream gets a heartbeat."
     )
     watch_queue_size: int = Field(
-        5000,
+        1000,
         ge=1,
         le=1_000_000,
-        description="Changes buffered per Watch stream before a slow one is cut off.",
+        description="Changes buffered per Watch stream; a stream that falls further behind "
+        "ends with RESOURCE_EXHAUSTED and resumes from its last token.",
+    )
+    watch_max_streams: int = Field(
+        2000,
+        ge=1,
+        le=1_000_000,
+        description="Open Watch streams this statusd serves at most; one more is refused "
+        "with RESOURCE_EXHAUSTED.",
+    )
+    watch_max_streams_per_client: int = Field(
+        100,
+        ge=1,
+        le=1_000_000,
+        description="Open Watch streams per client at most (a client: its bearer token; "
+        "without tokens, its IP address); one more is refused with RESOURCE_EXHAUSTED.",
+    )
+    watch_cpu_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Most of the event loop's CPU time Watch writes may take (0.25: a "
+        "quarter); streams that need more fall behind and resume, ingestion keeps the rest.",
+    )
+    health_commit_failures: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="Consecutive failed commits after which readiness turns NOT_SERVING (until "
+        "a commit or a write probe succeeds).",
+    )
+    store_idle_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Quiet time (no commit) after which the store does its housekeeping "
+        "(SQLite: checkpoint and truncate the WAL).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"

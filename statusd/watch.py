@@ -4,22 +4,29 @@ The hub keeps one position in the store's change log. It wakes when this process
 (:meth:`ChangeHub.notify`, which the group committer calls after every successful commit),
 when :meth:`Store.wait_for_changes` returns (a store that several replicas write reports the
 other replicas' commits that way), or after a poll interval. Then it reads
-``store.changes(after=position)`` once, in batches, and offers each change to every live
-subscription. Subscriptions never query the store for live changes.
+``store.changes(after=position)`` once, in batches, and appends each batch to its own log of
+recent changes: the last ``capacity`` changes, shared by every stream. Subscriptions never
+query the store for live changes.
 
-Each subscription has a bounded queue. The hub never waits for one: when a queue is full,
-that subscription ends with RESOURCE_EXHAUSTED (its stream ends after what was already
-written; the client resumes from its last token) and the others go on. Ingestion never waits
-for the hub either: :meth:`ChangeHub.notify` only sets an event.
+Each stream has a cursor in that log and writes what passes its filter when
+:class:`statusd.fanout.Turns` gives it a turn: a few streams at once, a burst each, none
+while an ingest commit is pending. Offering a batch to thousands of streams therefore costs
+one append and a wake-up of the idle ones; the writing is paced, never on the commit path,
+and ingestion never waits for the hub (:meth:`ChangeHub.notify` only sets an event). A stream
+whose cursor falls out of the log (more than ``capacity`` changes behind) ends with
+RESOURCE_EXHAUSTED, "fell behind; resume from your last resume_token": its stream ends after
+what was already written, the client resumes, and the others go on.
+:class:`statusd.fanout.StreamCaps` bounds the streams per process and per client.
 
 Resuming from a token: the stream first replays the store's changes after the token's
-position, written at the client's own pace. Then it joins the live feed under the hub's lock:
-the hub catches up with the store (fanning out to the live subscriptions as usual); the
-subscription queues what it still lacks up to the end of the log and registers; the hub
-catches up once more, and the subscription skips the changes it already queued. Positions
-are opaque (each store has its own, and ``last_position()`` may name "now" rather than a
-change), so they are never ordered: only positions that :meth:`Store.changes` returned are
-compared, for equality. That works with every store.
+position, in turns. Then it joins the live feed under the hub's lock: the hub catches up with
+the store; the subscription queues what it still lacks up to the end of the store's log and
+takes the end of the hub's log as its cursor; the hub catches up once more, and the
+subscription skips the changes it already queued. Positions are opaque (each store has its
+own, and ``last_position()`` may name "now" rather than a change), so they are never
+ordered: only positions that :meth:`Store.changes` returned are compared, for equality. That
+works with every store. A resume token must name a position (an empty one is refused rather
+than read as "the whole log") that the store still has (:meth:`Store.check_position`).
 """
 
 from __future__ import annotations
@@ -28,59 +35,37 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from statusd import metrics
-from statusd.errors import ResourceExhausted, StatusdError, Unavailable
-from statusd.storage.base import Change, MessageFilter, Store, StoreUnavailable
+from statusd.errors import InvalidArgument, ResourceExhausted, Unavailable
+from statusd.fanout import StreamCaps, Subscription, Turns
+from statusd.storage.base import (
+    Change,
+    InvalidPosition,
+    MessageFilter,
+    PositionGone,
+    Store,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
 #: Every change: the hub and replays read the whole log and filter in memory.
 EVERYTHING = MessageFilter()
 #: Writes one response: a change (None for a heartbeat) and the position to resume after.
-Send = Callable[[Change | None, str | None], Awaitable[None]]
+Send = Callable[[Change | None, str | None], Coroutine[Any, Any, None]]
+#: Responses one stream writes per turn.
+BURST = 16
+#: Idle streams woken per batch before the hub lets other work run.
+WAKE_CHUNK = 500
 
 
-class Subscription:
-    """One stream's place in the hub: its filter, its queue and how far it got."""
-
-    def __init__(self, query: MessageFilter, capacity: int) -> None:
-        self.query = query
-        self.capacity = capacity
-        self.items: deque[Change] = deque()
-        #: Every matching change up to this position is queued or written.
-        self.position: str | None = None
-        #: Positions queued while joining that the hub may offer once more.
-        self.skip: set[str] = set()
-        self.error: StatusdError | None = None
-        self.signal = asyncio.Event()  # items arrived, or the subscription ended
-        self.ended = asyncio.Event()
-
-    def offer(self, changes: Sequence[Change]) -> bool:
-        """Queues the changes that pass the filter; False (and ended) when the queue is full."""
-        for change in changes:
-            if change.position in self.skip:
-                self.skip.discard(change.position)
-            elif self.query.matches(change.message_status):
-                if len(self.items) >= self.capacity:
-                    self.end(
-                        ResourceExhausted(
-                            f"this stream fell more than {self.capacity} changes behind; "
-                            "resume from the last resume_token"
-                        )
-                    )
-                    return False
-                self.items.append(change)
-            self.position = change.position
-        self.signal.set()
-        return True
-
-    def end(self, error: StatusdError) -> None:
-        if self.error is None:
-            self.error = error
-            self.ended.set()
-            self.signal.set()
+def fell_behind(capacity: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"fell behind (more than {capacity} changes unread); resume from your last resume_token"
+    )
 
 
 class ChangeHub:
@@ -90,17 +75,28 @@ class ChangeHub:
         self,
         store: Store,
         *,
-        capacity: int = 5000,
+        capacity: int = 1000,
         poll_seconds: float = 1.0,
         batch: int = 500,
+        max_streams: int = 2000,
+        max_streams_per_client: int = 100,
+        quiet: asyncio.Event | None = None,
+        cpu_share: float = 0.25,
     ) -> None:
         self.store = store
         self.capacity = capacity
         self.poll_seconds = poll_seconds
         self.batch = batch
+        self.caps = StreamCaps(max_streams, max_streams_per_client)
+        self.turns = Turns(quiet=quiet, cpu_share=cpu_share)
         self.position: str | None = None
         self.reads = 0  # store reads by the hub, for tests
+        #: The newest changes; ``end`` numbers the next one, so entry ``n`` (an absolute
+        #: number, ``end - len(log) <= n < end``) is ``log[n - (end - len(log))]``.
+        self.log: deque[Change] = deque(maxlen=capacity)
+        self.end = 0
         self._live: set[Subscription] = set()
+        self._idle: set[Subscription] = set()  # live, caught up, waiting for changes
         self._open: set[Subscription] = set()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -108,11 +104,17 @@ class ChangeHub:
         self._closed = False
         self._ready = False  # the starting position has been read
 
+    @property
+    def first(self) -> int:
+        """The number of the oldest change still in the log."""
+        return self.end - len(self.log)
+
     async def start(self) -> None:
         """Starts reading from the store's "now". When the store does not answer yet, the hub
         keeps trying in the background and Watch answers UNAVAILABLE until it does."""
         with contextlib.suppress(StoreUnavailable):
             await self._begin()
+        self.turns.start()
         self._task = asyncio.create_task(self._run(), name="change-hub")
 
     async def _begin(self) -> None:
@@ -133,6 +135,7 @@ class ChangeHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.turns.stop()
 
     # -- reading the log -----------------------------------------------------------------
 
@@ -179,6 +182,8 @@ class ChangeHub:
         for subscription in list(self._live):
             subscription.end(Unavailable("the change feed restarted; resume from the last token"))
         self._live.clear()
+        self._idle.clear()
+        self.log.clear()
 
     async def _drain(self) -> None:
         while True:
@@ -198,10 +203,17 @@ class ChangeHub:
         changes = await self.store.changes(EVERYTHING, after=self.position, limit=self.batch)
         self.reads += 1
         if changes:
-            for subscription in list(self._live):
-                if subscription.error is not None or not subscription.offer(changes):
-                    self._live.discard(subscription)
+            self.log.extend(changes)
+            self.end += len(changes)
             self.position = changes[-1].position
+            for writer in list(self.turns.holders):  # a write blocked by a stalled client
+                if writer.cursor < self.first:
+                    writer.end(fell_behind(self.capacity))
+            idle, self._idle = list(self._idle), set()
+            for index, subscription in enumerate(idle):
+                self.turns.enqueue(subscription)
+                if index % WAKE_CHUNK == WAKE_CHUNK - 1:
+                    await asyncio.sleep(0)  # calls waiting for the loop go first
         return len(changes) >= self.batch
 
     # -- streams -------------------------------------------------------------------------
@@ -212,62 +224,130 @@ class ChangeHub:
         send: Send,
         *,
         heartbeat: float,
-        resume: bool = False,
         after: str | None = None,
+        client: str = "",
     ) -> None:
         """Streams through ``send`` until the client leaves or the subscription ends.
 
-        Without ``resume`` the stream starts with the next change; with it, right after
-        position ``after`` (None: the start of the log). Raises the subscription's error
+        Without ``after`` the stream starts with the next change; with it, right after that
+        position, which the store must still have (else INVALID_ARGUMENT or OUT_OF_RANGE).
+        ``client`` names the caller for the per-client cap. Raises the subscription's error
         (RESOURCE_EXHAUSTED, UNAVAILABLE) when it ends.
         """
         if self._closed:
             raise Unavailable("statusd is shutting down")
         if not self._ready:
             raise Unavailable("statusd cannot read its store yet; retry shortly")
-        subscription = Subscription(query, self.capacity)
+        if after is not None:
+            await self._check(after)
+        self.caps.take(client)
+        subscription = Subscription(query)
         self._open.add(subscription)
         metrics.WATCHERS.inc()
         try:
-            if resume:
-                await self._send(subscription, send, None, after)
+            if after is not None:
+                async with self._turn(subscription):
+                    await subscription.write(send(None, after))
                 await self._replay(subscription, send, after, heartbeat)
             else:
-                subscription.position = self.position
-                self._live.add(subscription)
-                await self._send(subscription, send, None, subscription.position)
+                async with self._lock:  # not in the middle of a fan-out
+                    subscription.position = self.position
+                    subscription.cursor = self.end
+                    self._live.add(subscription)
+                async with self._turn(subscription):
+                    await subscription.write(send(None, subscription.position))
             await self._follow(subscription, send, heartbeat)
         finally:
+            subscription.end(Unavailable("stream closed"))  # leaves the line, if in it
+            self.turns.done(subscription)
+            self.caps.give_back(client)
             metrics.WATCHERS.dec()
             self._open.discard(subscription)
             self._live.discard(subscription)
+            self._idle.discard(subscription)
+
+    async def _check(self, after: str) -> None:
+        if not after:
+            raise InvalidArgument("resume_token: names no position; start without one")
+        try:
+            await self.store.check_position(after)
+        except PositionGone as exc:
+            raise PositionGone(f"resume_token: {exc}") from None
+        except InvalidPosition as exc:
+            raise InvalidArgument(f"resume_token: {exc}") from None
+
+    def _yield(self, subscription: Subscription, written: int) -> bool:
+        """Whether a turn that wrote ``written`` responses ends early for ingestion."""
+        return bool(written) and self.turns.yielding(subscription)
+
+    def _behind(self, subscription: Subscription) -> bool:
+        return bool(subscription.items) or subscription.cursor < self.end
+
+    @contextlib.asynccontextmanager
+    async def _turn(
+        self, subscription: Subscription, idle: float | None = None
+    ) -> AsyncIterator[None]:
+        """Waits for the subscription's turn to write (see :class:`statusd.fanout.Turns`).
+
+        With ``idle``, a caught-up live subscription waits up to that long for changes
+        before it gets in line anyway (for a heartbeat).
+        """
+        if idle is None or self._behind(subscription):
+            self.turns.enqueue(subscription)
+        try:
+            while not subscription.holding:
+                if subscription.error is not None:
+                    raise subscription.error
+                if subscription.in_line:
+                    await subscription.wait()
+                    continue
+                self._idle.add(subscription)
+
+                def due(subscription: Subscription = subscription) -> None:
+                    self._idle.discard(subscription)  # the heartbeat is due: get in line
+                    self.turns.enqueue(subscription)
+
+                await subscription.wait(idle, due)
+                self._idle.discard(subscription)
+            if subscription.error is not None:
+                raise subscription.error
+            yield
+        finally:
+            self.turns.done(subscription)
 
     async def _replay(
         self, subscription: Subscription, send: Send, after: str | None, heartbeat: float
     ) -> None:
-        """Writes the changes after ``after`` at the client's pace, then joins the live feed."""
+        """Writes the changes after ``after`` in turns, then joins the live feed."""
+        subscription.last_write = asyncio.get_running_loop().time()
         loop = asyncio.get_running_loop()
-        position, written = after, loop.time()
-        while True:
-            changes = await self.store.changes(EVERYTHING, after=position, limit=self.batch)
-            for change in changes:
-                if subscription.query.matches(change.message_status):
-                    await self._send(subscription, send, change, change.position)
-                    written = loop.time()
-                position = change.position
-            if len(changes) < self.batch:
-                break
-            if loop.time() - written >= heartbeat:
-                await self._send(subscription, send, None, position)
-                written = loop.time()
+        position, pending, exhausted = after, deque[Change](), False
+        while pending or not exhausted:
+            async with self._turn(subscription):  # replays read and write in turns as well
+                if not pending:
+                    changes = await self.store.changes(EVERYTHING, after=position, limit=self.batch)
+                    exhausted = len(changes) < self.batch
+                    position = changes[-1].position if changes else position
+                    pending.extend(
+                        c for c in changes if subscription.query.matches(c.message_status)
+                    )
+                written = 0
+                while pending and written < BURST and not self._yield(subscription, written):
+                    change = pending.popleft()
+                    await subscription.write(send(change, change.position))
+                    written += 1
+                if not pending and loop.time() - subscription.last_write >= heartbeat:
+                    await subscription.write(send(None, position))  # a long scan, no match
         async with self._lock:
             while await self._read_locked():
                 pass
             queued: set[str] = set()
             while True:  # what the subscription still lacks, up to the end of the log
                 changes = await self.store.changes(EVERYTHING, after=position, limit=self.batch)
-                if not subscription.offer(changes):
-                    raise subscription.error or ResourceExhausted("stream ended")
+                matching = [c for c in changes if subscription.query.matches(c.message_status)]
+                if len(subscription.items) + len(matching) > self.capacity:
+                    raise fell_behind(self.capacity)
+                subscription.items.extend(matching)
                 queued.update(change.position for change in changes)
                 if changes:
                     position = changes[-1].position
@@ -275,49 +355,42 @@ class ChangeHub:
                     break
             subscription.position = position
             subscription.skip = queued
+            subscription.cursor = self.end
             self._live.add(subscription)
             while await self._read_locked():  # what landed meanwhile: queued ones are skipped
                 pass
 
     async def _follow(self, subscription: Subscription, send: Send, heartbeat: float) -> None:
-        """The live phase: queued changes as they come, a heartbeat when idle."""
+        """The live phase: in each turn, a burst of what the log holds for the subscription;
+        a heartbeat when it wrote nothing for ``heartbeat`` seconds."""
+        loop = asyncio.get_running_loop()
         while True:
-            if subscription.error is not None:
-                raise subscription.error
-            if subscription.items:
-                change = subscription.items.popleft()
-                await self._send(subscription, send, change, change.position)
-                continue
-            subscription.signal.clear()
-            try:
-                await asyncio.wait_for(subscription.signal.wait(), heartbeat)
-            except TimeoutError:
-                await self._send(subscription, send, None, subscription.position)
-
-    @staticmethod
-    async def _send(
-        subscription: Subscription, send: Send, change: Change | None, position: str | None
-    ) -> None:
-        """One write, abandoned when the subscription ends meanwhile (a stalled client)."""
-        if subscription.error is not None:
-            raise subscription.error
-        write = asyncio.ensure_future(send(change, position))
-        ended = asyncio.ensure_future(subscription.ended.wait())
-        try:
-            await asyncio.wait({write, ended}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            write.cancel()
-            raise
-        finally:
-            ended.cancel()
-        if not write.done():
-            # The write waits for a client that stopped reading: the stream ends with the
-            # subscription's error, after what the client already has.
-            write.add_done_callback(_retrieve)
-            raise subscription.error or ResourceExhausted("stream ended")
-        write.result()
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
+            idle = max(0.0, subscription.last_write + heartbeat - loop.time())
+            async with self._turn(subscription, idle):
+                written = 0
+                while (
+                    subscription.items
+                    and written < BURST
+                    and not self._yield(subscription, written)
+                ):
+                    change = subscription.items.popleft()
+                    await subscription.write(send(change, change.position))
+                    written += 1
+                while (
+                    written < BURST
+                    and subscription.cursor < self.end
+                    and not self._yield(subscription, written)
+                ):
+                    if subscription.cursor < self.first:
+                        raise fell_behind(self.capacity)
+                    change = self.log[subscription.cursor - self.first]
+                    subscription.cursor += 1
+                    if change.position in subscription.skip:
+                        subscription.skip.discard(change.position)
+                        continue
+                    subscription.position = change.position
+                    if subscription.query.matches(change.message_status):
+                        await subscription.write(send(change, change.position))
+                        written += 1
+                if not written and loop.time() - subscription.last_write >= heartbeat:
+                    await subscription.write(send(None, subscription.position))

@@ -49,6 +49,10 @@ class SchemaTooNew(StoreError):
     message names both schema versions)."""
 
 
+class PositionGone(InvalidPosition):
+    """A change position older than the oldest change the store still keeps (purged)."""
+
+
 @dataclass(frozen=True)
 class MessageFilter:
     """What List and Watch select on. Empty fields select everything; fields combine with AND.
@@ -179,6 +183,21 @@ class Store(abc.ABC):
         """A position at or after the newest change: :meth:`changes` after it returns exactly
         the changes committed later. None only when nothing was stored yet (and the store has no
         other way to name "now"); :meth:`changes` after None then returns everything."""
+
+    async def probe_write(self) -> None:
+        """Returns when a small write succeeds; statusd asks this instead of :meth:`ping`
+        after commits failed, before it reports ready again. The default pings."""
+        await self.ping()
+
+    async def check_position(self, position: str) -> None:  # noqa: B027 - optional
+        """Raises :class:`InvalidPosition` unless ``position`` is one :meth:`changes` or
+        :meth:`last_position` could have handed out, and :class:`PositionGone` when the
+        changes after it are no longer all kept. The default accepts what :meth:`changes`
+        accepts (a store whose positions expire raises from :meth:`changes` instead)."""
+
+    async def idle(self) -> None:  # noqa: B027 - optional
+        """Housekeeping while no commit is running (SQLite: checkpoint and truncate the
+        WAL). Called by statusd after a quiet spell; the default does nothing."""
 
     @abc.abstractmethod
     async def purge(self, before_micros: int) -> int:

@@ -8,8 +8,13 @@ pool. A point read that finds the file busy falls back to the pool rather than b
 
 Tables: ``messages`` (one row per message: the current report and counters; its rowid is the
 first-seen order that List pages through), ``events`` (every distinct report; its rowid is
-the change position that Watch resumes from) and ``quarantine``; their statements, the schema
-version and the migration of older files are :mod:`statusd.storage.sqlite_schema`.
+the change position that Watch resumes from, "0" before the first) and ``quarantine``; their
+statements, the schema version and the migration of older files are
+:mod:`statusd.storage.sqlite_schema`.
+
+The WAL stays bounded: ``journal_size_limit`` truncates it to :data:`JOURNAL_SIZE_LIMIT`
+after each checkpoint that resets it, and :meth:`SqliteStore.idle` (statusd calls it after a
+quiet spell) checkpoints it completely and truncates it to zero bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +35,7 @@ from statusd.storage.base import (
     MessageFilter,
     Outcome,
     Page,
+    PositionGone,
     Store,
     StoreUnavailable,
 )
@@ -48,6 +55,10 @@ _T = TypeVar("_T")
 LOOP_BUSY_TIMEOUT_MS = 20
 #: Larger BatchGets read on the pool, so that one request cannot hold the event loop up.
 LOOP_BATCH_KEYS = 100
+#: The WAL file is truncated to at most this size whenever a checkpoint resets it.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: How long the idle checkpoint waits for readers before it gives up until next time.
+CHECKPOINT_BUSY_TIMEOUT_MS = 200
 
 
 class SqliteStore(Store):
@@ -74,6 +85,7 @@ class SqliteStore(Store):
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = FULL")
+        connection.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         connection.execute("PRAGMA foreign_keys = ON")
         with self._lock:
             self._connections.append(connection)
@@ -146,6 +158,31 @@ class SqliteStore(Store):
 
     async def ping(self) -> None:
         await self._read(lambda connection: connection.execute("SELECT 1 FROM meta").fetchall())
+
+    async def probe_write(self) -> None:
+        """A small durable write (a full disk or a read-only file fails it)."""
+
+        def probe(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?)",
+                (str(time.time_ns()),),
+            )
+
+        await self._write(probe)
+
+    async def idle(self) -> None:
+        """Checkpoints the WAL into the database and truncates it (readers that hold an old
+        snapshot make it give up after a moment; the next quiet spell tries again)."""
+
+        def checkpoint() -> None:
+            connection = self._connection()
+            connection.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_TIMEOUT_MS}")
+            try:
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+
+        await self._run(self._writer_pool, checkpoint)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -237,9 +274,28 @@ class SqliteStore(Store):
     async def last_position(self) -> str | None:
         def last(connection: sqlite3.Connection) -> str | None:
             row = connection.execute("SELECT max(id) FROM events").fetchone()
-            return None if row[0] is None else str(row[0])
+            return "0" if row[0] is None else str(row[0])
 
         return await self._read(last)
+
+    async def check_position(self, position: str) -> None:
+        number = row_id(position)
+
+        def check(connection: sqlite3.Connection) -> None:
+            handed_out = connection.execute(
+                "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'"
+            ).fetchone()[0]
+            if number > handed_out:
+                raise InvalidPosition(f"position {number} was never reached (newest {handed_out})")
+            oldest = connection.execute("SELECT min(id) FROM events").fetchone()[0]
+            kept_from = handed_out + 1 if oldest is None else oldest
+            if number < kept_from - 1:
+                raise PositionGone(
+                    f"changes after position {number} were purged (the oldest kept is "
+                    f"{kept_from}); start a new stream and read current state with List"
+                )
+
+        await self._read(check)
 
     async def count_quarantined(self) -> int:
         def count(connection: sqlite3.Connection) -> int:

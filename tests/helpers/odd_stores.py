@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from statusd.storage.base import Change, MessageFilter
+from statusd.storage.base import Change, InvalidPosition, MessageFilter
 from statusd.storage.sqlite import SqliteStore
 
 
@@ -21,6 +21,11 @@ class NowNamingStore(SqliteStore):
     async def last_position(self) -> str | None:
         last = await super().last_position()
         return None if last is None else "n" + last
+
+    async def check_position(self, position: str) -> None:
+        if position[:1] not in ("e", "n"):
+            raise InvalidPosition(f"not a position of this store: {position[:40]!r}")
+        await super().check_position(position[1:])
 
 
 def store_for(kind: str, path: Path) -> SqliteStore:

@@ -6,6 +6,7 @@ Every test runs on the SQLite store and on the MongoDB store over mongomock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -133,3 +134,29 @@ async def test_a_caller_that_goes_away_does_not_undo_the_commit(
         faults.gate.set()
         await asyncio.sleep(0.05)
     assert await store.get(pb.MessageKey(provider="infobip", message_id="gone")) is not None
+
+
+async def test_consecutive_failures_are_counted_and_reset(store: Store) -> None:
+    faults = Faults(store)
+    faults.fail_calls = {1, 2, 4}
+    seen: list[int] = []
+    async with GroupCommitter(store, on_failure=seen.append) as committer:
+        for index in range(5):
+            with contextlib.suppress(StoreUnavailable):
+                await committer.submit([model.with_event_id(report(f"f-{index}"))])
+        assert seen == [1, 2, 1]  # the third commit succeeded and reset the count
+        assert committer.consecutive_failures == 0
+
+
+async def test_quiet_while_nothing_is_pending_or_committing(store: Store) -> None:
+    faults = Faults(store)
+    async with GroupCommitter(store) as committer:
+        assert committer.quiet.is_set()
+        faults.gate.clear()
+        pending = asyncio.create_task(committer.submit([model.with_event_id(report("q"))]))
+        await asyncio.sleep(0.01)
+        assert not committer.quiet.is_set()  # the commit is in flight
+        faults.gate.set()
+        await pending
+        await asyncio.sleep(0)
+        assert committer.quiet.is_set()
