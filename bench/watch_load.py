@@ -85,6 +85,34 @@ async def ingest(target: str, rate: float, duration: float) -> dict[str, object]
     return {"calls": len(calls), "latencies": latencies, "errors": errors, "slowest": slowest}
 
 
+async def _hold(
+    tasks: list[asyncio.Task[None]],
+    *,
+    channels: list[grpc.aio.Channel],
+    all_open: asyncio.Event,
+    count: int,
+    counts: dict[str, int],
+    limit: float,
+) -> None:
+    """Says "ready" once every stream is open, then holds them until stdin closes."""
+    try:
+        try:
+            await asyncio.wait_for(all_open.wait(), timeout=limit)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{counts['opened']} of {count} streams opened in {limit:g} s"
+            ) from None
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.read), timeout=limit)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for channel in channels:
+            await channel.close()
+
+
 async def streams(target: str, count: int, limit: float) -> dict[str, object]:
     """Holds ``count`` streams until stdin closes (or ``limit`` seconds pass). A stream that
     statusd ends with UNAVAILABLE or RESOURCE_EXHAUSTED resumes from its last token after a
@@ -134,22 +162,9 @@ async def streams(target: str, count: int, limit: float) -> dict[str, object]:
         asyncio.create_task(follow(channels[index // STREAMS_PER_CHANNEL]))
         for index in range(count)
     ]
-    try:
-        try:
-            await asyncio.wait_for(all_open.wait(), timeout=limit)
-        except TimeoutError:
-            raise TimeoutError(
-                f"{counts['opened']} of {count} streams opened in {limit:g} s"
-            ) from None
-        print("ready", flush=True)
-        loop = asyncio.get_running_loop()
-        await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.read), timeout=limit)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for channel in channels:
-            await channel.close()
+    await _hold(
+        tasks, channels=channels, all_open=all_open, count=count, counts=counts, limit=limit
+    )
     return {"streams": count, **counts, "ended": ends}
 
 

@@ -1,5 +1,6 @@
-"""Watch's bounds over real gRPC: stream caps per client and per process, resume tokens that
-name no position (or one the store never had, or no longer keeps), and the write turns."""
+"""Covers statusd/fanout.py: Watch's bounds over real gRPC, stream caps per client and per
+process, resume tokens that name no position (or one the store never had, or no longer
+keeps), and the write turns."""
 
 from __future__ import annotations
 
