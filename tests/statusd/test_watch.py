@@ -36,7 +36,7 @@ async def statusd(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     # The test's clients share statusd's event loop, so the loop's CPU time is mostly theirs:
     # no CPU share for Watch writes here (test_watch_limits checks the turns themselves).
     settings = statusd_settings(
-        tmp_path, watch_heartbeat_seconds=0.2, watch_queue_size=64, watch_cpu_share=1.0
+        tmp_path, watch_heartbeat_seconds=0.2, watch_queue_size=128, watch_cpu_share=1.0
     )
     async with running_statusd(settings, store_for(request.param, tmp_path)) as daemon:
         yield daemon
