@@ -63,8 +63,8 @@ STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
     # interchangeably depending on the country, and a final SUCCESSFUL is all some get
     "TEXT_SUCCESSFUL": pb.DELIVERY_STATUS_DELIVERED,
     "TEXT_DELIVERED": pb.DELIVERY_STATUS_DELIVERED,
-    # judgment: the device or carrier blocks messages to this recipient: not delivered
-    "TEXT_BLOCKED": pb.DELIVERY_STATUS_UNDELIVERED,
+    # blocked by the device or carrier: REJECTED, permanent (docs/providers/README.md)
+    "TEXT_BLOCKED": pb.DELIVERY_STATUS_REJECTED,
     "TEXT_CARRIER_BLOCKED": pb.DELIVERY_STATUS_REJECTED,
     "TEXT_SPAM": pb.DELIVERY_STATUS_REJECTED,
     "TEXT_PROTECT_BLOCKED": pb.DELIVERY_STATUS_REJECTED,  # your own SMS Protect settings
@@ -375,6 +375,8 @@ def normalize(event: dict[str, Any]) -> pb.DeliveryReport:
         lenient("error_text", None, _set_error, report, event)
         if event_type.upper() in RETRYABLE:
             report.error.permanent = False
+        elif status == pb.DELIVERY_STATUS_REJECTED:
+            report.error.permanent = True  # blocked, spam, invalid: sending again fails again
     when = lenient("event_time", None, epoch_millis, event.get("eventTimestamp"), "eventTimestamp")
     set_time(report.event_time, when)
     requested = event.get("messageRequestTimestamp")

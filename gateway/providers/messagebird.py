@@ -36,6 +36,8 @@ from gateway.providers.base import (
 )
 from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
+    ErrorCodes,
+    apply_error_code,
     decimal_text,
     iso_time,
     lenient,
@@ -55,6 +57,19 @@ STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
     "delivered": pb.DELIVERY_STATUS_DELIVERED,
     "expired": pb.DELIVERY_STATUS_EXPIRED,
     "delivery_failed": pb.DELIVERY_STATUS_UNDELIVERED,
+}
+#: ``statusErrorCode`` values (GSM MAP codes, and MessageBird's own above 100): (description,
+#: permanent or None when unknown, the canonical status a failure with this code gets, or None).
+ERROR_CODES: ErrorCodes = {
+    "1": ("Unknown subscriber", True, pb.DELIVERY_STATUS_REJECTED),
+    "5": ("Unidentified subscriber", True, pb.DELIVERY_STATUS_REJECTED),
+    "6": ("Absent subscriber (SM)", False, pb.DELIVERY_STATUS_UNDELIVERED),
+    "9": ("Illegal subscriber", True, pb.DELIVERY_STATUS_REJECTED),
+    "13": ("Call barred", True, pb.DELIVERY_STATUS_REJECTED),
+    "27": ("Absent subscriber", False, pb.DELIVERY_STATUS_UNDELIVERED),
+    "31": ("Subscriber busy for MT SMS", False, pb.DELIVERY_STATUS_UNDELIVERED),
+    "34": ("System failure", None, None),
+    "103": ("Contact sent STOP (opted out)", True, pb.DELIVERY_STATUS_REJECTED),
 }
 #: MessageBird statuses for ``dlrhub send-sample``.
 SAMPLE_STATUSES = {
@@ -188,11 +203,10 @@ def normalize(params: dict[str, Any]) -> pb.DeliveryReport:
     )
     code = text(params.get("statusErrorCode"), "statusErrorCode", limit=16).strip()
     if code and code != "0":
-        report.error.code = code  # a GSM error code from the network
+        apply_error_code(report, code, ERROR_CODES)  # a GSM or MessageBird error code
         reason = params.get("statusReason")
-        report.error.description = lenient(
-            "error_text", "", text, reason, "statusReason", limit=256
-        ).strip()
+        described = lenient("error_text", "", text, reason, "statusReason", limit=256).strip()
+        report.error.description = described or report.error.description
     amount, currency = params.get("price[amount]"), params.get("price[currency]")
     report.price.amount = lenient("price", "", decimal_text, amount, "price[amount]")
     report.price.currency = lenient("price", "", text, currency, "price[currency]", limit=8)

@@ -68,7 +68,7 @@ ERROR_CODES: ErrorCodes = {
     "40": ("Invalid source number", True, pb.DELIVERY_STATUS_REJECTED),
     "50": ("Invalid destination number", True, pb.DELIVERY_STATUS_REJECTED),
     "60": ("Loop detected", True, pb.DELIVERY_STATUS_REJECTED),
-    "70": ("Destination permanently unavailable", True, None),
+    "70": ("Destination permanently unavailable", True, pb.DELIVERY_STATUS_REJECTED),
     "80": ("Destination temporarily unavailable", False, None),
     "90": ("No route available", None, pb.DELIVERY_STATUS_FAILED),
     "100": ("Prohibited by carrier", True, pb.DELIVERY_STATUS_REJECTED),

@@ -88,7 +88,7 @@ CODES: ErrorCodes = {
     "414": ("Bad media", True, pb.DELIVERY_STATUS_REJECTED),
     "415": ("Delivery report rejected by the MMSC", None, None),
     "416": ("Not supported", True, pb.DELIVERY_STATUS_REJECTED),
-    "417": ("Unreachable", None, None),
+    "417": ("Unreachable", False, pb.DELIVERY_STATUS_UNDELIVERED),
     "418": ("Unrecognized", None, None),
 }
 RECIPIENT_TYPES = frozenset({"recipient_delivery_report_sms", "recipient_delivery_report_mms"})

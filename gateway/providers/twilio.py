@@ -69,9 +69,15 @@ STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
 ERROR_CODES: ErrorCodes = {
     "30001": ("Queue overflow", False, pb.DELIVERY_STATUS_FAILED),
     "30002": ("Account suspended", None, pb.DELIVERY_STATUS_FAILED),
-    "30003": ("Unreachable destination handset", False, None),
+    "21610": (
+        "Attempt to send to unsubscribed recipient (replied STOP)",
+        True,
+        pb.DELIVERY_STATUS_REJECTED,
+    ),
+    "21614": ("'To' number is not a valid mobile number", True, pb.DELIVERY_STATUS_REJECTED),
+    "30003": ("Unreachable destination handset", False, pb.DELIVERY_STATUS_UNDELIVERED),
     "30004": ("Message blocked", True, pb.DELIVERY_STATUS_REJECTED),
-    "30005": ("Unknown destination handset", True, None),
+    "30005": ("Unknown destination handset", True, pb.DELIVERY_STATUS_REJECTED),
     "30006": ("Landline or unreachable carrier", True, pb.DELIVERY_STATUS_REJECTED),
     "30007": ("Message filtered (carrier violation)", True, pb.DELIVERY_STATUS_REJECTED),
     "30008": ("Unknown error", None, None),

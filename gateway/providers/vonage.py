@@ -72,8 +72,8 @@ STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
 #: canonical status a failure with this code gets, or None to keep the mapped one).
 ERROR_CODES: ErrorCodes = {
     "1": ("Unknown", None, None),
-    "2": ("Absent Subscriber - Temporary", False, None),
-    "3": ("Absent Subscriber - Permanent", True, None),
+    "2": ("Absent Subscriber - Temporary", False, pb.DELIVERY_STATUS_UNDELIVERED),
+    "3": ("Absent Subscriber - Permanent", True, pb.DELIVERY_STATUS_REJECTED),
     "4": ("Call Barred by User", True, pb.DELIVERY_STATUS_REJECTED),
     "5": ("Portability Error", None, None),
     "6": ("Anti-Spam Rejection", True, pb.DELIVERY_STATUS_REJECTED),
@@ -83,7 +83,7 @@ ERROR_CODES: ErrorCodes = {
     "10": ("Illegal Message", True, pb.DELIVERY_STATUS_REJECTED),
     # judgment: no route is the provider's failure at hand-off, not the carrier's
     "11": ("Unroutable", None, pb.DELIVERY_STATUS_FAILED),
-    "12": ("Destination Unreachable", None, None),
+    "12": ("Destination Unreachable", False, pb.DELIVERY_STATUS_UNDELIVERED),
     "13": ("Subscriber Age Restriction", True, pb.DELIVERY_STATUS_REJECTED),
     "14": ("Number Blocked by Carrier", True, pb.DELIVERY_STATUS_REJECTED),
     "15": ("Pre-Paid - Insufficient funds", None, None),

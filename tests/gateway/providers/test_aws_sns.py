@@ -454,12 +454,12 @@ def test_every_event_field_is_normalized(tmp_path: Path) -> None:
         ("TEXT_PENDING", "sent", None),
         ("TEXT_SUCCESSFUL", "delivered", None),
         ("TEXT_DELIVERED", "delivered", None),
-        ("TEXT_BLOCKED", "undelivered", None),
-        ("TEXT_CARRIER_BLOCKED", "rejected", None),
-        ("TEXT_SPAM", "rejected", None),
-        ("TEXT_PROTECT_BLOCKED", "rejected", None),
-        ("TEXT_INVALID", "rejected", None),
-        ("TEXT_INVALID_MESSAGE", "rejected", None),
+        ("TEXT_BLOCKED", "rejected", True),  # blocked: REJECTED, permanent
+        ("TEXT_CARRIER_BLOCKED", "rejected", True),
+        ("TEXT_SPAM", "rejected", True),  # spam filtered: REJECTED, permanent
+        ("TEXT_PROTECT_BLOCKED", "rejected", True),
+        ("TEXT_INVALID", "rejected", True),  # invalid number: REJECTED, permanent
+        ("TEXT_INVALID_MESSAGE", "rejected", True),
         ("TEXT_TTL_EXPIRED", "expired", None),
         ("TEXT_CARRIER_UNREACHABLE", "undelivered", False),
         ("TEXT_UNREACHABLE", "undelivered", False),

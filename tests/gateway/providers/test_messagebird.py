@@ -189,9 +189,10 @@ def test_a_failed_report_is_normalized() -> None:
     report = first_report(endpoint("k").handle(jwt_get(url, "k")))
     assert report.message_id == "eef0ab57a9e049be946f3821568c2b2f"
     assert (status_label(report.status), report.provider_status) == (
-        "undelivered",
+        "rejected",  # code 1, unknown subscriber: an invalid number
         "delivery_failed",
     )
+    assert report.error.permanent is True
     assert (report.recipient, report.client_ref, report.segments) == ("+31612345678", "order-5", 2)
     assert (report.error.code, report.error.description) == ("1", "unknown subscriber")
     assert (report.price.amount, report.price.currency) == ("0.07", "EUR")
@@ -214,6 +215,26 @@ def test_a_failed_report_is_normalized() -> None:
 def test_status_table(status: str, canonical: str) -> None:
     report = first_report(endpoint("k").handle(jwt_get(report_url(status=status), "k")))
     assert status_label(report.status) == canonical
+
+
+@pytest.mark.parametrize(
+    ("code", "canonical", "permanent"),
+    [
+        ("103", "rejected", True),  # opt-out: the contact sent STOP
+        ("13", "rejected", True),  # blocked (call barred)
+        ("1", "rejected", True),  # invalid number (unknown subscriber)
+        ("27", "undelivered", False),  # unreachable (absent subscriber)
+        ("34", "undelivered", None),  # unlisted meaning: the status MessageBird sent is kept
+    ],
+)
+def test_error_meanings(code: str, canonical: str, permanent: bool | None) -> None:
+    url = report_url(status="delivery_failed") + f"&statusErrorCode={code}"
+    report = first_report(endpoint("k").handle(jwt_get(url, "k")))
+    assert (status_label(report.status), report.error.code) == (canonical, code)
+    if permanent is None:
+        assert not report.error.HasField("permanent")
+    else:
+        assert report.error.permanent is permanent
 
 
 def test_missing_id_is_malformed_and_bad_items_quarantined() -> None:

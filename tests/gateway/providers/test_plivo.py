@@ -291,7 +291,12 @@ def test_error_codes_refine_failures_and_parts_are_kept() -> None:
         ("read", "", "delivered", None),
         ("failed", "900", "failed", None),
         ("undelivered", "20", "undelivered", False),
-        ("undelivered", "70", "undelivered", True),
+        ("undelivered", "70", "rejected", True),  # permanently unavailable: invalid number
+        ("undelivered", "200", "rejected", True),  # opt-out: blocked by STOP
+        ("undelivered", "100", "rejected", True),  # blocked: prohibited by carrier
+        ("undelivered", "50", "rejected", True),  # invalid destination number
+        ("undelivered", "80", "undelivered", False),  # temporarily unavailable
+        ("undelivered", "30", "rejected", True),  # spam detected
         ("failed", "90", "failed", None),
         ("rejected", "", "rejected", None),
         ("something_new", "", "unknown", None),

@@ -246,6 +246,22 @@ def test_status_table(status: str, code: int, canonical: str) -> None:
     assert report.provider_status == status
 
 
+@pytest.mark.parametrize(
+    ("code", "canonical", "permanent"),
+    [
+        ("417", "undelivered", False),  # unreachable
+        ("404", "undelivered", False),  # temporary delivery failure
+        ("402", "failed", True),  # provider-side: unroutable
+        ("413", "failed", True),  # the sending account is blocked: provider-side, not the recipient
+    ],
+)
+def test_error_meanings(code: str, canonical: str, permanent: bool) -> None:
+    request = json_request(body_of({**ITEM, "status": "Failed", "code": int(code)}))
+    report = first_report(endpoint(webhook_secret="s").parse(request))
+    assert (status_label(report.status), report.error.code) == (canonical, code)
+    assert report.error.permanent is permanent
+
+
 def test_bad_envelopes() -> None:
     with pytest.raises(Malformed):
         endpoint(webhook_secret="s").parse(json_request(b'{"batch_id": "b"}'))

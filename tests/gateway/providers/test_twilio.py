@@ -262,7 +262,7 @@ def test_event_id_is_a_digest_of_the_signed_string_not_the_idempotency_token() -
         ("sent", "", "sent"),
         ("delivered", "", "delivered"),
         ("read", "", "delivered"),
-        ("undelivered", "30005", "undelivered"),
+        ("undelivered", "30005", "rejected"),
         ("undelivered", "30007", "rejected"),
         ("undelivered", "30036", "expired"),
         ("failed", "30001", "failed"),
@@ -278,6 +278,26 @@ def test_status_table(status: str, code: str, canonical: str) -> None:
     report = first_report(endpoint("t").parse(inbound(URL, form=form)))
     assert status_label(report.status) == canonical
     assert report.provider_status == status
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "canonical", "permanent"),
+    [
+        ("undelivered", "21610", "rejected", True),  # opt-out: replied STOP
+        ("failed", "21610", "rejected", True),
+        ("undelivered", "30004", "rejected", True),  # blocked
+        ("undelivered", "21614", "rejected", True),  # invalid number (not a mobile number)
+        ("undelivered", "30005", "rejected", True),  # invalid number (unknown handset)
+        ("failed", "30003", "undelivered", False),  # unreachable handset
+        ("undelivered", "30007", "rejected", True),  # carrier violation / spam filtered
+        ("failed", "30001", "failed", False),  # provider-side: queue overflow
+    ],
+)
+def test_error_meanings(status: str, code: str, canonical: str, permanent: bool) -> None:
+    form = {"MessageSid": "SM1", "MessageStatus": status, "ErrorCode": code}
+    report = first_report(endpoint("t").parse(inbound(URL, form=form)))
+    assert (status_label(report.status), report.error.code) == (canonical, code)
+    assert report.error.permanent is permanent
 
 
 def test_inbound_statuses_are_quarantined_not_dropped() -> None:

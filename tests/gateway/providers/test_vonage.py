@@ -214,7 +214,11 @@ def test_per_part_receipts_can_name_their_parent_by_client_ref() -> None:
         ("delivered", "0", "delivered", None),
         ("expired", "1", "expired", None),
         ("failed", "2", "undelivered", False),
-        ("failed", "3", "undelivered", True),
+        ("failed", "3", "rejected", True),  # absent for good: an invalid number
+        ("failed", "9", "rejected", True),  # opt-out (Illegal Number: the user opted out)
+        ("failed", "14", "rejected", True),  # blocked by the carrier
+        ("failed", "6", "rejected", True),  # anti-spam rejection
+        ("failed", "12", "undelivered", False),  # destination unreachable
         ("failed", "11", "failed", None),
         ("rejected", "9", "rejected", True),
         ("unknown", "1", "unknown", None),
