@@ -42,6 +42,8 @@ from gateway.providers.base import (
 )
 from gateway.providers.credentials import Credentials, tolerance
 from gateway.providers.fields import (
+    ErrorCodes,
+    apply_error_code,
     first_time,
     identity_number,
     iso_time,
@@ -67,6 +69,24 @@ STATUSES: dict[str, pb.DeliveryStatus.ValueType] = {
     "expired": pb.DELIVERY_STATUS_EXPIRED,
     # judgment: final, but the carrier never confirmed: a final word that says nothing
     "delivery_unconfirmed": pb.DELIVERY_STATUS_UNKNOWN,
+}
+#: Delivery error codes (``errors[0].code``, the 40xxx family of Telnyx's messaging error-code
+#: reference): (description, permanent or None when Telnyx does not say, the canonical status a
+#: failure with this code gets, or None to keep the mapped one).
+ERROR_CODES: ErrorCodes = {
+    "40001": ("Not routable (landline or non-routable number)", True, pb.DELIVERY_STATUS_REJECTED),
+    "40002": ("Blocked as spam (temporary)", False, pb.DELIVERY_STATUS_REJECTED),
+    "40003": ("Blocked as spam (permanent)", True, pb.DELIVERY_STATUS_REJECTED),
+    "40004": ("Rejected by destination (unknown reason)", False, None),
+    "40005": ("Message expired during transmission", None, pb.DELIVERY_STATUS_EXPIRED),
+    "40006": ("Recipient server unavailable", False, pb.DELIVERY_STATUS_UNDELIVERED),
+    "40008": ("Undeliverable", None, None),
+    "40009": ("Invalid message body", True, pb.DELIVERY_STATUS_REJECTED),
+    "40011": ("Rate limit exceeded upstream", False, pb.DELIVERY_STATUS_FAILED),
+    "40012": ("Invalid destination number", True, pb.DELIVERY_STATUS_REJECTED),
+    "40013": ("Invalid source number", True, pb.DELIVERY_STATUS_REJECTED),
+    "40014": ("Expired in queue", None, pb.DELIVERY_STATUS_EXPIRED),
+    "40015": ("Internal spam filter", True, pb.DELIVERY_STATUS_REJECTED),
 }
 #: Events that report an outbound message's status; ``message.finalized`` is terminal.
 EVENTS = frozenset({"message.sent", "message.finalized", "message.read"})
@@ -302,10 +322,12 @@ def _sender(sender: object) -> str:
 def _set_error(report: pb.DeliveryReport, errors: object) -> None:
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         first = errors[0]
-        code = text(first.get("code"), "errors[0].code", limit=32)
+        code = text(first.get("code"), "errors[0].code", limit=32).strip()
         name = text(first.get("title"), "errors[0].title", limit=256)
         description = text(first.get("detail"), "errors[0].detail")
-        report.error.code, report.error.name, report.error.description = code, name, description
+        apply_error_code(report, code, ERROR_CODES)
+        report.error.name = name
+        report.error.description = description or report.error.description
 
 
 def public_key_of(seed: bytes) -> str:

@@ -220,11 +220,36 @@ def test_each_recipient_of_a_group_message_is_a_part() -> None:
     ]
     assert got == [
         (f"{parent}:+18665550001", parent, 1, 2, "delivered"),
-        (f"{parent}:+18665550002", parent, 2, 2, "undelivered"),
+        (f"{parent}:+18665550002", parent, 2, 2, "rejected"),  # 40002: spam filtered
     ]
     assert len({report.event_id for report in parsed.reports}) == 2
     assert parsed.reports[1].error.code == "40002"
     assert parsed.reports[1].error.name == "Blocked as spam - temporary"
+    assert parsed.reports[1].error.permanent is False
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "canonical", "permanent"),
+    [
+        ("delivery_failed", "40003", "rejected", True),  # blocked as spam, for good
+        ("delivery_failed", "40002", "rejected", False),  # spam filtered, for now
+        ("delivery_failed", "40001", "rejected", True),  # landline / not routable
+        ("delivery_failed", "40012", "rejected", True),  # invalid number
+        ("delivery_failed", "40006", "undelivered", False),  # unreachable
+        ("sending_failed", "40011", "failed", False),  # provider-side: upstream rate limit
+        ("delivery_failed", "40008", "undelivered", None),  # general: the status is kept
+    ],
+)
+def test_error_meanings(status: str, code: str, canonical: str, permanent: bool | None) -> None:
+    data = json.loads(event_body(status=status))
+    data["data"]["payload"]["errors"] = [{"code": code, "title": "t", "detail": ""}]
+    report = first_report(keyed().handle(signed(json.dumps(data).encode(), "k")))
+    assert (status_label(report.status), report.error.code) == (canonical, code)
+    assert report.error.description  # from the table when Telnyx sends no detail
+    if permanent is None:
+        assert not report.error.HasField("permanent")
+    else:
+        assert report.error.permanent is permanent
 
 
 @pytest.mark.parametrize(
