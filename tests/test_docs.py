@@ -10,7 +10,7 @@ from google.protobuf import json_format
 
 from common.settings import env_name
 from dlrhub.v1 import status_service_pb2 as status_pb
-from gateway.providers import PROVIDERS
+from gateway.providers import PROVIDERS, messagebird, plivo, sinch, telnyx, twilio, vonage
 from gateway.settings import GatewaySettings
 from statusd.settings import StatusdSettings
 
@@ -41,6 +41,23 @@ def test_every_provider_has_a_setup_page() -> None:
         page = ROOT / "docs" / "providers" / f"{name}.md"
         assert page.exists(), page
         assert "## Status mapping" in page.read_text(encoding="utf-8")
+
+
+def test_every_error_code_table_is_on_its_page() -> None:
+    """Each provider's error-code table is documented row by row under ``## Error codes``."""
+    for name, module in (
+        ("twilio", twilio),
+        ("plivo", plivo),
+        ("vonage", vonage),
+        ("telnyx", telnyx),
+        ("messagebird", messagebird),
+    ):
+        page = (ROOT / "docs" / "providers" / f"{name}.md").read_text(encoding="utf-8")
+        section = page.split("## Error codes", 1)[1]
+        missing = [code for code in module.ERROR_CODES if f"\n| {code} |" not in section]
+        assert missing == [], name
+    sinch_page = (ROOT / "docs" / "providers" / "sinch.md").read_text(encoding="utf-8")
+    assert all(f"\n| {code} |" in sinch_page.split("## Error codes", 1)[1] for code in sinch.CODES)
 
 
 def test_readme_shows_the_two_commands() -> None:
