@@ -27,14 +27,6 @@ DATA = Path(__file__).parents[2] / "data" / "providers"
 URL = "https://dlr.example.com/webhooks/"
 SECRET = "corpus-secret-" + "k" * 50
 SEED = bytes(range(32))
-#: Samples whose correct output comes with lenient normalization: items of an unreadable
-#: informational field are kept (Infobip mccMnc "null"), Vonage's event time is
-#: message-timestamp (scts is the carrier's local time), and Sinch ids use E.164 recipients.
-LENIENT = {
-    "infobip/mccmnc_null_string",
-    "vonage/failed_err9_opted_out",
-    "sinch/batch_full_without_plus",
-}
 
 Signed = tuple[Provider, InboundRequest]
 
@@ -141,11 +133,7 @@ def samples() -> list[Any]:
     for path in sorted(DATA.glob("*/*")):
         if path.name.endswith(".expected.json"):
             continue
-        name = f"{path.parent.name}/{path.stem}"
-        marks = []
-        if name in LENIENT:
-            marks.append(pytest.mark.xfail(strict=True, reason="lands with lenient normalization"))
-        found.append(pytest.param(path, id=name, marks=marks))
+        found.append(pytest.param(path, id=f"{path.parent.name}/{path.stem}"))
     return found
 
 
