@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,25 @@ DATA = Path(__file__).parent / "data"
 Sanic.test_mode = True  # many gateway apps per process
 
 
+def _settings_variables() -> list[str]:
+    return [
+        key
+        for key in os.environ
+        if key.startswith("DLRHUB_") and not key.startswith("DLRHUB_TEST_")
+    ]
+
+
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's DLRHUB_* settings (DLRHUB_TEST_* stay)."""
-    for key in list(os.environ):
-        if key.startswith("DLRHUB_") and not key.startswith("DLRHUB_TEST_"):
-            monkeypatch.delenv(key)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's DLRHUB_* settings (DLRHUB_TEST_* stay), and none leaks
+    the ones it added to the tests after it: a ``dlrhub`` command run in-process loads the
+    checkout's ``var/dev.env`` into ``os.environ``, whose relative paths mean nothing to the
+    processes a later test starts elsewhere."""
+    for key in _settings_variables():
+        monkeypatch.delenv(key)
+    yield
+    for key in _settings_variables():
+        del os.environ[key]
 
 
 def signature_vectors(provider: str) -> list[dict[str, Any]]:
