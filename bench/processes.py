@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common.net import free_port, http_ok, port_open
+from dlrhub_common.net import free_port, http_ok, port_open
 
 BIN = Path(sys.executable).parent
 __all__ = ["BIN", "Process", "Usage", "free_port", "http_ok", "port_open"]

@@ -14,10 +14,10 @@ from typing import Any
 
 from sanic import Sanic
 
-from common import logs
-from common.config_names import check_environment
-from common.net import BindError
-from common.settings import ConfigError
+from dlrhub_common import logs
+from dlrhub_common.config_names import check_environment
+from dlrhub_common.net import BindError
+from dlrhub_common.settings import ConfigError
 from gateway.admission import CappedHttpProtocol
 from gateway.app import create_app
 from gateway.settings import GatewayConfig, known_variables

@@ -7,7 +7,7 @@ authentication failure's label when there is one: ``unauthorized/invalid``,
 ``rate_limited/stale``; ``quarantined`` for a 2xx that quarantined items), ``reason`` (the
 text the caller got), ``client`` (its address, see :meth:`gateway.guard.Guard.client`),
 ``request_id`` and ``status``. It never carries a header value (no credentials or
-signatures) or the body, and phone numbers are masked (:func:`common.logs.scrub`) unless
+signatures) or the body, and phone numbers are masked (:func:`dlrhub_common.logs.scrub`) unless
 ``DLRHUB_LOG_PHONE_NUMBERS`` is on. 4xx lines are ``info``; 5xx and quarantine are
 ``warning``. A stored webhook whose reports lost unreadable informational fields
 (:mod:`gateway.providers.dropped`) writes an ``info`` line per field class
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from sanic import Request
 
-from common.logs import scrub
+from dlrhub_common.logs import scrub
 from gateway.errors import WebhookError, authentication_failure, http_status
 from gateway.guard import Guard
 from gateway.metrics import provider_label

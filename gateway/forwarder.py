@@ -29,7 +29,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2
 
-from client.connection import TLSConfig, bearer_metadata, open_channel
+from dlrhub.client.connection import TLSConfig, bearer_metadata, open_channel
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc

@@ -9,8 +9,8 @@ from collections import Counter as Tally
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from common.status_names import status_label
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from dlrhub_common.status_names import status_label
 from gateway.errors import WebhookError, authentication_failure
 from gateway.providers import PROVIDERS, Parsed
 

@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 
-from common.config_names import variables
-from common.net import loopback
-from common.settings import BaseConfig, CommaList, ConfigError, Pem, PemSecret, load
+from dlrhub_common.config_names import variables
+from dlrhub_common.net import loopback
+from dlrhub_common.settings import BaseConfig, CommaList, ConfigError, Pem, PemSecret, load
 from gateway.providers import PROVIDERS, Provider
 from gateway.ratelimit import parse_networks
 from statusd.settings import StatusdSettings
@@ -218,7 +218,8 @@ class GatewayConfig:
 
     @classmethod
     def load(cls, settings: GatewaySettings | None = None) -> GatewayConfig:
-        """Reads the environment; raises :class:`~common.settings.ConfigError` on bad values."""
+        """Reads the environment; raises :class:`~dlrhub_common.settings.ConfigError` on bad
+        values."""
         settings = settings if settings is not None else load(GatewaySettings)
         endpoints: dict[tuple[str, str], Provider] = {}
         for name, provider_class in PROVIDERS.items():

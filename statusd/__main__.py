@@ -9,9 +9,9 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from common import logs
-from common.config_names import GATEWAY_SETTINGS, check_environment, variables
-from common.settings import ConfigError, load
+from dlrhub_common import logs
+from dlrhub_common.config_names import GATEWAY_SETTINGS, check_environment, variables
+from dlrhub_common.settings import ConfigError, load
 from statusd.server import serve
 from statusd.settings import StatusdSettings
 from statusd.storage import SchemaTooNew

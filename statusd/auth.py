@@ -29,9 +29,9 @@ from typing import Any, Literal, TypeAlias
 
 import grpc
 
-from common.net import loopback
-from common.settings import ConfigError
 from dlrhub.v1 import ingest_service_pb2, status_service_pb2
+from dlrhub_common.net import loopback
+from dlrhub_common.settings import ConfigError
 from statusd import errors, metrics
 from statusd.cursors import BUILTIN_KEY
 from statusd.settings import StatusdSettings

@@ -25,13 +25,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from common.net import BindError, loopback
 from dlrhub.v1 import (
     ingest_service_pb2,
     ingest_service_pb2_grpc,
     status_service_pb2,
     status_service_pb2_grpc,
 )
+from dlrhub_common.net import BindError, loopback
 from statusd import auth, metrics
 from statusd.auth import BearerAuth
 from statusd.committer import GroupCommitter
@@ -124,7 +124,7 @@ class Statusd:
         """Serves at once; readiness follows the store. A store that cannot be opened yet (a
         MongoDB that is still starting) keeps health NOT_SERVING while statusd retries, and
         Watch answers UNAVAILABLE until its change hub can read the store. A port that cannot
-        be bound raises :class:`~common.net.BindError` naming its variable."""
+        be bound raises :class:`~dlrhub_common.net.BindError` naming its variable."""
         settings = self.settings
         self.committer.start()
         ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(

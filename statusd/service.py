@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 
 import grpc
 
-from common.providers import PROVIDER_NAMES
-from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
+from dlrhub_common.providers import PROVIDER_NAMES
+from dlrhub_common.status_names import status_label
 from statusd import errors, metrics, model
 from statusd.committer import GroupCommitter
 from statusd.fanout import client_identity

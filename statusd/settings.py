@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from common.settings import BaseConfig, Pem, PemSecret, Secrets
+from dlrhub_common.settings import BaseConfig, Pem, PemSecret, Secrets
 
 
 class StatusdSettings(BaseConfig):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from common.settings import env_name
 from dlrhub.v1 import status_service_pb2 as status_pb
+from dlrhub_common.settings import env_name
 from gateway.providers import PROVIDERS, messagebird, plivo, sinch, telnyx, twilio, vonage
 from gateway.settings import GatewaySettings
 from statusd.settings import StatusdSettings

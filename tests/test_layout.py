@@ -1,9 +1,10 @@
 """The structure rules of the hand-written packages (never gen/): modules under 400 lines,
 functions under 60 lines, and tests that mirror modules: ``<pkg>/<path>/<mod>.py`` is tested
 by ``tests/<pkg>/<path>/test_<mod>.py``, or by a test module that names it in a comment such
-as ``Covers cli/connect.py too: ...``. A ``__main__.py`` with logic is mirrored by
-``test_main.py``, an ``__init__.py`` with logic by ``test_init.py``; one with no functions or
-classes needs no test."""
+as ``Covers dlrhub_cli/connect.py too: ...``. The client distribution's package
+(``client/src/dlrhub/client``) is tested by ``tests/client/``. A ``__main__.py`` with logic
+is mirrored by ``test_main.py``, an ``__init__.py`` with logic by ``test_init.py``; one with
+no functions or classes needs no test."""
 
 from __future__ import annotations
 
@@ -16,11 +17,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
-PACKAGES = ("gateway", "statusd", "common", "cli", "client", "bench")
+PACKAGES = (
+    "gateway",
+    "statusd",
+    "dlrhub_common",
+    "dlrhub_cli",
+    "client/src/dlrhub/client",
+    "bench",
+)
+#: Package roots whose tests live under another name in tests/.
+TEST_DIRS = {"client/src/dlrhub/client": "client"}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
-#: "Covers cli/connect.py too", "Covers statusd/storage/mongo.py, mongo_commit.py and
+#: "Covers dlrhub_cli/connect.py too", "Covers statusd/storage/mongo.py, mongo_commit.py and
 #: mongo_docs.py" (a bare name is a sibling of the path before it).
 COVERS = re.compile(r"Covers\s+((?:[\w./]+\.py[,\s]*(?:and\s+)?)+)")
 NAMED = re.compile(r"[\w./]+\.py")
@@ -49,7 +59,10 @@ def needs_mirror(module: str) -> bool:
 
 
 def mirror_of(module: str) -> str:
-    """``cli/render.py`` → ``tests/cli/test_render.py``."""
+    """``dlrhub_cli/render.py`` → ``tests/dlrhub_cli/test_render.py``."""
+    for root, tests in TEST_DIRS.items():
+        if module.startswith(root + "/"):
+            module = tests + module[len(root) :]
     path = Path(module)
     stem = path.stem.strip("_")
     return (Path("tests") / path.parent / f"test_{stem}.py").as_posix()
@@ -59,7 +72,7 @@ def named_in(covers: str) -> list[str]:
     """The module paths a ``Covers`` clause names."""
     named, directory = [], ""
     for name in NAMED.findall(covers):
-        if name.split("/")[0] in PACKAGES:
+        if any(name.startswith(package + "/") for package in PACKAGES):
             directory = name.rsplit("/", 1)[0]
             named.append(name)
         elif directory and "/" not in name:
@@ -94,7 +107,7 @@ def long_functions(module: str) -> list[tuple[str, int]]:
 
 
 def test_the_packages_are_found() -> None:
-    assert {module.split("/")[0] for module in modules()} == set(PACKAGES)
+    assert {next(p for p in PACKAGES if m.startswith(p + "/")) for m in modules()} == set(PACKAGES)
     assert not [module for module in modules() if module.startswith("gen/")]
 
 
@@ -119,12 +132,13 @@ def test_module_has_a_mirroring_test(module: str) -> None:
 
 
 def test_mirror_names() -> None:
-    assert mirror_of("cli/render.py") == "tests/cli/test_render.py"
+    assert mirror_of("dlrhub_cli/render.py") == "tests/dlrhub_cli/test_render.py"
+    assert mirror_of("client/src/dlrhub/client/retry.py") == "tests/client/test_retry.py"
     assert mirror_of("statusd/storage/sqlite.py") == "tests/statusd/storage/test_sqlite.py"
     assert mirror_of("bench/__main__.py") == "tests/bench/test_main.py"
     assert mirror_of("statusd/storage/__init__.py") == "tests/statusd/storage/test_init.py"
-    assert [named_in(c) for c in COVERS.findall("# Covers cli/connect.py too: flags")] == [
-        ["cli/connect.py"]
+    assert [named_in(c) for c in COVERS.findall("# Covers dlrhub_cli/connect.py too: x")] == [
+        ["dlrhub_cli/connect.py"]
     ]
     text = "store). Covers statusd/storage/mongo.py, mongo_commit.py,\nand mongo_docs.py."
     assert named_in(COVERS.findall(text)[0]) == [
@@ -132,7 +146,7 @@ def test_mirror_names() -> None:
         "statusd/storage/mongo_commit.py",
         "statusd/storage/mongo_docs.py",
     ]
-    assert named_in("cli/main.py and client/retry.py, gen/x.py") == [
-        "cli/main.py",
-        "client/retry.py",
+    assert named_in("dlrhub_cli/main.py and client/src/dlrhub/client/retry.py, gen/x.py") == [
+        "dlrhub_cli/main.py",
+        "client/src/dlrhub/client/retry.py",
     ]

@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 
-from common.settings import CommaList
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.settings import CommaList
 from gateway.auth import sns_certificates, sns_signature
 from gateway.errors import Malformed, NotReady
 from gateway.providers.base import (

@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from common.settings import env_name
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.settings import env_name
 from gateway.auth import signatures
 from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from gateway.providers import dropped as dropped_fields

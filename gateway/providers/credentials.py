@@ -15,7 +15,7 @@ from typing import Any, ClassVar, cast
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import BaseConfig
+from dlrhub_common.settings import BaseConfig
 
 
 class Credentials(BaseModel):

@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 
 from pydantic import Field
 
-from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.settings import Secrets
 from gateway.auth import jwt, signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (

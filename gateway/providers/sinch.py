@@ -24,8 +24,8 @@ from typing import Any
 
 from pydantic import Field
 
-from common.settings import BasicPairs, Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.settings import BasicPairs, Secrets
 from gateway.auth import basic, signatures
 from gateway.errors import Malformed, Unauthenticated
 from gateway.providers.base import (

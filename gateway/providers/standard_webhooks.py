@@ -28,9 +28,9 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 
-from common.settings import Secrets
-from common.status_names import BY_NAME, status_from_label
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.settings import Secrets
+from dlrhub_common.status_names import BY_NAME, status_from_label
 from gateway.auth import signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (

@@ -25,8 +25,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field, SecretStr, field_validator
 
-from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.settings import Secrets
 from gateway.errors import Malformed
 from gateway.providers.base import (
     InboundRequest,

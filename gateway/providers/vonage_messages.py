@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import Field
 
-from common.settings import Secrets
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.settings import Secrets
 from gateway.auth import jwt, signatures
 from gateway.errors import Malformed, NotReady
 from gateway.providers.base import (

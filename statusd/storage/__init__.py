@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.settings import ConfigError
+from dlrhub_common.settings import ConfigError
 from statusd.settings import StatusdSettings
 from statusd.storage.base import (
     InvalidPosition,

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from client import Backoff, DlrhubClient, DlrhubError, Watch
+from dlrhub.client import Backoff, DlrhubClient, DlrhubError, Watch
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd.server import Statusd
 from tests.helpers.processes import free_port

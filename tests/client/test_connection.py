@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from client.connection import DEFAULT_OPTIONS, TLSConfig, bearer_metadata, open_channel
+from dlrhub.client.connection import DEFAULT_OPTIONS, TLSConfig, bearer_metadata, open_channel
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from statusd.server import Statusd

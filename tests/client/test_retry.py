@@ -7,7 +7,7 @@ from itertools import islice
 
 import grpc
 
-from client.retry import RESUMABLE, RETRYABLE, Backoff
+from dlrhub.client.retry import RESUMABLE, RETRYABLE, Backoff
 
 
 def test_delays_grow_and_are_capped_without_jitter() -> None:

@@ -14,7 +14,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from pydantic_settings import BaseSettings
 from sanic import Sanic
 
-from common.settings import env_name
+from dlrhub_common.settings import env_name
 from gateway import metrics as gateway_metrics
 from gateway.app import create_app
 from gateway.providers import PROVIDERS

@@ -11,7 +11,7 @@ import helm_python
 import kubernetes_validate
 import pytest
 
-from common.settings import load
+from dlrhub_common.settings import load
 from gateway.ratelimit import parse_networks
 from gateway.settings import GatewaySettings
 from tests.deploy.chart import (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import load
+from dlrhub_common.settings import load
 from gateway.settings import GatewayConfig, GatewaySettings
 from statusd.settings import StatusdSettings
 from tests.deploy import app_contract as app

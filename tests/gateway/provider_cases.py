@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from common.settings import load
-from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.settings import load
+from dlrhub_common.status_names import status_label
 from gateway.errors import Unauthenticated, WebhookError
 from gateway.providers.base import InboundRequest, Provider
 from gateway.providers.credentials import Credentials

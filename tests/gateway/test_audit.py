@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.logs import JsonFormatter
+from dlrhub_common.logs import JsonFormatter
 from gateway.audit import RejectionLog, Source, reason_label
 from gateway.auth import basic
 from gateway.errors import Malformed, RateLimited, Unauthenticated

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from common.settings import load
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.settings import load
 from gateway.auth import basic
 from gateway.errors import PayloadTooLarge, Unauthenticated
 from gateway.guard import Guard, NonceCache, digest

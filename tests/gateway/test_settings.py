@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import ConfigError, load
+from dlrhub_common.settings import ConfigError, load
 from gateway.settings import GatewayConfig, GatewaySettings
 
 

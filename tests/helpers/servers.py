@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from sanic import Sanic
 
-from common.settings import load
+from dlrhub_common.settings import load
 from gateway.admission import CappedHttpProtocol
 from gateway.app import create_app
 from gateway.forwarder import Forwarder

@@ -15,12 +15,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from common.net import loopback
-from common.settings import ConfigError
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
+from dlrhub_common.net import loopback
+from dlrhub_common.settings import ConfigError
 from statusd.auth import METHOD_ROLES, bearer_token
 from statusd.cursors import BUILTIN_KEY, CursorCodec
 from statusd.errors import InvalidArgument

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import ConfigError, load
+from dlrhub_common.settings import ConfigError, load
 from statusd.settings import StatusdSettings
 from tests.helpers.certs import CertificateAuthority
 

@@ -9,9 +9,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from client import Backoff, DlrhubClient, DlrhubError, TLSConfig
-from common.settings import ConfigError, load
+from dlrhub.client import Backoff, DlrhubClient, DlrhubError, TLSConfig
 from dlrhub.v1 import status_service_pb2 as status_pb
+from dlrhub_common.settings import ConfigError, load
 from statusd.server import Statusd
 from statusd.settings import StatusdSettings
 from tests.helpers.certs import CertificateAuthority, Issued

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from common.status_names import status_label
+from dlrhub_common.status_names import status_label
 from gateway.auth import sns_certificates, sns_signature
 from gateway.errors import Malformed, NotReady, Unauthenticated, WebhookError
 from gateway.providers import dropped

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from common.status_names import status_label
+from dlrhub_common.status_names import status_label
 from gateway.errors import Malformed, Unauthenticated
 from gateway.providers.base import InboundRequest
 from gateway.providers.bird import Bird, BirdCredentials, sign, signing_message

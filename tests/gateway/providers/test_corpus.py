@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.status_names import status_label
 from gateway.providers import infobip, messagebird, plivo, sinch, telnyx, twilio, vonage
 from gateway.providers.base import InboundRequest, Provider
 from tests.helpers.requests import inbound

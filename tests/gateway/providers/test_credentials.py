@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import ConfigError, env_name, load
+from dlrhub_common.settings import ConfigError, env_name, load
 from gateway.providers import PROVIDERS
 from gateway.providers.aws_sns import AwsSns
 from gateway.providers.infobip import Infobip, InfobipCredentials

@@ -13,10 +13,10 @@ import grpc
 import httpx
 import pytest
 
-from common.settings import load
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
+from dlrhub_common.settings import load
 from gateway.providers import PROVIDERS, Provider
 from gateway.providers.base import SampleRequest
 from gateway.providers.sinch import sign_now as sinch_sign_now

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.status_names import status_label
 from gateway.auth.basic import authorization as basic_authorization
 from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from gateway.providers import infobip

@@ -17,7 +17,7 @@ from messagebird.error import ValidationError
 from messagebird.request_validator import RequestValidator
 from messagebird.signed_request import SignedRequest
 
-from common.status_names import status_label
+from dlrhub_common.status_names import status_label
 from gateway.auth import jwt
 from gateway.errors import Malformed, Unauthenticated
 from gateway.providers.base import InboundRequest

@@ -19,8 +19,8 @@ from plivo.utils.signature_v3 import (
     validate_v3_signature,
 )
 
-from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.status_names import status_label
 from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
 from gateway.providers.base import InboundRequest
 from gateway.providers.plivo import (

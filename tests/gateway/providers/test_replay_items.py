@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from common.status_names import status_label
+from dlrhub_common.status_names import status_label
 from gateway.providers import PROVIDERS
 from gateway.providers.base import InvalidItem, SampleRequest
 from tests.gateway.provider_cases import ProviderContract, contracts_of

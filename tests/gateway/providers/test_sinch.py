@@ -17,7 +17,7 @@ from sinch.domains.authentication.sinch_events.v1.authentication_validation impo
     validate_sinch_event_signature_with_nonce,
 )
 
-from common.status_names import status_label
+from dlrhub_common.status_names import status_label
 from gateway.auth.basic import authorization as basic_authorization
 from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from gateway.providers import sinch

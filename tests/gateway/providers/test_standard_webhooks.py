@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from common.settings import ConfigError, load
-from common.status_names import status_label
+from dlrhub_common.settings import ConfigError, load
+from dlrhub_common.status_names import status_label
 from gateway.errors import Malformed, Unauthenticated
 from gateway.providers.base import InboundRequest
 from gateway.providers.standard_webhooks import (

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from telnyx.lib.webhook_verification import WebhookVerificationError, verify_webhook_signature
 
-from common.settings import ConfigError, load
-from common.status_names import status_label
+from dlrhub_common.settings import ConfigError, load
+from dlrhub_common.status_names import status_label
 from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated
 from gateway.providers.base import InboundRequest, SampleUnavailable
 from gateway.providers.telnyx import (

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from common.status_names import status_label
+from dlrhub_common.status_names import status_label
 from gateway.auth.canonical import concatenation_problem
 from gateway.errors import Malformed, Unauthenticated, UnsupportedMediaType
 from gateway.providers.base import InboundRequest

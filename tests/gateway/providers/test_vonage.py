@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vonage_http_client.auth import Auth
 
-from common.status_names import status_label
+from dlrhub_common.status_names import status_label
 from gateway.errors import Malformed, Unauthenticated
 from gateway.providers.base import InboundRequest
 from gateway.providers.vonage import (

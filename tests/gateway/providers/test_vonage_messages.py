@@ -14,8 +14,8 @@ import jwt as pyjwt
 import pytest
 from vonage_jwt.verify_jwt import verify_signature
 
-from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.status_names import status_label
 from gateway.auth import jwt
 from gateway.errors import Malformed, NotReady, Unauthenticated
 from gateway.providers.base import InboundRequest

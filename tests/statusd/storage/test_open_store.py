@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import ConfigError
+from dlrhub_common.settings import ConfigError
 from statusd.storage import open_store
 from statusd.storage.mongo import MongoStore
 from statusd.storage.sqlite import SqliteStore

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli import devenv
-from common.config_names import check_environment
-from common.net import http_ok, port_open
-from common.settings import ConfigError, load
+from dlrhub_cli import devenv
+from dlrhub_common.config_names import check_environment
+from dlrhub_common.net import http_ok, port_open
+from dlrhub_common.settings import ConfigError, load
 from gateway.providers import PROVIDERS
 from gateway.settings import GatewaySettings, known_variables
 from statusd.settings import StatusdSettings

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from common.settings import load
+from dlrhub_common.settings import load
 from gateway.providers import PROVIDERS
 from gateway.providers.base import SampleUnavailable
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cli.connect import UsageError, add_flags, client_from, default_target, tls_from, token_from
+from dlrhub_cli.connect import (
+    UsageError,
+    add_flags,
+    client_from,
+    default_target,
+    tls_from,
+    token_from,
+)
 from tests.helpers.certs import CertificateAuthority
 
 

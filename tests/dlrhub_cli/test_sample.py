@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cli.sample import SampleError, main, send_sample
-from common.net import free_port
+from dlrhub_cli.sample import SampleError, main, send_sample
+from dlrhub_common.net import free_port
 from tests.helpers.processes import CREDENTIALS, INFOBIP_BASIC_AUTH
 from tests.helpers.servers import BackgroundStack
 

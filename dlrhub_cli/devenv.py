@@ -16,7 +16,7 @@ DEV_ENV = Path("var/dev.env")
 
 def has_provider_credentials() -> bool:
     """True when the environment configures credentials for some provider account."""
-    from common.settings import load as load_settings
+    from dlrhub_common.settings import load as load_settings
     from gateway.providers import PROVIDERS
 
     for provider in PROVIDERS.values():

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from cli import devenv, quarantine, status
+from dlrhub_cli import devenv, quarantine, status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     devenv.load_if_present()
     if args.command == "run":
-        from cli.run import RunError, run
+        from dlrhub_cli.run import RunError, run
 
         try:
             return run()
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"dlrhub run: {exc}", file=sys.stderr)
             return 1
     if args.command == "send-sample":
-        from cli.sample import main as send_sample
+        from dlrhub_cli.sample import main as send_sample
 
         url = args.url or _local_webhook_url(args.provider, args.account)
         return send_sample(
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _local_webhook_url(provider: str, account: str) -> str:
-    from common.settings import load
+    from dlrhub_common.settings import load
     from gateway.settings import GatewaySettings
 
     settings = load(GatewaySettings)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.status_names import BY_NAME, status_from_label, status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.status_names import BY_NAME, status_from_label, status_label
 
 
 def test_every_status_but_unspecified_has_a_name() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from client import DlrhubClient, TLSConfig
+from dlrhub.client import DlrhubClient, TLSConfig
 
 
 class UsageError(Exception):
@@ -57,7 +57,7 @@ def tls_from(args: argparse.Namespace) -> TLSConfig | None:
 
 
 def default_target() -> str:
-    from common.settings import load
+    from dlrhub_common.settings import load
     from statusd.settings import StatusdSettings
 
     return load(StatusdSettings).grpc_address

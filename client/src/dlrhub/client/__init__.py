@@ -1,7 +1,7 @@
 """A typed asyncio client for dlrhub's StatusService.
 
 ```python
-from client import DlrhubClient
+from dlrhub.client import DlrhubClient
 
 async with DlrhubClient("statusd:50051", token="...") as dlrhub:
     status = await dlrhub.get("infobip", "4a7d...")
@@ -12,9 +12,9 @@ async with DlrhubClient("statusd:50051", token="...") as dlrhub:
 ```
 """
 
-from client.client import DlrhubClient, DlrhubError, Watch
-from client.connection import TLSConfig, bearer_metadata, open_channel
-from client.retry import Backoff
+from dlrhub.client.client import DlrhubClient, DlrhubError, Watch
+from dlrhub.client.connection import TLSConfig, bearer_metadata, open_channel
+from dlrhub.client.retry import Backoff
 
 __all__ = [
     "Backoff",

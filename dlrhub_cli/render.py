@@ -7,9 +7,9 @@ import json
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from common.status_names import status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
+from dlrhub_common.status_names import status_label
 
 #: Table columns: heading and width (the last one is not padded).
 COLUMNS = (

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from cli import connect, render
-from client import DlrhubClient, DlrhubError
-from common.status_names import BY_NAME
+from dlrhub.client import DlrhubClient, DlrhubError
+from dlrhub_cli import connect, render
+from dlrhub_common.status_names import BY_NAME
 
 Action = Callable[[DlrhubClient, argparse.Namespace], Awaitable[int]]
 

@@ -6,7 +6,9 @@ import json
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cli.render import (
+from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub.v1 import status_service_pb2 as status_pb
+from dlrhub_cli.render import (
     change_line,
     describe,
     json_line,
@@ -14,8 +16,6 @@ from cli.render import (
     table_header,
     table_row,
 )
-from dlrhub.v1 import delivery_report_pb2 as pb
-from dlrhub.v1 import status_service_pb2 as status_pb
 
 SENT_AT = Timestamp(seconds=1_772_359_200)  # 2026-03-01T10:00:00Z
 DONE_AT = Timestamp(seconds=1_772_359_205)

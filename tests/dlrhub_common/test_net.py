@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from common.net import free_port, http_ok, port_open
+from dlrhub_common.net import free_port, http_ok, port_open
 
 
 class Answer(BaseHTTPRequestHandler):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from common.providers import PROVIDER_NAMES
+from dlrhub_common.providers import PROVIDER_NAMES
 from gateway.providers import PROVIDERS
 
 
@@ -16,7 +16,7 @@ def test_the_names_are_the_gateway_registry() -> None:
 
 def test_statusd_imports_neither_the_gateway_nor_sanic() -> None:
     probe = (
-        "import sys, statusd.server, statusd.service, common.providers; "
+        "import sys, statusd.server, statusd.service, dlrhub_common.providers; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'gateway', 'sanic'}))"
     )
     found = subprocess.run(

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from common.settings import BaseConfig, BasicPairs, CommaList, ConfigError, Pem, Secrets, load
+from dlrhub_common.settings import (
+    BaseConfig,
+    BasicPairs,
+    CommaList,
+    ConfigError,
+    Pem,
+    Secrets,
+    load,
+)
 
 
 class Example(BaseConfig):

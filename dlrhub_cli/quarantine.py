@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import json_format
 
-from cli import connect
-from client import bearer_metadata, open_channel
+from dlrhub.client import bearer_metadata, open_channel
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
+from dlrhub_cli import connect
 from gateway.providers import PROVIDERS
 from gateway.providers.base import InvalidItem
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import devenv
+from dlrhub_cli import devenv
 
 
 @pytest.fixture

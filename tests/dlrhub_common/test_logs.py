@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from common import logs
+from dlrhub_common import logs
 
 
 def test_mask_phone() -> None:

@@ -1,13 +1,18 @@
-"""common/config_names.py: the names every process accepts, and the one line a misspelt
+"""dlrhub_common/config_names.py: the names every process accepts, and the one line a misspelt
 ``DLRHUB_*`` variable stops start-up with (the processes themselves: tests/statusd/test_main.py,
-tests/gateway/test_main.py, tests/cli/test_main.py)."""
+tests/gateway/test_main.py, tests/dlrhub_cli/test_main.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from common.config_names import GATEWAY_SETTINGS, OTHER_VARIABLES, check_environment, variables
-from common.settings import ConfigError
+from dlrhub_common.config_names import (
+    GATEWAY_SETTINGS,
+    OTHER_VARIABLES,
+    check_environment,
+    variables,
+)
+from dlrhub_common.settings import ConfigError
 from gateway.settings import GatewaySettings, known_variables
 from statusd.settings import StatusdSettings
 
@@ -20,7 +25,7 @@ def test_statusd_knows_every_gateway_setting() -> None:
     missing = sorted(name for name in declared - GATEWAY_SETTINGS if not name.endswith("_FILE"))
     extra = sorted(name for name in GATEWAY_SETTINGS - declared if not name.endswith("_FILE"))
     assert (missing, extra) == ([], []), (
-        f"common/config_names.py _GATEWAY_FIELDS: add {missing}, remove {extra}"
+        f"dlrhub_common/config_names.py _GATEWAY_FIELDS: add {missing}, remove {extra}"
     )
 
 

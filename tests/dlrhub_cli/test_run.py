@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli import run
+from dlrhub_cli import run
 from gateway.settings import GatewayConfig
 from tests.helpers.processes import BIN, free_port
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from cli.main import main
-from cli.quarantine import reparse, replay
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
+from dlrhub_cli.main import main
+from dlrhub_cli.quarantine import reparse, replay
 from gateway.providers.base import InvalidItem
 from tests.helpers.processes import Stack
 

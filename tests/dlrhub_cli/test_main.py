@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
-from common.net import free_port
+from dlrhub_cli.main import main
+from dlrhub_common.net import free_port
 from tests.helpers.processes import INFOBIP_BASIC_AUTH
 
 PROJECT = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]

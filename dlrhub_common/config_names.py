@@ -9,7 +9,7 @@ variable and the nearest known one.
 The names come from the settings classes (each field's variable and its ``_FILE`` variant).
 statusd cannot import the gateway's classes (they pull in Sanic and every provider), so it
 reads the gateway's names from :data:`GATEWAY_SETTINGS` below, which
-tests/common/test_config_names.py keeps equal to what the gateway's classes declare.
+tests/dlrhub_common/test_config_names.py keeps equal to what the gateway's classes declare.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from pydantic_settings import BaseSettings
 
-from common.settings import ENV_PREFIX, ConfigError, env_name
+from dlrhub_common.settings import ENV_PREFIX, ConfigError, env_name
 
 __all__ = ["GATEWAY_SETTINGS", "OTHER_VARIABLES", "check_environment", "variables"]
 
@@ -52,7 +52,7 @@ def check_environment(known: Iterable[str], environ: Mapping[str, str]) -> None:
 
 
 #: The gateway's settings (GatewaySettings and every provider's), which statusd accepts too;
-#: tests/common/test_config_names.py says what to add or remove when they change.
+#: tests/dlrhub_common/test_config_names.py says what to add or remove when they change.
 _GATEWAY_FIELDS = (
     "DLRHUB_AUTH_FAILURE_LIMIT_PER_MINUTE",
     "DLRHUB_AWS_SNS_ACCOUNTS",
