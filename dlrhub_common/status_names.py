@@ -17,6 +17,11 @@ BY_NAME: dict[str, pb.DeliveryStatus.ValueType] = {
     if value != pb.DELIVERY_STATUS_UNSPECIFIED
 }
 _BY_VALUE = {value: name for name, value in BY_NAME.items()}
+#: The statuses a provider's report may carry: all but ``no_report``, which only statusd
+#: sets (a registered message whose report timeout passed).
+REPORTED_BY_NAME: dict[str, pb.DeliveryStatus.ValueType] = {
+    name: value for name, value in BY_NAME.items() if value != pb.DELIVERY_STATUS_NO_REPORT
+}
 
 
 def status_label(status: int) -> str:

@@ -2,7 +2,9 @@
 statusd closed by default.
 
 Roles (``DLRHUB_<ROLE>_TOKENS``): ``ingest`` (the gateway: IngestReports), ``read``
-(StatusService: Get, BatchGet, List, Watch) and ``admin`` (ListQuarantinedItems,
+(StatusService: Get, BatchGet, List, Watch, GetDeliveryStats: everything that only reads),
+``register`` (senders: RegisterMessages, which writes, so a read token cannot call it) and
+``admin`` (ListQuarantinedItems,
 DeleteQuarantinedItems, and IngestReports, so ``dlrhub quarantine replay`` needs one token).
 :data:`METHOD_ROLES` is the one table; a method missing from it is refused to every token.
 Health and reflection stay open: Kubernetes probes and grpcurl call them without credentials.
@@ -39,8 +41,8 @@ from statusd.settings import StatusdSettings
 log = logging.getLogger(__name__)
 
 _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-Role = Literal["ingest", "read", "admin"]
-ROLES: tuple[Role, ...] = ("ingest", "read", "admin")
+Role = Literal["ingest", "read", "register", "admin"]
+ROLES: tuple[Role, ...] = ("ingest", "read", "register", "admin")
 
 _INGEST = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"]
 _STATUS = status_service_pb2.DESCRIPTOR.services_by_name["StatusService"]
@@ -50,6 +52,7 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     f"/{_INGEST.full_name}/ListQuarantinedItems": frozenset({"admin"}),
     f"/{_INGEST.full_name}/DeleteQuarantinedItems": frozenset({"admin"}),
     **{f"/{_STATUS.full_name}/{method.name}": frozenset({"read"}) for method in _STATUS.methods},
+    f"/{_STATUS.full_name}/RegisterMessages": frozenset({"register"}),
 }
 #: Services anyone may call: health (probes) and reflection (grpcurl).
 OPEN_SERVICES = frozenset(
@@ -89,6 +92,7 @@ def role_tokens(settings: StatusdSettings) -> dict[Role, list[str]]:
     configured = {
         "ingest": settings.ingest_tokens,
         "read": settings.read_tokens,
+        "register": settings.register_tokens,
         "admin": settings.admin_tokens,
     }
     return {role: [t.get_secret_value() for t in configured[role]] for role in ROLES}
@@ -185,7 +189,8 @@ def check_exposure(settings: StatusdSettings) -> None:
             raise ConfigError(
                 f"DLRHUB_STATUSD_HOST={host} is not loopback and no tokens are set: anyone who "
                 "can reach the port could store reports and delete quarantined items. Set "
-                "DLRHUB_INGEST_TOKENS, DLRHUB_READ_TOKENS and DLRHUB_ADMIN_TOKENS (the Helm "
+                "DLRHUB_INGEST_TOKENS, DLRHUB_READ_TOKENS, DLRHUB_REGISTER_TOKENS and "
+                "DLRHUB_ADMIN_TOKENS (the Helm "
                 "chart generates them), or DLRHUB_STATUSD_INSECURE=true to serve without "
                 "credentials on purpose"
             )

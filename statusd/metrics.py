@@ -51,6 +51,22 @@ BATCH_CALLS = Histogram(
     "IngestReports calls gathered into one group-commit batch.",
     buckets=_SIZE_BUCKETS,
 )
+REGISTRATIONS = Counter(
+    "dlrhub_registrations_total",
+    "Registrations (RegisterMessages), by provider and outcome (registered, duplicate).",
+    ["provider", "outcome"],
+)
+REPORT_TIMEOUTS = Counter(
+    "dlrhub_report_timeouts_total",
+    "Registered messages that became NO_REPORT (no final report within their timeout).",
+    ["provider"],
+)
+RECEIPT_LATENCY = Histogram(
+    "dlrhub_receipt_latency_seconds",
+    "From a registered message's submit time to the final report that set its status.",
+    ["provider"],
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 259200),
+)
 STORE_UP = Gauge("dlrhub_store_up", "1 when the store answers, 0 when it does not.", ["store"])
 WATCHERS = Gauge("dlrhub_watchers", "Open WatchMessageStatuses streams.")
 QUARANTINE_SIZE = Gauge("dlrhub_quarantine_items", "Items waiting in quarantine.")

@@ -6,16 +6,28 @@ over every distinct report of the message. Because it is a maximum, applying rep
 at a time ("set when the stored key is smaller") gives the same state as :func:`fold` over
 the whole history, in any order and with any number of duplicates. The stores rely on
 exactly that, and ``tests/statusd/test_model.py`` property-tests it.
+
+Registrations (RegisterMessages) and report timeouts join the same fold as *entries* of a
+message's history that are not reports: a registration entry (:func:`registration_entry`,
+``report.registration`` set, status ACCEPTED) sorts below every real report, so it is
+current only while the message has no report; a timeout entry (:func:`timeout_entry`,
+status NO_REPORT) is weakly terminal and sorts below every real final report, so a late
+receipt still wins. Each has a fixed dedupe key, so registering twice, or two sweepers
+timing a message out at once, changes nothing. Neither counts in ``report_count``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
+import phonenumbers
+
 from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd.status_fields import NAMES as FIELD_NAMES
 
 Status: TypeAlias = pb.DeliveryStatus.ValueType
 
@@ -28,13 +40,18 @@ EXPIRED: Final = pb.DELIVERY_STATUS_EXPIRED
 REJECTED: Final = pb.DELIVERY_STATUS_REJECTED
 FAILED: Final = pb.DELIVERY_STATUS_FAILED
 UNKNOWN: Final = pb.DELIVERY_STATUS_UNKNOWN
+NO_REPORT: Final = pb.DELIVERY_STATUS_NO_REPORT
+
+#: The dedupe keys of the entries that are not reports (one of each per message).
+REGISTRATION_EVENT_ID: Final = "dlrhub:registration"
+TIMEOUT_EVENT_ID: Final = "dlrhub:report-timeout"
 
 #: Terminal statuses: once one is reported, non-terminal reports never override it.
 TERMINAL: Final[frozenset[Status]] = frozenset({DELIVERED, UNDELIVERED, EXPIRED, REJECTED, FAILED})
 #: Rank of the non-terminal statuses: a higher rank wins among non-terminal reports.
 RANK: Final[dict[Status, int]] = {ACCEPTED: 10, QUEUED: 20, SENT: 30}
 
-# Classes, compared first: terminal > weak-terminal (UNKNOWN) > non-terminal.
+# Classes, compared first: terminal > weak-terminal (UNKNOWN, NO_REPORT) > non-terminal.
 NON_TERMINAL_CLASS: Final = 0
 WEAK_TERMINAL_CLASS: Final = 1
 TERMINAL_CLASS: Final = 2
@@ -70,7 +87,7 @@ def status_class(report: pb.DeliveryReport) -> int:
     non-terminal status terminal, while UNKNOWN stays weak so a late real receipt wins."""
     if report.status in TERMINAL:
         return TERMINAL_CLASS
-    if report.status == UNKNOWN:
+    if report.status in (UNKNOWN, NO_REPORT):
         return WEAK_TERMINAL_CLASS
     return TERMINAL_CLASS if report.final else NON_TERMINAL_CLASS
 
@@ -105,13 +122,106 @@ def order_key(report: pb.DeliveryReport) -> str:
     way everywhere. ``report.event_id`` must already hold the dedupe key.
     """
     klass = status_class(report)
-    when = f"{effective_time(report):0{_TIME_DIGITS}d}"
+    # A timeout entry sorts below every real weak-terminal report (time 0).
+    when = f"{0 if is_timeout(report) else effective_time(report):0{_TIME_DIGITS}d}"
     sequence = f"{min(max(report.sequence, 0), _MAX_SEQUENCE):0{_SEQUENCE_DIGITS}d}"
     if klass == NON_TERMINAL_CLASS:
-        middle = f"{RANK.get(report.status, 0):02d}{when}"
+        # A registration entry has rank 0: below every real report.
+        rank = 0 if is_registration(report) else RANK.get(report.status, 0)
+        middle = f"{rank:02d}{when}"
     else:
         middle = f"{when}{1 if report.status == DELIVERED else 0:02d}"
     return f"{klass}{middle}{sequence}|{report.event_id}"
+
+
+def is_registration(report: pb.DeliveryReport) -> bool:
+    """Whether the entry records a registration (not a report)."""
+    return report.HasField("registration")
+
+
+def is_timeout(report: pb.DeliveryReport) -> bool:
+    """Whether the entry records a report timeout (not a report): NO_REPORT, which no
+    provider sends (IngestReports refuses it)."""
+    return report.status == NO_REPORT
+
+
+def is_report(report: pb.DeliveryReport) -> bool:
+    """Whether the entry is a real report, which ``report_count`` counts."""
+    return not is_registration(report) and not is_timeout(report)
+
+
+def final_time(report: pb.DeliveryReport) -> int | None:
+    """The time of a real final report (terminal or UNKNOWN), for the receipt latency; None
+    for any other entry."""
+    if is_report(report) and status_class(report) != NON_TERMINAL_CLASS:
+        return effective_time(report)
+    return None
+
+
+def awaiting_report(order_key: str, report_deadline: int | None) -> bool:
+    """Whether a message waits for a report: registered and its current entry non-terminal
+    (the condition of the sweeper's index, in both stores: ``order_key < "1"``)."""
+    return report_deadline is not None and order_key < str(WEAK_TERMINAL_CLASS)
+
+
+@functools.lru_cache(maxsize=65536)
+def country_of(recipient: str) -> str:
+    """The ISO 3166-1 alpha-2 country of an E.164 number ("" when it names none), by
+    libphonenumber's ranges."""
+    if not recipient.startswith("+"):
+        return ""
+    try:
+        number = phonenumbers.parse(recipient, None)
+    except phonenumbers.NumberParseException:
+        return ""
+    # A number outside every known range (a test or fictional number) gets its calling
+    # code's main country (+44 → GB); a non-geographic code ("001") gets none.
+    region = phonenumbers.region_code_for_number(
+        number
+    ) or phonenumbers.region_code_for_country_code(number.country_code or 0)
+    return region if len(region) == 2 and region.isalpha() else ""
+
+
+def registration_micros(registration: pb.MessageRegistration) -> tuple[int, int]:
+    """``(submit_time, report_deadline)`` of a stored registration, in microseconds (the
+    servicer sets submit_time and report_timeout before it stores one)."""
+    submit = micros(registration.submit_time)
+    timeout = registration.report_timeout
+    return submit, submit + timeout.seconds * 1_000_000 + timeout.nanos // 1_000
+
+
+def registration_entry(registration: pb.MessageRegistration, now_micros: int) -> pb.DeliveryReport:
+    """The history entry that records a registration: status ACCEPTED at the submit time,
+    carrying the sender's client_ref and recipient."""
+    entry = pb.DeliveryReport(
+        provider=registration.provider,
+        account=registration.account,
+        message_id=registration.message_id,
+        status=ACCEPTED,
+        recipient=registration.recipient,
+        client_ref=registration.client_ref,
+        event_id=REGISTRATION_EVENT_ID,
+        registration=registration,
+    )
+    entry.event_time.CopyFrom(registration.submit_time)
+    entry.sent_time.CopyFrom(registration.submit_time)
+    entry.received_time.FromMicroseconds(now_micros)
+    return entry
+
+
+def timeout_entry(key: MessageKeyTuple, deadline: int, now_micros: int) -> pb.DeliveryReport:
+    """The history entry that records a report timeout: NO_REPORT at the deadline."""
+    provider, account, message_id = key
+    entry = pb.DeliveryReport(
+        provider=provider,
+        account=account,
+        message_id=message_id,
+        status=NO_REPORT,
+        event_id=TIMEOUT_EVENT_ID,
+    )
+    entry.event_time.FromMicroseconds(deadline)
+    entry.received_time.FromMicroseconds(now_micros)
+    return entry
 
 
 def terminal_bit(status: Status) -> int:
@@ -153,9 +263,15 @@ class MessageState:
 
     latest: pb.DeliveryReport
     order_key: str
+    #: Distinct real reports (registration and timeout entries left out).
     report_count: int
     terminal_mask: int
+    #: Every distinct entry, reports and the registration and timeout entries alike.
     history: tuple[pb.DeliveryReport, ...]
+    #: The registration the message's registration entry carries; None when unregistered.
+    registration: pb.MessageRegistration | None = None
+    #: The status fields (:mod:`statusd.status_fields`): the first value an entry carries.
+    fields: tuple[tuple[str, str], ...] = ()
 
     @property
     def status(self) -> Status:
@@ -165,9 +281,24 @@ class MessageState:
     def conflict(self) -> bool:
         return has_conflict(self.terminal_mask)
 
+    @property
+    def report_deadline(self) -> int | None:
+        return None if self.registration is None else registration_micros(self.registration)[1]
+
+    @property
+    def awaiting_report(self) -> bool:
+        return awaiting_report(self.order_key, self.report_deadline)
+
+    @property
+    def country(self) -> str:
+        return country_of(dict(self.fields).get("recipient", ""))
+
 
 def fold(reports: Iterable[pb.DeliveryReport]) -> dict[MessageKeyTuple, MessageState]:
-    """Every message's state from scratch: the reference the stores must agree with."""
+    """Every message's state from scratch: the reference the stores must agree with.
+
+    Entries count in the order given where only the first counts (a dedupe key seen again,
+    the status fields filled by the first entry that carries them)."""
     seen: dict[MessageKeyTuple, dict[str, pb.DeliveryReport]] = {}
     for report in reports:
         filled = with_event_id(report)
@@ -179,11 +310,18 @@ def fold(reports: Iterable[pb.DeliveryReport]) -> dict[MessageKeyTuple, MessageS
         mask = 0
         for report in distinct.values():
             mask |= terminal_bit(report.status)
+        registered = distinct.get(REGISTRATION_EVENT_ID)
+        fields = {
+            name: next((value for r in distinct.values() if (value := getattr(r, name))), "")
+            for name in FIELD_NAMES
+        }
         states[key] = MessageState(
             latest=keyed[best],
             order_key=best,
-            report_count=len(distinct),
+            report_count=sum(1 for report in distinct.values() if is_report(report)),
             terminal_mask=mask,
             history=tuple(sorted(distinct.values(), key=history_key)),
+            registration=registered.registration if registered is not None else None,
+            fields=tuple(fields.items()),
         )
     return states

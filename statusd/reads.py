@@ -80,6 +80,8 @@ def message_filter(request: FilterRequest) -> MessageFilter:
         fields={name: getattr(request, name) for name in REQUEST_FIELDS},
         update_time_start=start,
         update_time_end=end,
+        awaiting_report=isinstance(request, status_pb.ListMessageStatusesRequest)
+        and request.awaiting_report,
     )
 
 
@@ -94,7 +96,7 @@ def fingerprint(query: MessageFilter) -> str:
     """A short digest of every field of the filter (equal filters, equal digests).
 
     The order: provider, account, statuses, the request's status fields, the time range, the
-    internal status fields (each group in table order)."""
+    internal status fields (each group in table order), then ``awaiting_report`` when set."""
     requested = [query.value(field.name) for field in FIELDS if field.in_requests]
     internal = [query.value(field.name) for field in FIELDS if not field.in_requests]
     fields = [
@@ -105,6 +107,8 @@ def fingerprint(query: MessageFilter) -> str:
         query.update_time_start,
         query.update_time_end,
         *internal,
+        # Only when set: tokens issued before the filter existed stay valid.
+        *(["awaiting_report"] if query.awaiting_report else []),
     ]
     canonical = json.dumps(fields, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()[:32]

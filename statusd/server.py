@@ -37,6 +37,7 @@ from statusd.auth import BearerAuth
 from statusd.committer import GroupCommitter
 from statusd.cursors import CursorCodec
 from statusd.reads import Reader
+from statusd.registrations import LatencyObserver, Registrar
 from statusd.service import IngestService, StatusService
 from statusd.settings import StatusdSettings
 from statusd.storage import Store, StoreUnavailable, open_store
@@ -89,6 +90,7 @@ class Statusd:
         self.health = health.aio.HealthServicer()
         self.auth = BearerAuth(auth.role_tokens(settings))
         self.reader = Reader(self.store, codec, settings.multipart_policy)
+        self.latency = LatencyObserver(self.store)
         self.server = grpc.aio.server(
             interceptors=[self.auth] if self.auth.enabled else [],
             options=[
@@ -128,11 +130,14 @@ class Statusd:
         settings = self.settings
         self.committer.start()
         ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
-            IngestService(self.committer, self.reader), self.server
+            IngestService(self.committer, self.reader, self.latency), self.server
         )
         status_service_pb2_grpc.add_StatusServiceServicer_to_server(
             StatusService(
-                self.reader, self.hub, heartbeat_seconds=self.settings.watch_heartbeat_seconds
+                self.reader,
+                self.hub,
+                Registrar(self.committer, settings.report_timeout_micros),
+                heartbeat_seconds=self.settings.watch_heartbeat_seconds,
             ),
             self.server,
         )
@@ -180,6 +185,7 @@ class Statusd:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.server.stop(grace)
+        await self.latency.stop()
         if self.health_server is not None:
             await self.health_server.stop(0)
         await self.committer.stop()

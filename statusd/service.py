@@ -27,13 +27,17 @@ from statusd import errors, metrics, model
 from statusd.committer import GroupCommitter
 from statusd.fanout import client_identity
 from statusd.reads import MAX_PAGE_SIZE, Reader, message_filter
+from statusd.registrations import LatencyObserver, Registrar
 from statusd.storage.base import Change
 from statusd.watch import ChangeHub
 
 log = logging.getLogger(__name__)
 
-#: Every status a report may carry (all but UNSPECIFIED).
-VALID_STATUSES = frozenset(pb.DeliveryStatus.values()) - {pb.DELIVERY_STATUS_UNSPECIFIED}
+#: Every status a report may carry (all but UNSPECIFIED, and NO_REPORT, which statusd sets).
+VALID_STATUSES = frozenset(pb.DeliveryStatus.values()) - {
+    pb.DELIVERY_STATUS_UNSPECIFIED,
+    pb.DELIVERY_STATUS_NO_REPORT,
+}
 MAX_ID_LENGTH = 1024
 MAX_NAME_LENGTH = 64
 #: The most keys one BatchGetMessageStatuses call may name.
@@ -107,8 +111,10 @@ def checked_report(report: pb.DeliveryReport, index: int, now_micros: int) -> pb
         raise errors.InvalidArgument(f"{where}.event_id: at most {MAX_ID_LENGTH} characters")
     if report.status not in VALID_STATUSES:
         raise errors.InvalidArgument(
-            f"{where}.status: must be a DeliveryStatus other than UNSPECIFIED"
+            f"{where}.status: must be a DeliveryStatus other than UNSPECIFIED and NO_REPORT"
         )
+    if report.HasField("registration"):
+        raise errors.InvalidArgument(f"{where}.registration: set only by RegisterMessages")
     if report.sequence < 0:
         raise errors.InvalidArgument(f"{where}.sequence: must not be negative")
     if not report.HasField("received_time"):
@@ -132,9 +138,12 @@ def checked_key(provider: str, message_id: str, account: str, where: str = "") -
 class IngestService(ingest_grpc.IngestServiceServicer):
     """IngestReports: validate, group-commit, answer counts after the commit."""
 
-    def __init__(self, committer: GroupCommitter, reader: Reader) -> None:
+    def __init__(
+        self, committer: GroupCommitter, reader: Reader, latency: LatencyObserver | None = None
+    ) -> None:
         self.committer = committer
         self.reader = reader
+        self.latency = latency
 
     @rpc("IngestReports")
     async def IngestReports(
@@ -149,6 +158,8 @@ class IngestService(ingest_grpc.IngestServiceServicer):
                 if not item.HasField("received_time"):
                     item.received_time.FromMicroseconds(now)
             outcomes = await self.committer.submit(reports, quarantined)
+        if self.latency is not None:
+            self.latency.committed(reports, outcomes)
         counts = Counter(outcomes)
         response = ingest_pb.IngestReportsResponse(
             stored=counts[ingest_pb.INGEST_OUTCOME_STORED],
@@ -194,10 +205,26 @@ class IngestService(ingest_grpc.IngestServiceServicer):
 class StatusService(status_grpc.StatusServiceServicer):
     """Reads for internal services."""
 
-    def __init__(self, reader: Reader, hub: ChangeHub, *, heartbeat_seconds: float) -> None:
+    def __init__(
+        self, reader: Reader, hub: ChangeHub, registrar: Registrar, *, heartbeat_seconds: float
+    ) -> None:
         self.reader = reader
         self.hub = hub
+        self.registrar = registrar
         self.heartbeat_seconds = heartbeat_seconds
+
+    @rpc("RegisterMessages")
+    async def RegisterMessages(
+        self, request: status_pb.RegisterMessagesRequest, context: Context
+    ) -> status_pb.RegisterMessagesResponse:
+        return await self.registrar.register(request, time.time_ns() // 1_000)
+
+    @rpc("GetDeliveryStats")
+    async def GetDeliveryStats(
+        self, request: status_pb.GetDeliveryStatsRequest, context: Context
+    ) -> status_pb.GetDeliveryStatsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetDeliveryStats: not available yet")
+        raise AssertionError("unreachable: abort raises")
 
     @rpc("GetMessageStatus")
     async def GetMessageStatus(

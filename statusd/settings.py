@@ -3,11 +3,50 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import NoDecode
 
-from dlrhub_common.settings import BaseConfig, Pem, PemSecret, Secrets
+from dlrhub_common.providers import PROVIDER_NAMES
+from dlrhub_common.settings import BaseConfig, Pem, PemSecret, Secrets, split_commas
+
+
+def _hours_by_provider(value: object) -> object:
+    """``"twilio=24, sinch=48"`` → ``{"twilio": "24", "sinch": "48"}`` (pydantic checks the
+    numbers); a mapping passes through."""
+    items = split_commas(value)
+    if not isinstance(items, tuple):
+        return items
+    pairs = {}
+    for item in items:
+        provider, equals, hours = item.partition("=")
+        if not equals or not provider.strip() or not hours.strip():
+            raise ValueError(f"{item!r} is not a provider=hours pair")
+        if provider.strip() in pairs:
+            raise ValueError(f"provider {provider.strip()!r} is named twice")
+        pairs[provider.strip()] = hours.strip()
+    return pairs
+
+
+def _known_providers(value: dict[str, float]) -> dict[str, float]:
+    for provider, hours in value.items():
+        if provider not in PROVIDER_NAMES:
+            raise ValueError(
+                f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDER_NAMES))}"
+            )
+        if not hours > 0:
+            raise ValueError(f"{provider}: hours must be more than 0")
+    return value
+
+
+#: ``provider=hours`` pairs, comma-separated (``twilio=24,sinch=48``).
+HoursByProvider = Annotated[
+    dict[str, float],
+    NoDecode,
+    BeforeValidator(_hours_by_provider),
+    AfterValidator(_known_providers),
+]
 
 
 class StatusdSettings(BaseConfig):
@@ -57,6 +96,24 @@ class StatusdSettings(BaseConfig):
     retention_days: int = Field(
         90, ge=1, description="Messages not updated for this many days are purged."
     )
+    report_timeout_hours: float = Field(
+        72.0,
+        gt=0,
+        description="A registered message with no final report this long after its submit "
+        "time becomes NO_REPORT (unless its registration names a report_timeout).",
+    )
+    report_timeout_hours_by_provider: HoursByProvider = Field(
+        default_factory=dict,
+        description="Per-provider report timeouts overriding DLRHUB_REPORT_TIMEOUT_HOURS, as "
+        "provider=hours pairs: twilio=24,sinch=48.",
+    )
+    report_sweep_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="How often statusd looks for registered messages whose report timeout "
+        "passed and marks them NO_REPORT.",
+    )
     group_commit_max_reports: int = Field(
         5000, ge=1, description="Most reports one group-commit batch carries."
     )
@@ -81,6 +138,10 @@ class StatusdSettings(BaseConfig):
     read_tokens: Secrets = Field(
         (),
         description="Bearer tokens of role read: StatusService (Get, BatchGet, List, Watch).",
+    )
+    register_tokens: Secrets = Field(
+        (),
+        description="Bearer tokens of role register (senders): RegisterMessages.",
     )
     admin_tokens: Secrets = Field(
         (),
@@ -161,6 +222,11 @@ class StatusdSettings(BaseConfig):
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("DLRHUB_TLS_CLIENT_CA needs DLRHUB_TLS_CERT and DLRHUB_TLS_KEY")
         return self
+
+    def report_timeout_micros(self, provider: str) -> int:
+        """The default report timeout of a provider's registrations, in microseconds."""
+        hours = self.report_timeout_hours_by_provider.get(provider, self.report_timeout_hours)
+        return round(hours * 3_600_000_000)
 
     @property
     def grpc_address(self) -> str:

@@ -30,7 +30,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub_common.settings import Secrets
-from dlrhub_common.status_names import BY_NAME, status_from_label
+from dlrhub_common.status_names import REPORTED_BY_NAME
 from gateway.auth import signatures
 from gateway.errors import Malformed
 from gateway.providers.base import (
@@ -132,7 +132,9 @@ class StandardWebhooksCredentials(Credentials):
     @field_validator("status_map")
     @classmethod
     def _statuses(cls, value: dict[str, str]) -> dict[str, str]:
-        wrong = sorted(target for target in value.values() if target.lower() not in BY_NAME)
+        wrong = sorted(
+            target for target in value.values() if target.lower() not in REPORTED_BY_NAME
+        )
         if wrong:
             raise ValueError(f"not canonical status names: {', '.join(wrong)}")
         return {key.lower(): target.lower() for key, target in value.items()}
@@ -248,10 +250,10 @@ def normalize(body: dict[str, Any], creds: StandardWebhooksCredentials) -> pb.De
 
     raw_status = required(field("status"), "status", limit=64)
     target = creds.status_map.get(raw_status.lower(), raw_status)
-    try:
-        status = status_from_label(target)
-    except KeyError:
-        status = pb.DELIVERY_STATUS_UNKNOWN  # an unmapped status: kept raw, UNKNOWN
+    # An unmapped status (or no_report, which only statusd sets): kept raw, UNKNOWN.
+    status = REPORTED_BY_NAME.get(
+        target.strip().lower().removeprefix("delivery_status_"), pb.DELIVERY_STATUS_UNKNOWN
+    )
     final = field("final")
     report = pb.DeliveryReport(
         message_id=message_id(field("message_id"), "message_id"),

@@ -67,6 +67,8 @@ class MessageFilter:
     update_time_start: int | None = None  # microseconds, inclusive
     update_time_end: int | None = None  # microseconds, exclusive
     fields: Mapping[str, str] = field(default_factory=dict)
+    #: Only messages awaiting a report (:func:`statusd.model.awaiting_report`).
+    awaiting_report: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.fields) - set(status_fields.NAMES)
@@ -81,9 +83,12 @@ class MessageFilter:
 
     def matches(self, status: pb.MessageStatus) -> bool:
         """Whether a message passes the filter (the in-memory form of the store query)."""
-        from statusd.model import micros
+        from statusd.model import NON_TERMINAL_CLASS, micros, status_class
 
         updated = micros(status.update_time)
+        awaiting = status.HasField("report_deadline_time") and (
+            status_class(status.latest_report) == NON_TERMINAL_CLASS
+        )
         return (
             (not self.provider or status.provider == self.provider)
             and (self.account is None or status.account == self.account)
@@ -91,7 +96,23 @@ class MessageFilter:
             and (self.update_time_start is None or updated >= self.update_time_start)
             and (self.update_time_end is None or updated < self.update_time_end)
             and all(getattr(status, name) == value for name, value in self.fields.items())
+            and (not self.awaiting_report or awaiting)
         )
+
+
+def set_times(status: pb.MessageStatus, **times: int | None) -> None:
+    """Sets the Timestamp fields of ``status`` named by ``times`` (microseconds; None: unset)."""
+    for name, value in times.items():
+        if value is not None:
+            getattr(status, name).FromMicroseconds(value)
+
+
+@dataclass(frozen=True)
+class Due:
+    """A message whose report timeout has passed: its key and its deadline (microseconds)."""
+
+    key: tuple[str, str, str]
+    deadline: int
 
 
 @dataclass(frozen=True)
@@ -198,6 +219,13 @@ class Store(abc.ABC):
     async def idle(self) -> None:  # noqa: B027 - optional
         """Housekeeping while no commit is running (SQLite: checkpoint and truncate the
         WAL). Called by statusd after a quiet spell; the default does nothing."""
+
+    @abc.abstractmethod
+    async def due_timeouts(self, now_micros: int, limit: int) -> list[Due]:
+        """Up to ``limit`` messages awaiting a report whose deadline is at or before
+        ``now_micros``, earliest deadline first, read through the deadline index (never a
+        scan). The report-timeout sweeper commits a timeout entry for each; the commit
+        applies it only if the message still awaits that deadline."""
 
     @abc.abstractmethod
     async def purge(self, before_micros: int) -> int:

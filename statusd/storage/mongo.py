@@ -54,6 +54,7 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd.storage import mongo_docs as docs
 from statusd.storage.base import (
     Change,
+    Due,
     MessageFilter,
     Outcome,
     Page,
@@ -210,6 +211,22 @@ class MongoStore(Store):
             await self._quarantine.delete_many({"stored_at": {"$lt": cutoff}})
             await sweep_markers(self._messages, self._events, docs.as_datetime(now_micros()))
         return purged.deleted_count
+
+    async def due_timeouts(self, now_micros: int, limit: int) -> list[Due]:
+        self._opened()
+        selection = {**docs.AWAITING, "report_deadline": {"$gte": 0, "$lte": now_micros}}
+        with self._operation("read"):
+            found = (
+                await self._messages.find(
+                    selection, {"provider": 1, "account": 1, "message_id": 1, "report_deadline": 1}
+                )
+                .sort("report_deadline")
+                .limit(limit)
+                .to_list(None)
+            )
+        return [
+            Due((d["provider"], d["account"], d["message_id"]), d["report_deadline"]) for d in found
+        ]
 
     async def release(self, ids: Sequence[str]) -> int:
         self._opened()

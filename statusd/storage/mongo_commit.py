@@ -92,8 +92,10 @@ class BatchWriter:
         stamp = docs.as_datetime(now)
         outcomes: list[Outcome] = [DUPLICATE] * len(reports)
         firsts: dict[str, int] = {}  # an event's _id -> its first place in the batch
+        passed = await self._passed_timeouts(reports)
         for index, report in enumerate(reports):
-            firsts.setdefault(docs.event_id_of(report), index)
+            if index not in passed:
+                firsts.setdefault(docs.event_id_of(report), index)
         fresh = sorted(firsts.values())
         events = [
             docs.event_document(reports[i], reports[i].SerializeToString(), stamp) for i in fresh
@@ -119,6 +121,26 @@ class BatchWriter:
                 outcomes[index] = STORED if index in current else STALE
         self.feed.committed(last)
         return outcomes
+
+    async def _passed_timeouts(self, reports: Sequence[pb.DeliveryReport]) -> set[int]:
+        """The batch indexes of timeout entries whose message no longer awaits that deadline
+        (a final report came, or it timed out already): they are left out (DUPLICATE). A
+        final report that lands between this read and the commit still wins, by order key."""
+        timeouts = {
+            index: report for index, report in enumerate(reports) if model.is_timeout(report)
+        }
+        if not timeouts:
+            return set()
+        wanted = [docs.message_id_of_report(report) for report in timeouts.values()]
+        found = await self.messages.find(
+            {"_id": {"$in": wanted}, **docs.AWAITING}, {"report_deadline": 1}
+        ).to_list(None)
+        deadlines = {document["_id"]: document["report_deadline"] for document in found}
+        return {
+            index
+            for index, report in timeouts.items()
+            if deadlines.get(docs.message_id_of_report(report)) != model.micros(report.event_time)
+        }
 
     async def _insert_events(self, events: list[docs.Document]) -> list[int]:
         """Inserts the events; returns the positions that were already stored."""
@@ -178,6 +200,8 @@ class BatchWriter:
             if index is not None:
                 becomes_current[len(operations)] = index
             operations += _guarded_updates(message, report, now, stamp)
+            if model.is_registration(report):
+                operations.append(registration_update(message, report, now))
         operations += fill_updates([report for _, report in to_apply])
         if not operations:
             return set()
@@ -212,17 +236,30 @@ class BatchWriter:
 
 
 def fill_updates(reports: Sequence[pb.DeliveryReport]) -> list[UpdateOne]:
-    """ "Fill if empty": per message and status field, the first value the reports carry."""
+    """ "Fill if empty": per message and status field, the first value the reports carry
+    (the recipient together with its country)."""
     fills: dict[tuple[str, str], str] = {}
     for report in reports:
         message = docs.message_id_of_report(report)
         for field in FIELDS:
             if getattr(report, field.name):
                 fills.setdefault((message, field.key), getattr(report, field.name))
-    return [
-        UpdateOne({"_id": message, key: ""}, {"$set": {key: value}})
-        for (message, key), value in fills.items()
-    ]
+    updates = []
+    for (message, key), value in fills.items():
+        values = {key: value}
+        if key == "recipient":
+            values["country"] = model.country_of(value)
+        updates.append(UpdateOne({"_id": message, key: ""}, {"$set": values}))
+    return updates
+
+
+def registration_update(message: str, entry: pb.DeliveryReport, now: int) -> UpdateOne:
+    """Sets the registration keys once: the first registration applied wins."""
+    submit, deadline = model.registration_micros(entry.registration)
+    return UpdateOne(
+        {"_id": message, "registered_at": {"$exists": False}},
+        {"$set": {"submit_time": submit, "registered_at": now, "report_deadline": deadline}},
+    )
 
 
 def _guarded_updates(
@@ -240,6 +277,10 @@ def _guarded_updates(
                 "status": report.status,
                 "order_key": key,
                 "report": report.SerializeToString(),
+                "error_code": report.error.code,
+                # An entry becomes current only over one of a lower class: a final one
+                # replaces no final time, a non-final one finds none to clear.
+                **({"final_time": final} if (final := model.final_time(report)) else {}),
             },
             "$setOnInsert": on_insert,
         },
@@ -249,7 +290,7 @@ def _guarded_updates(
     marker = {"d": digest, "t": stamp}
     count: docs.Document = {
         "$push": {"counting": {"$each": [marker], "$slice": -docs.MAX_MARKERS}},
-        "$inc": {"report_count": 1},
+        "$inc": {"report_count": 1 if model.is_report(report) else 0},
         "$max": {"updated": now, "updated_at": stamp},
     }
     bit = model.terminal_bit(report.status)

@@ -2,6 +2,12 @@
 
 The status fields (:mod:`statusd.status_fields`) are document keys, each with its index.
 
+Registrations, report timeouts and statistics add (times in microseconds since the epoch,
+like ``first_seen``; a key is absent while unknown): ``submit_time``, ``registered_at``
+and ``report_deadline`` (set once, by the first registration), ``country`` (ISO alpha-2,
+filled with the recipient), ``final_time`` and ``error_code`` (set with the current
+entry). :data:`AWAITING` is the condition of the sweeper's partial index.
+
 Every value that comes from a provider is stored as a BSON *value*, never as a field name:
 reports and quarantined items are serialized protobuf bytes (BSON Binary) next to a few
 indexed scalar fields, so ``$``-prefixed or dotted keys inside a payload are inert data. No
@@ -24,7 +30,7 @@ from pymongo import ASCENDING
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
 from statusd.status_fields import FIELDS, StatusField
-from statusd.storage.base import InvalidPosition, MessageFilter
+from statusd.storage.base import InvalidPosition, MessageFilter, set_times
 
 Document = dict[str, Any]
 #: ``(collection, name, keys, options)``
@@ -49,6 +55,10 @@ def field_index(field: StatusField) -> Index:
     return ("messages", f"list_{field.index}", [*keys, *LIST_ORDER], _partial(field.key))
 
 
+#: Messages awaiting a report (:func:`statusd.model.awaiting_report`): registered, with a
+#: non-terminal current entry (a skeleton's empty ``order_key`` is excluded by the reads).
+AWAITING: Final[dict[str, Any]] = {"report_deadline": {"$gte": 0}, "order_key": {"$lt": "1"}}
+
 #: ``(collection, name, keys, options)`` of every index, created idempotently at start-up.
 #: The TTL indexes get ``expireAfterSeconds`` from the retention setting.
 INDEXES: Final[list[Index]] = [
@@ -69,6 +79,18 @@ INDEXES: Final[list[Index]] = [
     ("events", "sequence", [("seq", ASCENDING)], {"partialFilterExpression": {"seq": {"$gt": 0}}}),
     ("quarantine", "retention", [("stored_at", ASCENDING)], {"ttl": True}),
     ("messages", "counting", [("counting.t", ASCENDING)], {}),
+    (
+        "messages",
+        "report_deadline",
+        [("report_deadline", ASCENDING)],
+        {"partialFilterExpression": AWAITING},
+    ),
+    (
+        "messages",
+        "stats_submit",
+        [("submit_time", ASCENDING)],
+        {"partialFilterExpression": {"submit_time": {"$gte": 0}}},
+    ),
     ("quarantine", "dedupe", [("digest", ASCENDING)], {"unique": True, "sparse": True}),
 ]
 #: Counting markers a message keeps at most (see :mod:`statusd.storage.mongo_commit`):
@@ -167,6 +189,8 @@ def skeleton(report: pb.DeliveryReport, now_micros: int) -> Document:
         "updated_at": as_datetime(now_micros),
         "report_count": 0,
         "terminal_mask": 0,
+        "country": "",
+        "error_code": "",
         "counting": [],
         **{field.key: "" for field in FIELDS},
     }
@@ -184,10 +208,18 @@ def message_status(
         latest_report=pb.DeliveryReport.FromString(bytes(document["report"])),
         report_count=document["report_count"],
         conflict=model.has_conflict(document["terminal_mask"]),
+        country=document.get("country", ""),
         **{field.name: document[field.key] for field in FIELDS},
     )
     status.first_seen_time.FromMicroseconds(document["first_seen"])
     status.update_time.FromMicroseconds(document["updated"])
+    set_times(
+        status,
+        submit_time=document.get("submit_time"),
+        register_time=document.get("registered_at"),
+        report_deadline_time=document.get("report_deadline"),
+        final_time=document.get("final_time"),
+    )
     if history:
         status.history.extend(sorted(history, key=model.history_key))
     return status
@@ -212,6 +244,9 @@ def filter_query(query: MessageFilter) -> Document:
         updated["$lt"] = query.update_time_end
     if updated:
         found["updated"] = updated
+    if query.awaiting_report:
+        found["report_deadline"] = AWAITING["report_deadline"]
+        found["order_key"] = {"$gt": "", **AWAITING["order_key"]}
     return found
 
 

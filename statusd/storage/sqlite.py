@@ -31,6 +31,7 @@ from typing import TypeVar
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd.storage.base import (
     Change,
+    Due,
     InvalidPosition,
     MessageFilter,
     Outcome,
@@ -42,6 +43,7 @@ from statusd.storage.base import (
 from statusd.storage.sqlite_schema import prepare
 from statusd.storage.sqlite_sql import (
     CHANGES_SQL,
+    DUE_SQL,
     MESSAGE_COLUMNS,
     commit_batch,
     message_status,
@@ -200,6 +202,15 @@ class SqliteStore(Store):
             return cursor.rowcount
 
         return await self._write(purge)
+
+    async def due_timeouts(self, now_micros: int, limit: int) -> list[Due]:
+        def due(connection: sqlite3.Connection) -> list[Due]:
+            rows = connection.execute(DUE_SQL, (now_micros, limit)).fetchall()
+            return [
+                Due((provider, account, message), at) for provider, account, message, at in rows
+            ]
+
+        return await self._read(due)
 
     async def release(self, ids: Sequence[str]) -> int:
         numbers = [(int(item),) for item in ids if item.isdigit()]

@@ -19,10 +19,35 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd import model
 from statusd.status_fields import FIELDS, StatusField
 from statusd.storage.base import SchemaTooNew
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
+
+#: Version 3: what registrations, report timeouts and delivery statistics need (all
+#: microseconds since the epoch; NULL when unknown). ``submit_time``, ``registered_at``
+#: and ``report_deadline`` come from the registration; ``country`` from the recipient;
+#: ``final_time`` and ``error_code`` from the current entry (:func:`statusd.model.final_time`).
+REGISTRATION_COLUMNS: Final = (
+    "submit_time INTEGER",
+    "registered_at INTEGER",
+    "report_deadline INTEGER",
+    "country TEXT NOT NULL DEFAULT ''",
+    "final_time INTEGER",
+    "error_code TEXT NOT NULL DEFAULT ''",
+)
+#: The sweeper's index holds exactly the messages that await a report (registered, current
+#: entry non-terminal: :func:`statusd.model.awaiting_report`); the statistics select on
+#: submit or first-seen time.
+REGISTRATION_INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS messages_report_deadline ON messages (report_deadline)"
+    " WHERE report_deadline IS NOT NULL AND order_key < '1'",
+    "CREATE INDEX IF NOT EXISTS messages_submit_time ON messages (submit_time)"
+    " WHERE submit_time IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS messages_first_seen ON messages (first_seen)",
+)
 
 #: The columns of ``messages`` before the status fields, which follow in table order.
 _MESSAGES: Final = """CREATE TABLE IF NOT EXISTS messages (
@@ -37,6 +62,7 @@ _MESSAGES: Final = """CREATE TABLE IF NOT EXISTS messages (
     updated INTEGER NOT NULL,
     report_count INTEGER NOT NULL,
     terminal_mask INTEGER NOT NULL,
+{registration}
 {fields}
     UNIQUE (provider, account, message_id)
 )"""
@@ -80,8 +106,14 @@ def index_statement(field: StatusField) -> str:
 def schema_statements(fields: Sequence[StatusField] = FIELDS) -> list[str]:
     """Every statement that creates the schema of a new file."""
     columns = "".join(f"    {column_definition(field)},\n" for field in fields)
-    messages = _MESSAGES.format(fields=columns.rstrip("\n"))
-    return [messages, *_OTHER_STATEMENTS, *(index_statement(field) for field in fields)]
+    registration = "".join(f"    {column},\n" for column in REGISTRATION_COLUMNS)
+    messages = _MESSAGES.format(registration=registration.rstrip("\n"), fields=columns.rstrip("\n"))
+    return [
+        messages,
+        *_OTHER_STATEMENTS,
+        *REGISTRATION_INDEXES,
+        *(index_statement(field) for field in fields),
+    ]
 
 
 def file_version(connection: sqlite3.Connection) -> int:
@@ -114,8 +146,32 @@ def _from_v1(connection: sqlite3.Connection) -> None:
     connection.execute("DELETE FROM meta WHERE key = 'schema_version'")
 
 
+def _from_v2(connection: sqlite3.Connection) -> None:
+    """Version 3 adds the registration columns and indexes, and fills ``country``,
+    ``final_time`` and ``error_code`` of the messages already stored."""
+    for column in REGISTRATION_COLUMNS:
+        connection.execute(f"ALTER TABLE messages ADD COLUMN {column}")
+    rows = connection.execute("SELECT id, latest, recipient FROM messages")
+    while batch := rows.fetchmany(1000):
+        updates = []
+        for message, blob, recipient in batch:
+            latest = pb.DeliveryReport.FromString(blob)
+            updates.append(
+                (model.country_of(recipient), model.final_time(latest), latest.error.code, message)
+            )
+        connection.executemany(
+            "UPDATE messages SET country = ?, final_time = ?, error_code = ? WHERE id = ?",
+            updates,
+        )
+    for statement in REGISTRATION_INDEXES:
+        connection.execute(statement)
+
+
 #: ``{n: step}``: the step that takes a version-n file to version n + 1.
-MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _from_v1}
+MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
+    1: _from_v1,
+    2: _from_v2,
+}
 
 
 def sync_fields(connection: sqlite3.Connection, fields: Sequence[StatusField] = FIELDS) -> None:

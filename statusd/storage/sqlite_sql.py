@@ -23,14 +23,17 @@ from statusd.storage.base import (
     InvalidPosition,
     MessageFilter,
     Outcome,
+    set_times,
 )
 
 #: The columns of the status field table, in table order.
 FIELD_COLUMNS = ", ".join(field.column for field in FIELDS)
 _FIXED_COLUMNS = (
     "id, provider, account, message_id, status, latest, first_seen, updated, "
-    "report_count, terminal_mask"
+    "report_count, terminal_mask, submit_time, registered_at, report_deadline, country, "
+    "final_time"
 )
+_FIXED_COUNT = len(_FIXED_COLUMNS.split(","))
 #: What a read selects of a message row; :func:`message_status` turns it into the proto.
 MESSAGE_COLUMNS = f"{_FIXED_COLUMNS}, {FIELD_COLUMNS}"
 
@@ -45,20 +48,35 @@ CHANGES_SQL = (
 )
 INSERT_SQL = (
     "INSERT INTO messages (provider, account, message_id, status, order_key, latest,"  # noqa: S608
-    f" first_seen, updated, report_count, terminal_mask, {FIELD_COLUMNS})"
-    f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?{', ?' * len(FIELDS)})"
+    " final_time, error_code, first_seen, updated, report_count, terminal_mask, country,"
+    f" submit_time, registered_at, report_deadline, {FIELD_COLUMNS})"
+    f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(FIELDS)})"
 )
-#: A new distinct report: count it, and fill the status fields still empty.
+#: A new distinct entry: count it (when it is a report), and fill the status fields (and the
+#: country, with the recipient) still empty. SET expressions read the row as it was before.
 _COUNT_AND_FILL = (
-    "updated = ?, report_count = report_count + 1, terminal_mask = terminal_mask | ?, "
+    "updated = ?, report_count = report_count + ?, terminal_mask = terminal_mask | ?, "
+    "country = CASE WHEN recipient = '' THEN ? ELSE country END, "
     + ", ".join(
         f"{field.column} = CASE WHEN {field.column} = '' THEN ? ELSE {field.column} END"
         for field in FIELDS
     )
 )
 CURRENT_SQL = (
-    f"UPDATE messages SET status = ?, order_key = ?, latest = ?, {_COUNT_AND_FILL}"  # noqa: S608
-    " WHERE id = ?"
+    "UPDATE messages SET status = ?, order_key = ?, latest = ?, final_time = ?,"  # noqa: S608
+    f" error_code = ?, {_COUNT_AND_FILL} WHERE id = ?"
+)
+#: The first registration of a message that has one already is a duplicate entry; this
+#: fills the registration columns once, when a message is registered after its reports.
+REGISTER_SQL = (
+    "UPDATE messages SET submit_time = ?, registered_at = ?, report_deadline = ?"
+    " WHERE id = ? AND registered_at IS NULL"
+)
+#: The messages whose report timeout has passed, through the sweeper's partial index.
+DUE_SQL = (
+    "SELECT provider, account, message_id, report_deadline FROM messages"
+    " WHERE report_deadline IS NOT NULL AND order_key < '1' AND report_deadline <= ?"
+    " ORDER BY report_deadline LIMIT ?"
 )
 STALE_SQL = f"UPDATE messages SET {_COUNT_AND_FILL} WHERE id = ?"  # noqa: S608
 
@@ -84,33 +102,67 @@ def commit_batch(
 
 
 def apply_report(connection: sqlite3.Connection, report: pb.DeliveryReport, now: int) -> Outcome:
-    """Adds one report to its message's history and, when it is newer, makes it current."""
+    """Adds one entry to its message's history and, when it is newer, makes it current.
+
+    A timeout entry applies only while the message still awaits a report and its deadline
+    is the one the entry was made for; otherwise nothing is written (DUPLICATE)."""
     key = model.order_key(report)
     blob = report.SerializeToString()
     bit = model.terminal_bit(report.status)
     fields = [getattr(report, field.name) for field in FIELDS]
+    counted = 1 if model.is_report(report) else 0
+    country = model.country_of(report.recipient)
+    registration = registration_values(report, now)
     row = connection.execute(
-        "SELECT id, order_key FROM messages WHERE provider = ? AND account = ? AND message_id = ?",
+        "SELECT id, order_key, report_deadline FROM messages"
+        " WHERE provider = ? AND account = ? AND message_id = ?",
         (report.provider, report.account, report.message_id),
     ).fetchone()
+    if model.is_timeout(report) and not timeout_applies(row, report):
+        return DUPLICATE
+    final_time, error_code = model.final_time(report), report.error.code
     if row is None:
         message = connection.execute(
             INSERT_SQL,
             (
                 *(report.provider, report.account, report.message_id, report.status),
-                *(key, blob, now, now, bit, *fields),
+                *(key, blob, final_time, error_code, now, now, counted, bit, country),
+                *(registration or (None, None, None)),
+                *fields,
             ),
         ).lastrowid
         insert_event(connection, message, report, blob)
         return STORED
-    message, current = row
+    message, current, _ = row
     if not insert_event(connection, message, report, blob):
         return DUPLICATE
+    if registration is not None:
+        connection.execute(REGISTER_SQL, (*registration, message))
+    counting = (now, counted, bit, country, *fields, message)
     if key > current:
-        connection.execute(CURRENT_SQL, (report.status, key, blob, now, bit, *fields, message))
+        connection.execute(
+            CURRENT_SQL, (report.status, key, blob, final_time, error_code, *counting)
+        )
         return STORED
-    connection.execute(STALE_SQL, (now, bit, *fields, message))
+    connection.execute(STALE_SQL, counting)
     return STALE
+
+
+def registration_values(report: pb.DeliveryReport, now: int) -> tuple[int, int, int] | None:
+    """``(submit_time, registered_at, report_deadline)`` of a registration entry, else None."""
+    if not model.is_registration(report):
+        return None
+    submit, deadline = model.registration_micros(report.registration)
+    return submit, now, deadline
+
+
+def timeout_applies(row: Sequence[Any] | None, report: pb.DeliveryReport) -> bool:
+    """Whether a timeout entry applies to the message row ``(id, order_key, deadline)``."""
+    return (
+        row is not None
+        and model.awaiting_report(row[1], row[2])
+        and row[2] == model.micros(report.event_time)
+    )
 
 
 def insert_event(
@@ -147,6 +199,8 @@ def where_clauses(query: MessageFilter) -> tuple[list[str], list[Any]]:
         conditions.append(("updated < ?", query.update_time_end))
     where = [clause for clause, _ in conditions]
     params = [value for _, value in conditions]
+    if query.awaiting_report:  # the terms of the sweeper's partial index
+        where += ["report_deadline IS NOT NULL", "order_key < '1'"]
     if query.statuses:
         where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
         params.extend(sorted(query.statuses))
@@ -176,7 +230,12 @@ def message_status(
         updated,
         report_count,
         terminal_mask,
-    ) = row[:10]
+        submit_time,
+        registered_at,
+        report_deadline,
+        country,
+        final_time,
+    ) = row[:_FIXED_COUNT]
     result = pb.MessageStatus(
         provider=provider,
         account=account,
@@ -185,10 +244,18 @@ def message_status(
         latest_report=pb.DeliveryReport.FromString(latest),
         report_count=report_count,
         conflict=model.has_conflict(terminal_mask),
-        **{field.name: value for field, value in zip(FIELDS, row[10:], strict=True)},
+        country=country,
+        **{field.name: value for field, value in zip(FIELDS, row[_FIXED_COUNT:], strict=True)},
     )
     result.first_seen_time.FromMicroseconds(first_seen)
     result.update_time.FromMicroseconds(updated)
+    set_times(
+        result,
+        submit_time=submit_time,
+        register_time=registered_at,
+        report_deadline_time=report_deadline,
+        final_time=final_time,
+    )
     if full:
         rows = connection.execute(
             "SELECT report FROM events WHERE message = ? ORDER BY event_time, sequence, event_id",

@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
 
+#: The statuses a provider's report may carry (NO_REPORT is statusd's own).
 STATUSES = [
-    value for value in pb.DeliveryStatus.values() if value != pb.DELIVERY_STATUS_UNSPECIFIED
+    value
+    for value in pb.DeliveryStatus.values()
+    if value not in (pb.DELIVERY_STATUS_UNSPECIFIED, pb.DELIVERY_STATUS_NO_REPORT)
 ]
 BASE_MICROS = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 

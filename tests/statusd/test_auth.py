@@ -32,6 +32,7 @@ from tests.helpers.servers import environment, running_statusd, statusd_settings
 INGEST = "ingest-old-0123456789,ingest-new-0123456789"
 READ = "reader-1-0123456789"
 ADMIN = "admin-1-0123456789"
+REGISTER = "sender-1-0123456789"
 BOTH = "reads-and-administers-01"  # one token listed for two roles
 OK = grpc.StatusCode.OK
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
@@ -52,6 +53,7 @@ async def statusd(tmp_path: Path) -> AsyncIterator[Statusd]:
         ingest_tokens=INGEST,
         read_tokens=f"{READ},{BOTH}",
         admin_tokens=f"{ADMIN},{BOTH}",
+        register_tokens=REGISTER,
     )
     async with running_statusd(settings) as daemon:
         yield daemon
@@ -110,6 +112,25 @@ async def watch_call(channel: grpc.aio.Channel, metadata: Metadata) -> object:
         call.cancel()
 
 
+async def stats_call(channel: grpc.aio.Channel, metadata: Metadata) -> object:
+    request = status_pb.GetDeliveryStatsRequest()
+    request.start_time.FromSeconds(0)
+    request.end_time.FromSeconds(86_400)
+    try:
+        return await status_stub(channel).GetDeliveryStats(request, metadata=metadata)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the handler was reached: let through
+            return None
+        raise
+
+
+async def register_call(channel: grpc.aio.Channel, metadata: Metadata) -> object:
+    request = status_pb.RegisterMessagesRequest(
+        registrations=[pb.MessageRegistration(provider="infobip", message_id="registered")]
+    )
+    return await status_stub(channel).RegisterMessages(request, metadata=metadata)
+
+
 async def code_of(call: Call, channel: grpc.aio.Channel, metadata: Metadata) -> grpc.StatusCode:
     try:
         await call(channel, metadata)
@@ -121,7 +142,8 @@ async def code_of(call: Call, channel: grpc.aio.Channel, metadata: Metadata) -> 
 #: Every method, by the role it needs.
 CALLS: dict[str, list[Call]] = {
     "ingest": [ingest_call],
-    "read": [get_call, batch_get_call, list_call, watch_call],
+    "read": [get_call, batch_get_call, list_call, watch_call, stats_call],
+    "register": [register_call],
     "admin": [list_quarantine_call, delete_quarantine_call],
 }
 CREDENTIALS: dict[str, Metadata] = {
@@ -134,19 +156,22 @@ CREDENTIALS: dict[str, Metadata] = {
     "gateway, rotated": bearer("ingest-new-0123456789"),
     "admin": bearer(ADMIN),
     "reader and admin": bearer(BOTH),
+    "sender": bearer(REGISTER),
 }
-NOBODY = {"ingest": UNAUTHENTICATED, "read": UNAUTHENTICATED, "admin": UNAUTHENTICATED}
+NOBODY = dict.fromkeys(("ingest", "read", "register", "admin"), UNAUTHENTICATED)
 #: What each credential gets from the methods of each role.
 EXPECTED: dict[str, dict[str, grpc.StatusCode]] = {
     "none": NOBODY,
     "wrong": NOBODY,
     "not bearer": NOBODY,
     "empty bearer": NOBODY,
-    "reader": {"ingest": DENIED, "read": OK, "admin": DENIED},
-    "gateway": {"ingest": OK, "read": DENIED, "admin": DENIED},
-    "gateway, rotated": {"ingest": OK, "read": DENIED, "admin": DENIED},
-    "admin": {"ingest": OK, "read": DENIED, "admin": OK},  # replay ingests what it re-parsed
-    "reader and admin": {"ingest": OK, "read": OK, "admin": OK},
+    "reader": {"ingest": DENIED, "read": OK, "register": DENIED, "admin": DENIED},
+    "gateway": {"ingest": OK, "read": DENIED, "register": DENIED, "admin": DENIED},
+    "gateway, rotated": {"ingest": OK, "read": DENIED, "register": DENIED, "admin": DENIED},
+    # replay ingests what it re-parsed
+    "admin": {"ingest": OK, "read": DENIED, "register": DENIED, "admin": OK},
+    "reader and admin": {"ingest": OK, "read": OK, "register": DENIED, "admin": OK},
+    "sender": {"ingest": DENIED, "read": DENIED, "register": OK, "admin": DENIED},
 }
 
 

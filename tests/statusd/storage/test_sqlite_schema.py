@@ -170,3 +170,76 @@ def test_a_new_file_has_every_field_column_and_index(tmp_path: Path) -> None:
     for field in (*FIELDS, EXTRA):
         assert field.column in columns
         assert f"messages_{field.index}" in names
+
+
+SCHEMA_V2 = (Path(__file__).parent / "data" / "schema_v2.sql").read_text()
+
+
+def write_v2_file(path: Path) -> list[pb.DeliveryReport]:
+    """A version 2 file (``data/schema_v2.sql``) holding a DELIVERED message with an error
+    code and a SENT one, as statusd wrote them then."""
+    delivered, sent = filled(
+        report(status=DELIVERED, event_offset=30, error_code="0", recipient="+447700900123"),
+        report("m-2", status=SENT, event_offset=10, recipient=""),
+    )
+    with sqlite3.connect(path) as connection:
+        connection.executescript(SCHEMA_V2)
+        for made in (delivered, sent):
+            message = connection.execute(
+                "INSERT INTO messages (provider, account, message_id, status, order_key,"
+                " latest, first_seen, updated, report_count, terminal_mask, recipient)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (
+                    *(made.provider, made.account, made.message_id, made.status),
+                    *(model.order_key(made), made.SerializeToString(), BASE_MICROS),
+                    *(BASE_MICROS, model.terminal_bit(made.status), made.recipient),
+                ),
+            ).lastrowid
+            connection.execute(
+                "INSERT INTO events (message, event_id, event_time, sequence, report)"
+                " VALUES (?, ?, ?, 0, ?)",
+                (message, made.event_id, model.effective_time(made), made.SerializeToString()),
+            )
+    return [delivered, sent]
+
+
+async def test_a_version_2_file_gets_the_registration_columns_filled(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite3"
+    delivered, _ = write_v2_file(path)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        found = await store.get(key(), full=True)
+        assert found is not None
+        assert (found.status, found.country, list(found.history)) == (DELIVERED, "GB", [delivered])
+        assert model.micros(found.final_time) == model.effective_time(delivered)
+        assert not found.HasField("submit_time")
+        assert not found.HasField("register_time")
+        other = await store.get(key("m-2"))
+        assert other is not None
+        assert (other.country, other.HasField("final_time")) == ("", False)
+        registration = pb.MessageRegistration(provider="infobip", message_id="m-2")
+        registration.submit_time.FromMicroseconds(BASE_MICROS)
+        registration.report_timeout.FromSeconds(60)
+        assert await store.commit([model.registration_entry(registration, BASE_MICROS)]) == [STALE]
+        due = await store.due_timeouts(BASE_MICROS + 60_000_000, 10)
+        assert [(d.key, d.deadline) for d in due] == [
+            (("infobip", "", "m-2"), BASE_MICROS + 60_000_000)
+        ]
+    finally:
+        await store.close()
+    assert header_version(path) == SCHEMA_VERSION == 3
+    with sqlite3.connect(path) as connection:
+        error_codes = connection.execute("SELECT error_code FROM messages ORDER BY id").fetchall()
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert error_codes == [("0",), ("",)]
+    assert {"messages_report_deadline", "messages_submit_time", "messages_first_seen"} <= names
+
+
+def test_the_sweeper_query_uses_the_deadline_index(tmp_path: Path) -> None:
+    from statusd.storage.sqlite_sql import DUE_SQL
+
+    with sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None) as connection:
+        prepare(connection, tmp_path / "store.sqlite3")
+        plan = connection.execute(f"EXPLAIN QUERY PLAN {DUE_SQL}", (0, 10)).fetchall()
+    assert any("messages_report_deadline" in row[-1] for row in plan), plan

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -49,6 +50,13 @@ class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delive
     delivery_unknown, ...) or a status no mapping knows. Weakly terminal: any
     later terminal report overrides it.
     """
+    DELIVERY_STATUS_NO_REPORT: _DeliveryStatus.ValueType  # 10
+    """No final report came within the message's report timeout (report_timeout after
+    submit_time, see RegisterMessages). Set by statusd's report-timeout sweeper, never by
+    a provider, and only on registered messages. Weakly terminal like UNKNOWN: any later
+    final report (a terminal status or UNKNOWN) overrides it, and a late receipt is always
+    applied.
+    """
 
 class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper):
     """DeliveryStatus is the canonical status of an SMS, the same for every provider.
@@ -78,6 +86,13 @@ DELIVERY_STATUS_UNKNOWN: DeliveryStatus.ValueType  # 9
 """A final word that says nothing (Infobip EXPIRED_DLR_UNKNOWN, Twilio
 delivery_unknown, ...) or a status no mapping knows. Weakly terminal: any
 later terminal report overrides it.
+"""
+DELIVERY_STATUS_NO_REPORT: DeliveryStatus.ValueType  # 10
+"""No final report came within the message's report timeout (report_timeout after
+submit_time, see RegisterMessages). Set by statusd's report-timeout sweeper, never by
+a provider, and only on registered messages. Weakly terminal like UNKNOWN: any later
+final report (a terminal status or UNKNOWN) overrides it, and a late receipt is always
+applied.
 """
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
@@ -208,6 +223,7 @@ class DeliveryReport(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PART_INDEX_FIELD_NUMBER: _builtins.int
     PART_COUNT_FIELD_NUMBER: _builtins.int
+    REGISTRATION_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Provider name, as in the webhook path: infobip, plivo, twilio, ..."""
     account: _builtins.str
@@ -282,6 +298,14 @@ class DeliveryReport(_message.Message):
     def sent_time(self) -> _timestamp_pb2.Timestamp:
         """When the provider says the message was sent (Infobip sentAt); unset when unknown."""
 
+    @_builtins.property
+    def registration(self) -> Global___MessageRegistration:
+        """Set only on the history entry statusd records for a registration (RegisterMessages):
+        the registration as stored, its report_timeout resolved. Such an entry has status
+        ACCEPTED and is not a report (MessageStatus.report_count leaves it out). IngestReports
+        refuses reports that carry it.
+        """
+
     def __init__(
         self,
         *,
@@ -312,14 +336,74 @@ class DeliveryReport(_message.Message):
         request_id: _builtins.str = ...,
         part_index: _builtins.int = ...,
         part_count: _builtins.int = ...,
+        registration: Global___MessageRegistration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event_time", b"event_time", "price", b"price", "received_time", b"received_time", "sent_time", b"sent_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event_time", b"event_time", "price", b"price", "received_time", b"received_time", "registration", b"registration", "sent_time", b"sent_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "auth_method", b"auth_method", "batch_id", b"batch_id", "client_ref", b"client_ref", "error", b"error", "event_id", b"event_id", "event_time", b"event_time", "final", b"final", "mcc", b"mcc", "message_id", b"message_id", "mnc", b"mnc", "parent_message_id", b"parent_message_id", "part_count", b"part_count", "part_index", b"part_index", "price", b"price", "provider", b"provider", "provider_status", b"provider_status", "provider_status_group", b"provider_status_group", "raw", b"raw", "received_time", b"received_time", "recipient", b"recipient", "request_id", b"request_id", "segments", b"segments", "sender", b"sender", "sent_time", b"sent_time", "sequence", b"sequence", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "auth_method", b"auth_method", "batch_id", b"batch_id", "client_ref", b"client_ref", "error", b"error", "event_id", b"event_id", "event_time", b"event_time", "final", b"final", "mcc", b"mcc", "message_id", b"message_id", "mnc", b"mnc", "parent_message_id", b"parent_message_id", "part_count", b"part_count", "part_index", b"part_index", "price", b"price", "provider", b"provider", "provider_status", b"provider_status", "provider_status_group", b"provider_status_group", "raw", b"raw", "received_time", b"received_time", "recipient", b"recipient", "registration", b"registration", "request_id", b"request_id", "segments", b"segments", "sender", b"sender", "sent_time", b"sent_time", "sequence", b"sequence", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeliveryReport: _TypeAlias = DeliveryReport  # noqa: Y015
+
+@_typing.final
+class MessageRegistration(_message.Message):
+    """MessageRegistration is what a sender tells statusd about a message it just sent, right
+    after the provider accepted it (StatusService.RegisterMessages).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_REF_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    SUBMIT_TIME_FIELD_NUMBER: _builtins.int
+    REPORT_TIMEOUT_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """Provider name, as in the webhook path: infobip, plivo, twilio, ... (required)."""
+    account: _builtins.str
+    """Which configured account of the provider sent it; empty is the default account."""
+    message_id: _builtins.str
+    """The provider's message id, as its delivery reports will carry it (required)."""
+    client_ref: _builtins.str
+    """The sender's own correlation id; kept even when the provider does not echo it back."""
+    recipient: _builtins.str
+    """Recipient's phone number in E.164 (a leading "+"; statusd normalizes it); empty when
+    unknown.
+    """
+    @_builtins.property
+    def submit_time(self) -> _timestamp_pb2.Timestamp:
+        """When the provider accepted the message; unset means when statusd stores the
+        registration.
+        """
+
+    @_builtins.property
+    def report_timeout(self) -> _duration_pb2.Duration:
+        """How long after submit_time a final report may take before the message becomes
+        NO_REPORT; unset means statusd's default for the provider (DLRHUB_REPORT_TIMEOUT_HOURS,
+        DLRHUB_REPORT_TIMEOUT_HOURS_BY_PROVIDER).
+        """
+
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        account: _builtins.str = ...,
+        message_id: _builtins.str = ...,
+        client_ref: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        submit_time: _timestamp_pb2.Timestamp | None = ...,
+        report_timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report_timeout", b"report_timeout", "submit_time", b"submit_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "client_ref", b"client_ref", "message_id", b"message_id", "provider", b"provider", "recipient", b"recipient", "report_timeout", b"report_timeout", "submit_time", b"submit_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageRegistration: _TypeAlias = MessageRegistration  # noqa: Y015
 
 @_typing.final
 class MessageKey(_message.Message):
@@ -373,6 +457,11 @@ class MessageStatus(_message.Message):
     PARTS_FIELD_NUMBER: _builtins.int
     PART_COUNT_FIELD_NUMBER: _builtins.int
     PARTIAL_FIELD_NUMBER: _builtins.int
+    SUBMIT_TIME_FIELD_NUMBER: _builtins.int
+    REGISTER_TIME_FIELD_NUMBER: _builtins.int
+    REPORT_DEADLINE_TIME_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    FINAL_TIME_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Provider name."""
     account: _builtins.str
@@ -401,6 +490,10 @@ class MessageStatus(_message.Message):
     """True when an aggregated status does not hold for every part (some parts DELIVERED
     and others not, or parts not reported yet); false otherwise.
     """
+    country: _builtins.str
+    """Destination country (ISO 3166-1 alpha-2, e.g. "GB") from the recipient's E.164
+    number; empty when unknown.
+    """
     @_builtins.property
     def latest_report(self) -> Global___DeliveryReport:
         """The report that set the current status."""
@@ -424,6 +517,26 @@ class MessageStatus(_message.Message):
         empty otherwise. Each part is also readable by its own message id.
         """
 
+    @_builtins.property
+    def submit_time(self) -> _timestamp_pb2.Timestamp:
+        """When the provider accepted the message, as registered; unset when not registered."""
+
+    @_builtins.property
+    def register_time(self) -> _timestamp_pb2.Timestamp:
+        """When statusd stored the message's registration; unset when it was never registered."""
+
+    @_builtins.property
+    def report_deadline_time(self) -> _timestamp_pb2.Timestamp:
+        """When the message becomes NO_REPORT without a final report (submit_time plus its
+        report timeout); unset when it was never registered.
+        """
+
+    @_builtins.property
+    def final_time(self) -> _timestamp_pb2.Timestamp:
+        """The time (event time, else received time) of the final report (a terminal status or
+        UNKNOWN) that set the current status; unset while no final report is current.
+        """
+
     def __init__(
         self,
         *,
@@ -443,10 +556,15 @@ class MessageStatus(_message.Message):
         parts: _abc.Iterable[Global___MessagePart] | None = ...,
         part_count: _builtins.int = ...,
         partial: _builtins.bool = ...,
+        submit_time: _timestamp_pb2.Timestamp | None = ...,
+        register_time: _timestamp_pb2.Timestamp | None = ...,
+        report_deadline_time: _timestamp_pb2.Timestamp | None = ...,
+        country: _builtins.str = ...,
+        final_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["first_seen_time", b"first_seen_time", "latest_report", b"latest_report", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["final_time", b"final_time", "first_seen_time", b"first_seen_time", "latest_report", b"latest_report", "register_time", b"register_time", "report_deadline_time", b"report_deadline_time", "submit_time", b"submit_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "client_ref", b"client_ref", "conflict", b"conflict", "first_seen_time", b"first_seen_time", "history", b"history", "latest_report", b"latest_report", "message_id", b"message_id", "parent_message_id", b"parent_message_id", "part_count", b"part_count", "partial", b"partial", "parts", b"parts", "provider", b"provider", "recipient", b"recipient", "report_count", b"report_count", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "client_ref", b"client_ref", "conflict", b"conflict", "country", b"country", "final_time", b"final_time", "first_seen_time", b"first_seen_time", "history", b"history", "latest_report", b"latest_report", "message_id", b"message_id", "parent_message_id", b"parent_message_id", "part_count", b"part_count", "partial", b"partial", "parts", b"parts", "provider", b"provider", "recipient", b"recipient", "register_time", b"register_time", "report_count", b"report_count", "report_deadline_time", b"report_deadline_time", "status", b"status", "submit_time", b"submit_time", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

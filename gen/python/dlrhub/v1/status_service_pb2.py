@@ -23,32 +23,49 @@ _sym_db = _symbol_database.Default()
 
 
 from dlrhub.v1 import delivery_report_pb2 as dlrhub_dot_v1_dot_delivery__report__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x64lrhub/v1/status_service.proto\x12\tdlrhub.v1\x1a\x1f\x64lrhub/v1/delivery_report.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n\x17GetMessageStatusRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\x12*\n\x04view\x18\x04 \x01(\x0e\x32\x1c.dlrhub.v1.MessageStatusView\"L\n\x18GetMessageStatusResponse\x12\x30\n\x0emessage_status\x18\x01 \x01(\x0b\x32\x18.dlrhub.v1.MessageStatus\"q\n\x1e\x42\x61tchGetMessageStatusesRequest\x12#\n\x04keys\x18\x01 \x03(\x0b\x32\x15.dlrhub.v1.MessageKey\x12*\n\x04view\x18\x02 \x01(\x0e\x32\x1c.dlrhub.v1.MessageStatusView\"U\n\x1f\x42\x61tchGetMessageStatusesResponse\x12\x32\n\x10message_statuses\x18\x01 \x03(\x0b\x32\x18.dlrhub.v1.MessageStatus\"\xd2\x02\n\x1aListMessageStatusesRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12+\n\x08statuses\x18\x03 \x03(\x0e\x32\x19.dlrhub.v1.DeliveryStatus\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x12\n\nclient_ref\x18\x05 \x01(\t\x12\x35\n\x11update_time_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fupdate_time_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x12*\n\x04view\x18\n \x01(\x0e\x32\x1c.dlrhub.v1.MessageStatusView\"j\n\x1bListMessageStatusesResponse\x12\x32\n\x10message_statuses\x18\x01 \x03(\x0b\x32\x18.dlrhub.v1.MessageStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xaa\x01\n\x1bWatchMessageStatusesRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12+\n\x08statuses\x18\x03 \x03(\x0e\x32\x19.dlrhub.v1.DeliveryStatus\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x12\n\nclient_ref\x18\x05 \x01(\t\x12\x14\n\x0cresume_token\x18\x06 \x01(\t\"\x91\x01\n\x1cWatchMessageStatusesResponse\x12\x30\n\x0emessage_status\x18\x01 \x01(\x0b\x32\x18.dlrhub.v1.MessageStatus\x12)\n\x06report\x18\x02 \x01(\x0b\x32\x19.dlrhub.v1.DeliveryReport\x12\x14\n\x0cresume_token\x18\x03 \x01(\t2\xaf\x03\n\rStatusService\x12[\n\x10GetMessageStatus\x12\".dlrhub.v1.GetMessageStatusRequest\x1a#.dlrhub.v1.GetMessageStatusResponse\x12p\n\x17\x42\x61tchGetMessageStatuses\x12).dlrhub.v1.BatchGetMessageStatusesRequest\x1a*.dlrhub.v1.BatchGetMessageStatusesResponse\x12\x64\n\x13ListMessageStatuses\x12%.dlrhub.v1.ListMessageStatusesRequest\x1a&.dlrhub.v1.ListMessageStatusesResponse\x12i\n\x14WatchMessageStatuses\x12&.dlrhub.v1.WatchMessageStatusesRequest\x1a\'.dlrhub.v1.WatchMessageStatusesResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x64lrhub/v1/status_service.proto\x12\tdlrhub.v1\x1a\x1f\x64lrhub/v1/delivery_report.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n\x17GetMessageStatusRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\x12*\n\x04view\x18\x04 \x01(\x0e\x32\x1c.dlrhub.v1.MessageStatusView\"L\n\x18GetMessageStatusResponse\x12\x30\n\x0emessage_status\x18\x01 \x01(\x0b\x32\x18.dlrhub.v1.MessageStatus\"q\n\x1e\x42\x61tchGetMessageStatusesRequest\x12#\n\x04keys\x18\x01 \x03(\x0b\x32\x15.dlrhub.v1.MessageKey\x12*\n\x04view\x18\x02 \x01(\x0e\x32\x1c.dlrhub.v1.MessageStatusView\"U\n\x1f\x42\x61tchGetMessageStatusesResponse\x12\x32\n\x10message_statuses\x18\x01 \x03(\x0b\x32\x18.dlrhub.v1.MessageStatus\"\xeb\x02\n\x1aListMessageStatusesRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12+\n\x08statuses\x18\x03 \x03(\x0e\x32\x19.dlrhub.v1.DeliveryStatus\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x12\n\nclient_ref\x18\x05 \x01(\t\x12\x35\n\x11update_time_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fupdate_time_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x12*\n\x04view\x18\n \x01(\x0e\x32\x1c.dlrhub.v1.MessageStatusView\x12\x17\n\x0f\x61waiting_report\x18\x0b \x01(\x08\"j\n\x1bListMessageStatusesResponse\x12\x32\n\x10message_statuses\x18\x01 \x03(\x0b\x32\x18.dlrhub.v1.MessageStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xaa\x01\n\x1bWatchMessageStatusesRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12+\n\x08statuses\x18\x03 \x03(\x0e\x32\x19.dlrhub.v1.DeliveryStatus\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x12\n\nclient_ref\x18\x05 \x01(\t\x12\x14\n\x0cresume_token\x18\x06 \x01(\t\"\x91\x01\n\x1cWatchMessageStatusesResponse\x12\x30\n\x0emessage_status\x18\x01 \x01(\x0b\x32\x18.dlrhub.v1.MessageStatus\x12)\n\x06report\x18\x02 \x01(\x0b\x32\x19.dlrhub.v1.DeliveryReport\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\"P\n\x17RegisterMessagesRequest\x12\x35\n\rregistrations\x18\x01 \x03(\x0b\x32\x1e.dlrhub.v1.MessageRegistration\"t\n\x18RegisterMessagesResponse\x12\x12\n\nregistered\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\x30\n\x08outcomes\x18\x03 \x03(\x0e\x32\x1e.dlrhub.v1.RegistrationOutcome\"\xf6\x01\n\x17GetDeliveryStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\ntime_basis\x18\x03 \x01(\x0e\x32\x19.dlrhub.v1.StatsTimeBasis\x12+\n\x08group_by\x18\x04 \x03(\x0e\x32\x19.dlrhub.v1.StatsDimension\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x06 \x01(\t\"\xd3\x03\n\x12\x44\x65liveryStatsGroup\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.dlrhub.v1.DeliveryStatus\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x15\n\rmessage_count\x18\x06 \x01(\x03\x12\x17\n\x0f\x64\x65livered_count\x18\x07 \x01(\x03\x12\x17\n\x0fno_report_count\x18\x08 \x01(\x03\x12\x13\n\x0b\x66inal_count\x18\t \x01(\x03\x12\x15\n\rdelivery_rate\x18\n \x01(\x01\x12\x16\n\x0eno_report_rate\x18\x0b \x01(\x01\x12\x36\n\x13receipt_latency_p50\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13receipt_latency_p90\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13receipt_latency_p99\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rlatency_count\x18\x0f \x01(\x03\"w\n\x18GetDeliveryStatsResponse\x12-\n\x06groups\x18\x01 \x03(\x0b\x32\x1d.dlrhub.v1.DeliveryStatsGroup\x12,\n\x05total\x18\x02 \x01(\x0b\x32\x1d.dlrhub.v1.DeliveryStatsGroup*\x84\x01\n\x13RegistrationOutcome\x12$\n REGISTRATION_OUTCOME_UNSPECIFIED\x10\x00\x12#\n\x1fREGISTRATION_OUTCOME_REGISTERED\x10\x01\x12\"\n\x1eREGISTRATION_OUTCOME_DUPLICATE\x10\x02*z\n\x0eStatsTimeBasis\x12 \n\x1cSTATS_TIME_BASIS_UNSPECIFIED\x10\x00\x12 \n\x1cSTATS_TIME_BASIS_SUBMIT_TIME\x10\x01\x12$\n STATS_TIME_BASIS_FIRST_SEEN_TIME\x10\x02*\xc5\x01\n\x0eStatsDimension\x12\x1f\n\x1bSTATS_DIMENSION_UNSPECIFIED\x10\x00\x12\x1c\n\x18STATS_DIMENSION_PROVIDER\x10\x01\x12\x1b\n\x17STATS_DIMENSION_ACCOUNT\x10\x02\x12\x1b\n\x17STATS_DIMENSION_COUNTRY\x10\x03\x12\x1a\n\x16STATS_DIMENSION_STATUS\x10\x04\x12\x1e\n\x1aSTATS_DIMENSION_ERROR_CODE\x10\x05\x32\xe9\x04\n\rStatusService\x12[\n\x10GetMessageStatus\x12\".dlrhub.v1.GetMessageStatusRequest\x1a#.dlrhub.v1.GetMessageStatusResponse\x12p\n\x17\x42\x61tchGetMessageStatuses\x12).dlrhub.v1.BatchGetMessageStatusesRequest\x1a*.dlrhub.v1.BatchGetMessageStatusesResponse\x12\x64\n\x13ListMessageStatuses\x12%.dlrhub.v1.ListMessageStatusesRequest\x1a&.dlrhub.v1.ListMessageStatusesResponse\x12i\n\x14WatchMessageStatuses\x12&.dlrhub.v1.WatchMessageStatusesRequest\x1a\'.dlrhub.v1.WatchMessageStatusesResponse0\x01\x12[\n\x10RegisterMessages\x12\".dlrhub.v1.RegisterMessagesRequest\x1a#.dlrhub.v1.RegisterMessagesResponse\x12[\n\x10GetDeliveryStats\x12\".dlrhub.v1.GetDeliveryStatsRequest\x1a#.dlrhub.v1.GetDeliveryStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dlrhub.v1.status_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETMESSAGESTATUSREQUEST']._serialized_start=111
-  _globals['_GETMESSAGESTATUSREQUEST']._serialized_end=235
-  _globals['_GETMESSAGESTATUSRESPONSE']._serialized_start=237
-  _globals['_GETMESSAGESTATUSRESPONSE']._serialized_end=313
-  _globals['_BATCHGETMESSAGESTATUSESREQUEST']._serialized_start=315
-  _globals['_BATCHGETMESSAGESTATUSESREQUEST']._serialized_end=428
-  _globals['_BATCHGETMESSAGESTATUSESRESPONSE']._serialized_start=430
-  _globals['_BATCHGETMESSAGESTATUSESRESPONSE']._serialized_end=515
-  _globals['_LISTMESSAGESTATUSESREQUEST']._serialized_start=518
-  _globals['_LISTMESSAGESTATUSESREQUEST']._serialized_end=856
-  _globals['_LISTMESSAGESTATUSESRESPONSE']._serialized_start=858
-  _globals['_LISTMESSAGESTATUSESRESPONSE']._serialized_end=964
-  _globals['_WATCHMESSAGESTATUSESREQUEST']._serialized_start=967
-  _globals['_WATCHMESSAGESTATUSESREQUEST']._serialized_end=1137
-  _globals['_WATCHMESSAGESTATUSESRESPONSE']._serialized_start=1140
-  _globals['_WATCHMESSAGESTATUSESRESPONSE']._serialized_end=1285
-  _globals['_STATUSSERVICE']._serialized_start=1288
-  _globals['_STATUSSERVICE']._serialized_end=1719
+  _globals['_REGISTRATIONOUTCOME']._serialized_start=2385
+  _globals['_REGISTRATIONOUTCOME']._serialized_end=2517
+  _globals['_STATSTIMEBASIS']._serialized_start=2519
+  _globals['_STATSTIMEBASIS']._serialized_end=2641
+  _globals['_STATSDIMENSION']._serialized_start=2644
+  _globals['_STATSDIMENSION']._serialized_end=2841
+  _globals['_GETMESSAGESTATUSREQUEST']._serialized_start=143
+  _globals['_GETMESSAGESTATUSREQUEST']._serialized_end=267
+  _globals['_GETMESSAGESTATUSRESPONSE']._serialized_start=269
+  _globals['_GETMESSAGESTATUSRESPONSE']._serialized_end=345
+  _globals['_BATCHGETMESSAGESTATUSESREQUEST']._serialized_start=347
+  _globals['_BATCHGETMESSAGESTATUSESREQUEST']._serialized_end=460
+  _globals['_BATCHGETMESSAGESTATUSESRESPONSE']._serialized_start=462
+  _globals['_BATCHGETMESSAGESTATUSESRESPONSE']._serialized_end=547
+  _globals['_LISTMESSAGESTATUSESREQUEST']._serialized_start=550
+  _globals['_LISTMESSAGESTATUSESREQUEST']._serialized_end=913
+  _globals['_LISTMESSAGESTATUSESRESPONSE']._serialized_start=915
+  _globals['_LISTMESSAGESTATUSESRESPONSE']._serialized_end=1021
+  _globals['_WATCHMESSAGESTATUSESREQUEST']._serialized_start=1024
+  _globals['_WATCHMESSAGESTATUSESREQUEST']._serialized_end=1194
+  _globals['_WATCHMESSAGESTATUSESRESPONSE']._serialized_start=1197
+  _globals['_WATCHMESSAGESTATUSESRESPONSE']._serialized_end=1342
+  _globals['_REGISTERMESSAGESREQUEST']._serialized_start=1344
+  _globals['_REGISTERMESSAGESREQUEST']._serialized_end=1424
+  _globals['_REGISTERMESSAGESRESPONSE']._serialized_start=1426
+  _globals['_REGISTERMESSAGESRESPONSE']._serialized_end=1542
+  _globals['_GETDELIVERYSTATSREQUEST']._serialized_start=1545
+  _globals['_GETDELIVERYSTATSREQUEST']._serialized_end=1791
+  _globals['_DELIVERYSTATSGROUP']._serialized_start=1794
+  _globals['_DELIVERYSTATSGROUP']._serialized_end=2261
+  _globals['_GETDELIVERYSTATSRESPONSE']._serialized_start=2263
+  _globals['_GETDELIVERYSTATSRESPONSE']._serialized_end=2382
+  _globals['_STATUSSERVICE']._serialized_start=2844
+  _globals['_STATUSSERVICE']._serialized_end=3461
 # @@protoc_insertion_point(module_scope)

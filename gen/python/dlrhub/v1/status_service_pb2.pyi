@@ -6,9 +6,11 @@ isort:skip_file
 from collections import abc as _abc
 from dlrhub.v1 import delivery_report_pb2 as _delivery_report_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +21,90 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _RegistrationOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RegistrationOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RegistrationOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REGISTRATION_OUTCOME_UNSPECIFIED: _RegistrationOutcome.ValueType  # 0
+    """Not an outcome."""
+    REGISTRATION_OUTCOME_REGISTERED: _RegistrationOutcome.ValueType  # 1
+    """Stored: the message is registered now (it may have had reports already)."""
+    REGISTRATION_OUTCOME_DUPLICATE: _RegistrationOutcome.ValueType  # 2
+    """The message was registered before (or twice in this call); nothing changed."""
+
+class RegistrationOutcome(_RegistrationOutcome, metaclass=_RegistrationOutcomeEnumTypeWrapper):
+    """RegistrationOutcome says what became of one registration."""
+
+REGISTRATION_OUTCOME_UNSPECIFIED: RegistrationOutcome.ValueType  # 0
+"""Not an outcome."""
+REGISTRATION_OUTCOME_REGISTERED: RegistrationOutcome.ValueType  # 1
+"""Stored: the message is registered now (it may have had reports already)."""
+REGISTRATION_OUTCOME_DUPLICATE: RegistrationOutcome.ValueType  # 2
+"""The message was registered before (or twice in this call); nothing changed."""
+Global___RegistrationOutcome: _TypeAlias = RegistrationOutcome  # noqa: Y015
+
+class _StatsTimeBasis:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatsTimeBasisEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsTimeBasis.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATS_TIME_BASIS_UNSPECIFIED: _StatsTimeBasis.ValueType  # 0
+    """The default: the same as STATS_TIME_BASIS_SUBMIT_TIME."""
+    STATS_TIME_BASIS_SUBMIT_TIME: _StatsTimeBasis.ValueType  # 1
+    """The registered submit time; messages never registered are left out."""
+    STATS_TIME_BASIS_FIRST_SEEN_TIME: _StatsTimeBasis.ValueType  # 2
+    """When statusd first stored anything (a report or the registration) of the message."""
+
+class StatsTimeBasis(_StatsTimeBasis, metaclass=_StatsTimeBasisEnumTypeWrapper):
+    """StatsTimeBasis names the time a statistics window selects messages by."""
+
+STATS_TIME_BASIS_UNSPECIFIED: StatsTimeBasis.ValueType  # 0
+"""The default: the same as STATS_TIME_BASIS_SUBMIT_TIME."""
+STATS_TIME_BASIS_SUBMIT_TIME: StatsTimeBasis.ValueType  # 1
+"""The registered submit time; messages never registered are left out."""
+STATS_TIME_BASIS_FIRST_SEEN_TIME: StatsTimeBasis.ValueType  # 2
+"""When statusd first stored anything (a report or the registration) of the message."""
+Global___StatsTimeBasis: _TypeAlias = StatsTimeBasis  # noqa: Y015
+
+class _StatsDimension:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatsDimensionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsDimension.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATS_DIMENSION_UNSPECIFIED: _StatsDimension.ValueType  # 0
+    """Not a dimension; INVALID_ARGUMENT in a request."""
+    STATS_DIMENSION_PROVIDER: _StatsDimension.ValueType  # 1
+    """The provider name."""
+    STATS_DIMENSION_ACCOUNT: _StatsDimension.ValueType  # 2
+    """The provider account (with the provider: accounts are per provider)."""
+    STATS_DIMENSION_COUNTRY: _StatsDimension.ValueType  # 3
+    """The destination country (from the recipient's number)."""
+    STATS_DIMENSION_STATUS: _StatsDimension.ValueType  # 4
+    """The message's current status."""
+    STATS_DIMENSION_ERROR_CODE: _StatsDimension.ValueType  # 5
+    """The error code of the report that set the current status."""
+
+class StatsDimension(_StatsDimension, metaclass=_StatsDimensionEnumTypeWrapper):
+    """StatsDimension is one thing statistics can be grouped by."""
+
+STATS_DIMENSION_UNSPECIFIED: StatsDimension.ValueType  # 0
+"""Not a dimension; INVALID_ARGUMENT in a request."""
+STATS_DIMENSION_PROVIDER: StatsDimension.ValueType  # 1
+"""The provider name."""
+STATS_DIMENSION_ACCOUNT: StatsDimension.ValueType  # 2
+"""The provider account (with the provider: accounts are per provider)."""
+STATS_DIMENSION_COUNTRY: StatsDimension.ValueType  # 3
+"""The destination country (from the recipient's number)."""
+STATS_DIMENSION_STATUS: StatsDimension.ValueType  # 4
+"""The message's current status."""
+STATS_DIMENSION_ERROR_CODE: StatsDimension.ValueType  # 5
+"""The error code of the report that set the current status."""
+Global___StatsDimension: _TypeAlias = StatsDimension  # noqa: Y015
 
 @_typing.final
 class GetMessageStatusRequest(_message.Message):
@@ -146,6 +232,7 @@ class ListMessageStatusesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
+    AWAITING_REPORT_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Only this provider; empty for all."""
     account: _builtins.str
@@ -166,6 +253,11 @@ class ListMessageStatusesRequest(_message.Message):
     """
     view: _delivery_report_pb2.MessageStatusView.ValueType
     """How much to return; BASIC by default."""
+    awaiting_report: _builtins.bool
+    """Only messages awaiting a report: registered, no final status yet (not terminal, not
+    UNKNOWN) and not timed out (NO_REPORT). To list the timed-out ones, filter statuses
+    on DELIVERY_STATUS_NO_REPORT. Part of the page token's filter.
+    """
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[_delivery_report_pb2.DeliveryStatus.ValueType]:
         """Only messages whose current status is one of these; empty for all."""
@@ -191,10 +283,11 @@ class ListMessageStatusesRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         view: _delivery_report_pb2.MessageStatusView.ValueType = ...,
+        awaiting_report: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["update_time_end", b"update_time_end", "update_time_start", b"update_time_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "client_ref", b"client_ref", "page_size", b"page_size", "page_token", b"page_token", "provider", b"provider", "recipient", b"recipient", "statuses", b"statuses", "update_time_end", b"update_time_end", "update_time_start", b"update_time_start", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "awaiting_report", b"awaiting_report", "client_ref", b"client_ref", "page_size", b"page_size", "page_token", b"page_token", "provider", b"provider", "recipient", b"recipient", "statuses", b"statuses", "update_time_end", b"update_time_end", "update_time_start", b"update_time_start", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -317,3 +410,229 @@ class WatchMessageStatusesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchMessageStatusesResponse: _TypeAlias = WatchMessageStatusesResponse  # noqa: Y015
+
+@_typing.final
+class RegisterMessagesRequest(_message.Message):
+    """RegisterMessagesRequest holds the registrations of one call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def registrations(self) -> _containers.RepeatedCompositeFieldContainer[_delivery_report_pb2.MessageRegistration]:
+        """The messages to register (1 to 1000). Each needs provider and message_id."""
+
+    def __init__(
+        self,
+        *,
+        registrations: _abc.Iterable[_delivery_report_pb2.MessageRegistration] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["registrations", b"registrations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterMessagesRequest: _TypeAlias = RegisterMessagesRequest  # noqa: Y015
+
+@_typing.final
+class RegisterMessagesResponse(_message.Message):
+    """RegisterMessagesResponse answers once every registration is durably committed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTERED_FIELD_NUMBER: _builtins.int
+    DUPLICATES_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    registered: _builtins.int
+    """How many registrations were new."""
+    duplicates: _builtins.int
+    """How many were already registered."""
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedScalarFieldContainer[Global___RegistrationOutcome.ValueType]:
+        """One outcome per registration, in request order."""
+
+    def __init__(
+        self,
+        *,
+        registered: _builtins.int = ...,
+        duplicates: _builtins.int = ...,
+        outcomes: _abc.Iterable[Global___RegistrationOutcome.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicates", b"duplicates", "outcomes", b"outcomes", "registered", b"registered"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterMessagesResponse: _TypeAlias = RegisterMessagesResponse  # noqa: Y015
+
+@_typing.final
+class GetDeliveryStatsRequest(_message.Message):
+    """GetDeliveryStatsRequest selects the messages and the grouping."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    TIME_BASIS_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    time_basis: Global___StatsTimeBasis.ValueType
+    """Which time of a message the window selects on; submit time by default."""
+    provider: _builtins.str
+    """Only this provider; empty for all."""
+    account: _builtins.str
+    """Only this account; empty for all accounts."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the window (inclusive; required)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the window (exclusive; required, after start_time)."""
+
+    @_builtins.property
+    def group_by(self) -> _containers.RepeatedScalarFieldContainer[Global___StatsDimension.ValueType]:
+        """Dimensions to group by, each at most once; empty: only the total."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        time_basis: Global___StatsTimeBasis.ValueType = ...,
+        group_by: _abc.Iterable[Global___StatsDimension.ValueType] | None = ...,
+        provider: _builtins.str = ...,
+        account: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "end_time", b"end_time", "group_by", b"group_by", "provider", b"provider", "start_time", b"start_time", "time_basis", b"time_basis"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeliveryStatsRequest: _TypeAlias = GetDeliveryStatsRequest  # noqa: Y015
+
+@_typing.final
+class DeliveryStatsGroup(_message.Message):
+    """DeliveryStatsGroup is the statistics of one group (or of every selected message)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_COUNT_FIELD_NUMBER: _builtins.int
+    DELIVERED_COUNT_FIELD_NUMBER: _builtins.int
+    NO_REPORT_COUNT_FIELD_NUMBER: _builtins.int
+    FINAL_COUNT_FIELD_NUMBER: _builtins.int
+    DELIVERY_RATE_FIELD_NUMBER: _builtins.int
+    NO_REPORT_RATE_FIELD_NUMBER: _builtins.int
+    RECEIPT_LATENCY_P50_FIELD_NUMBER: _builtins.int
+    RECEIPT_LATENCY_P90_FIELD_NUMBER: _builtins.int
+    RECEIPT_LATENCY_P99_FIELD_NUMBER: _builtins.int
+    LATENCY_COUNT_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """The group's provider; empty when not grouped by provider."""
+    account: _builtins.str
+    """The group's account; empty when not grouped by account (or the default account)."""
+    country: _builtins.str
+    """The group's destination country (ISO 3166-1 alpha-2); empty when not grouped by
+    country or unknown.
+    """
+    status: _delivery_report_pb2.DeliveryStatus.ValueType
+    """The group's current status; UNSPECIFIED when not grouped by status."""
+    error_code: _builtins.str
+    """The group's error code; empty when not grouped by error code or none."""
+    message_count: _builtins.int
+    """Messages in the group."""
+    delivered_count: _builtins.int
+    """Messages whose status is DELIVERED."""
+    no_report_count: _builtins.int
+    """Messages whose status is NO_REPORT."""
+    final_count: _builtins.int
+    """Messages with a final status: terminal, UNKNOWN or NO_REPORT."""
+    delivery_rate: _builtins.float
+    """delivered_count / final_count (0 when final_count is 0): messages still in flight do
+    not count against it.
+    """
+    no_report_rate: _builtins.float
+    """no_report_count / final_count (0 when final_count is 0)."""
+    latency_count: _builtins.int
+    """How many messages the latency percentiles are computed over (registered messages with
+    a final report).
+    """
+    @_builtins.property
+    def receipt_latency_p50(self) -> _duration_pb2.Duration:
+        """Median receipt latency: from submit_time to final_time, over the messages that have
+        both (see latency_count).
+        """
+
+    @_builtins.property
+    def receipt_latency_p90(self) -> _duration_pb2.Duration:
+        """90th percentile of the receipt latency."""
+
+    @_builtins.property
+    def receipt_latency_p99(self) -> _duration_pb2.Duration:
+        """99th percentile of the receipt latency."""
+
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        account: _builtins.str = ...,
+        country: _builtins.str = ...,
+        status: _delivery_report_pb2.DeliveryStatus.ValueType = ...,
+        error_code: _builtins.str = ...,
+        message_count: _builtins.int = ...,
+        delivered_count: _builtins.int = ...,
+        no_report_count: _builtins.int = ...,
+        final_count: _builtins.int = ...,
+        delivery_rate: _builtins.float = ...,
+        no_report_rate: _builtins.float = ...,
+        receipt_latency_p50: _duration_pb2.Duration | None = ...,
+        receipt_latency_p90: _duration_pb2.Duration | None = ...,
+        receipt_latency_p99: _duration_pb2.Duration | None = ...,
+        latency_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt_latency_p50", b"receipt_latency_p50", "receipt_latency_p90", b"receipt_latency_p90", "receipt_latency_p99", b"receipt_latency_p99"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "country", b"country", "delivered_count", b"delivered_count", "delivery_rate", b"delivery_rate", "error_code", b"error_code", "final_count", b"final_count", "latency_count", b"latency_count", "message_count", b"message_count", "no_report_count", b"no_report_count", "no_report_rate", b"no_report_rate", "provider", b"provider", "receipt_latency_p50", b"receipt_latency_p50", "receipt_latency_p90", b"receipt_latency_p90", "receipt_latency_p99", b"receipt_latency_p99", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryStatsGroup: _TypeAlias = DeliveryStatsGroup  # noqa: Y015
+
+@_typing.final
+class GetDeliveryStatsResponse(_message.Message):
+    """GetDeliveryStatsResponse holds one entry per group and the total."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryStatsGroup]:
+        """One entry per combination of the group_by values that has messages."""
+
+    @_builtins.property
+    def total(self) -> Global___DeliveryStatsGroup:
+        """Every selected message together (its dimension fields empty)."""
+
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___DeliveryStatsGroup] | None = ...,
+        total: Global___DeliveryStatsGroup | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeliveryStatsResponse: _TypeAlias = GetDeliveryStatsResponse  # noqa: Y015

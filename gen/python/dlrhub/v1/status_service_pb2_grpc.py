@@ -30,7 +30,8 @@ class StatusServiceStub:
 
     When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
     `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
-    a token of the other service (IngestService) is PERMISSION_DENIED.
+    a token of a role the method does not admit is PERMISSION_DENIED. RegisterMessages needs
+    a token of role register (DLRHUB_REGISTER_TOKENS); the other methods role read.
     """
 
     def __init__(self, channel):
@@ -59,6 +60,16 @@ class StatusServiceStub:
                 request_serializer=dlrhub_dot_v1_dot_status__service__pb2.WatchMessageStatusesRequest.SerializeToString,
                 response_deserializer=dlrhub_dot_v1_dot_status__service__pb2.WatchMessageStatusesResponse.FromString,
                 _registered_method=True)
+        self.RegisterMessages = channel.unary_unary(
+                '/dlrhub.v1.StatusService/RegisterMessages',
+                request_serializer=dlrhub_dot_v1_dot_status__service__pb2.RegisterMessagesRequest.SerializeToString,
+                response_deserializer=dlrhub_dot_v1_dot_status__service__pb2.RegisterMessagesResponse.FromString,
+                _registered_method=True)
+        self.GetDeliveryStats = channel.unary_unary(
+                '/dlrhub.v1.StatusService/GetDeliveryStats',
+                request_serializer=dlrhub_dot_v1_dot_status__service__pb2.GetDeliveryStatsRequest.SerializeToString,
+                response_deserializer=dlrhub_dot_v1_dot_status__service__pb2.GetDeliveryStatsResponse.FromString,
+                _registered_method=True)
 
 
 class StatusServiceServicer:
@@ -66,7 +77,8 @@ class StatusServiceServicer:
 
     When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
     `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
-    a token of the other service (IngestService) is PERMISSION_DENIED.
+    a token of a role the method does not admit is PERMISSION_DENIED. RegisterMessages needs
+    a token of role register (DLRHUB_REGISTER_TOKENS); the other methods role read.
     """
 
     def GetMessageStatus(self, request, context):
@@ -115,6 +127,31 @@ class StatusServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterMessages(self, request, context):
+        """Registers messages a sender has just sent (at most 1000 per call), so that each is
+        known before its first report, keeps the sender's client_ref and recipient, and
+        becomes NO_REPORT when no final report comes within its report timeout.
+
+        A registered message with no report reads as ACCEPTED with report_count 0. A
+        registration and a message's reports merge in either order: a report stored first is
+        kept, and the registration only fills what the message lacks (client_ref, recipient,
+        submit time). Registering a message again changes nothing (DUPLICATE), so retries are
+        safe. Answered only after the registrations are durably committed; each one that is
+        new is a Watch change like a report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeliveryStats(self, request, context):
+        """Delivery statistics over a time window: message counts, delivery and NO_REPORT rates
+        and receipt latency, grouped by any of provider, account, destination country, status
+        and error code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StatusServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +175,16 @@ def add_StatusServiceServicer_to_server(servicer, server):
                     request_deserializer=dlrhub_dot_v1_dot_status__service__pb2.WatchMessageStatusesRequest.FromString,
                     response_serializer=dlrhub_dot_v1_dot_status__service__pb2.WatchMessageStatusesResponse.SerializeToString,
             ),
+            'RegisterMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterMessages,
+                    request_deserializer=dlrhub_dot_v1_dot_status__service__pb2.RegisterMessagesRequest.FromString,
+                    response_serializer=dlrhub_dot_v1_dot_status__service__pb2.RegisterMessagesResponse.SerializeToString,
+            ),
+            'GetDeliveryStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeliveryStats,
+                    request_deserializer=dlrhub_dot_v1_dot_status__service__pb2.GetDeliveryStatsRequest.FromString,
+                    response_serializer=dlrhub_dot_v1_dot_status__service__pb2.GetDeliveryStatsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'dlrhub.v1.StatusService', rpc_method_handlers)
@@ -151,7 +198,8 @@ class StatusService:
 
     When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
     `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
-    a token of the other service (IngestService) is PERMISSION_DENIED.
+    a token of a role the method does not admit is PERMISSION_DENIED. RegisterMessages needs
+    a token of role register (DLRHUB_REGISTER_TOKENS); the other methods role read.
     """
 
     @staticmethod
@@ -252,6 +300,60 @@ class StatusService:
             '/dlrhub.v1.StatusService/WatchMessageStatuses',
             dlrhub_dot_v1_dot_status__service__pb2.WatchMessageStatusesRequest.SerializeToString,
             dlrhub_dot_v1_dot_status__service__pb2.WatchMessageStatusesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dlrhub.v1.StatusService/RegisterMessages',
+            dlrhub_dot_v1_dot_status__service__pb2.RegisterMessagesRequest.SerializeToString,
+            dlrhub_dot_v1_dot_status__service__pb2.RegisterMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeliveryStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dlrhub.v1.StatusService/GetDeliveryStats',
+            dlrhub_dot_v1_dot_status__service__pb2.GetDeliveryStatsRequest.SerializeToString,
+            dlrhub_dot_v1_dot_status__service__pb2.GetDeliveryStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,7 +31,8 @@ class StatusServiceStub:
 
     When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
     `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
-    a token of the other service (IngestService) is PERMISSION_DENIED.
+    a token of a role the method does not admit is PERMISSION_DENIED. RegisterMessages needs
+    a token of role register (DLRHUB_REGISTER_TOKENS); the other methods role read.
     """
 
     @_typing.overload
@@ -67,6 +68,23 @@ class StatusServiceStub:
     buffers a bounded number of changes per subscriber); statusd shutting down ends streams
     with UNAVAILABLE. In both cases reconnect with backoff and resume from the last token.
     """
+    RegisterMessages: _grpc.UnaryUnaryMultiCallable[_status_service_pb2.RegisterMessagesRequest, _status_service_pb2.RegisterMessagesResponse]
+    """Registers messages a sender has just sent (at most 1000 per call), so that each is
+    known before its first report, keeps the sender's client_ref and recipient, and
+    becomes NO_REPORT when no final report comes within its report timeout.
+
+    A registered message with no report reads as ACCEPTED with report_count 0. A
+    registration and a message's reports merge in either order: a report stored first is
+    kept, and the registration only fills what the message lacks (client_ref, recipient,
+    submit time). Registering a message again changes nothing (DUPLICATE), so retries are
+    safe. Answered only after the registrations are durably committed; each one that is
+    new is a Watch change like a report.
+    """
+    GetDeliveryStats: _grpc.UnaryUnaryMultiCallable[_status_service_pb2.GetDeliveryStatsRequest, _status_service_pb2.GetDeliveryStatsResponse]
+    """Delivery statistics over a time window: message counts, delivery and NO_REPORT rates
+    and receipt latency, grouped by any of provider, account, destination country, status
+    and error code.
+    """
 
 @_typing.type_check_only
 class StatusServiceAsyncStub(StatusServiceStub):
@@ -74,7 +92,8 @@ class StatusServiceAsyncStub(StatusServiceStub):
 
     When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
     `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
-    a token of the other service (IngestService) is PERMISSION_DENIED.
+    a token of a role the method does not admit is PERMISSION_DENIED. RegisterMessages needs
+    a token of role register (DLRHUB_REGISTER_TOKENS); the other methods role read.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -107,13 +126,31 @@ class StatusServiceAsyncStub(StatusServiceStub):
     buffers a bounded number of changes per subscriber); statusd shutting down ends streams
     with UNAVAILABLE. In both cases reconnect with backoff and resume from the last token.
     """
+    RegisterMessages: _aio.UnaryUnaryMultiCallable[_status_service_pb2.RegisterMessagesRequest, _status_service_pb2.RegisterMessagesResponse]  # type: ignore[assignment]
+    """Registers messages a sender has just sent (at most 1000 per call), so that each is
+    known before its first report, keeps the sender's client_ref and recipient, and
+    becomes NO_REPORT when no final report comes within its report timeout.
+
+    A registered message with no report reads as ACCEPTED with report_count 0. A
+    registration and a message's reports merge in either order: a report stored first is
+    kept, and the registration only fills what the message lacks (client_ref, recipient,
+    submit time). Registering a message again changes nothing (DUPLICATE), so retries are
+    safe. Answered only after the registrations are durably committed; each one that is
+    new is a Watch change like a report.
+    """
+    GetDeliveryStats: _aio.UnaryUnaryMultiCallable[_status_service_pb2.GetDeliveryStatsRequest, _status_service_pb2.GetDeliveryStatsResponse]  # type: ignore[assignment]
+    """Delivery statistics over a time window: message counts, delivery and NO_REPORT rates
+    and receipt latency, grouped by any of provider, account, destination country, status
+    and error code.
+    """
 
 class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
     """StatusService answers internal services: what happened to each message.
 
     When statusd is configured with read tokens (DLRHUB_READ_TOKENS), every call carries
     `authorization: Bearer <token>` metadata: a missing or unknown token is UNAUTHENTICATED,
-    a token of the other service (IngestService) is PERMISSION_DENIED.
+    a token of a role the method does not admit is PERMISSION_DENIED. RegisterMessages needs
+    a token of role register (DLRHUB_REGISTER_TOKENS); the other methods role read.
     """
 
     @_abc_1.abstractmethod
@@ -167,6 +204,35 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
         A subscriber that reads too slowly is cut off with RESOURCE_EXHAUSTED (the server
         buffers a bounded number of changes per subscriber); statusd shutting down ends streams
         with UNAVAILABLE. In both cases reconnect with backoff and resume from the last token.
+        """
+
+    @_abc_1.abstractmethod
+    def RegisterMessages(
+        self,
+        request: _status_service_pb2.RegisterMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_status_service_pb2.RegisterMessagesResponse, _abc.Awaitable[_status_service_pb2.RegisterMessagesResponse]]:
+        """Registers messages a sender has just sent (at most 1000 per call), so that each is
+        known before its first report, keeps the sender's client_ref and recipient, and
+        becomes NO_REPORT when no final report comes within its report timeout.
+
+        A registered message with no report reads as ACCEPTED with report_count 0. A
+        registration and a message's reports merge in either order: a report stored first is
+        kept, and the registration only fills what the message lacks (client_ref, recipient,
+        submit time). Registering a message again changes nothing (DUPLICATE), so retries are
+        safe. Answered only after the registrations are durably committed; each one that is
+        new is a Watch change like a report.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDeliveryStats(
+        self,
+        request: _status_service_pb2.GetDeliveryStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_status_service_pb2.GetDeliveryStatsResponse, _abc.Awaitable[_status_service_pb2.GetDeliveryStatsResponse]]:
+        """Delivery statistics over a time window: message counts, delivery and NO_REPORT rates
+        and receipt latency, grouped by any of provider, account, destination country, status
+        and error code.
         """
 
 def add_StatusServiceServicer_to_server(servicer: StatusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
