@@ -32,6 +32,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _filter_flags(listing)
     listing.add_argument("--updated-since", type=_time, help="updated at or after (RFC 3339)")
     listing.add_argument("--updated-before", type=_time, help="updated before (RFC 3339)")
+    listing.add_argument(
+        "--awaiting-report",
+        action="store_true",
+        help="only registered messages still waiting for a final report",
+    )
     listing.add_argument("--page-size", type=int, default=0, help="items per call (max 1000)")
     listing.add_argument("--limit", type=int, default=0, help="stop after this many (0: all)")
     listing.add_argument("--full", action="store_true", help="include histories (with --json)")
@@ -126,6 +131,7 @@ async def _list(client: DlrhubClient, args: argparse.Namespace) -> int:
         **_filters(args),
         update_time_start=args.updated_since,
         update_time_end=args.updated_before,
+        awaiting_report=args.awaiting_report,
         page_size=args.page_size,
         full=args.full,
     ):
