@@ -269,7 +269,7 @@ def _guarded_updates(
     "count once"."""
     key = model.order_key(report)
     on_insert = docs.skeleton(report, now)
-    del on_insert["status"], on_insert["order_key"]
+    del on_insert["status"], on_insert["order_key"], on_insert["error_code"]  # set below
     current = UpdateOne(
         {"_id": message, "order_key": {"$lt": key}},
         {
