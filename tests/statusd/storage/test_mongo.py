@@ -265,7 +265,9 @@ def test_no_update_sets_a_field_twice() -> None:
         updates = _guarded_updates("id", entry, 1, mongo_docs.as_datetime(1))
         updates.append(registration_update("id", registered(), 1))
         for update in updates:
-            paths = [key for part in update._doc.values() for key in part]
+            document = update._doc
+            assert isinstance(document, dict)  # an update document, not a pipeline
+            paths = [key for part in document.values() for key in part]
             assert len(paths) == len(set(paths)), update
 
 
