@@ -37,6 +37,13 @@ def describe(status: pb.MessageStatus) -> str:
         f"  first seen       {status.first_seen_time.ToJsonString()}",
         f"  updated          {status.update_time.ToJsonString()}",
     ]
+    if status.client_ref:
+        lines.insert(3, f"  client ref       {status.client_ref}")
+    if status.country:
+        lines.insert(3 + bool(status.client_ref), f"  country          {status.country}")
+    if status.HasField("register_time"):
+        lines.append(f"  submitted        {status.submit_time.ToJsonString()}")
+        lines.append(f"  report deadline  {status.report_deadline_time.ToJsonString()}")
     if latest.error.code or latest.error.name:
         lines.append(
             f"  error            {latest.error.code} {latest.error.name} "
@@ -44,9 +51,12 @@ def describe(status: pb.MessageStatus) -> str:
         )
     for report in status.history:
         when = report.event_time if report.HasField("event_time") else report.received_time
-        lines.append(
-            f"  - {when.ToJsonString()}  {status_label(report.status):<11} {report.provider_status}"
-        )
+        said = report.provider_status
+        if report.HasField("registration"):
+            said = "(registered)"
+        elif report.status == pb.DELIVERY_STATUS_NO_REPORT:
+            said = "(no report by the deadline)"
+        lines.append(f"  - {when.ToJsonString()}  {status_label(report.status):<11} {said}")
     return "\n".join(lines)
 
 

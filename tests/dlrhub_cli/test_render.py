@@ -66,6 +66,38 @@ def test_describe_lists_the_status_error_and_history() -> None:
     ]
 
 
+def test_describe_shows_the_registration_and_its_timeout() -> None:
+    registered = report(pb.DELIVERY_STATUS_ACCEPTED, "", SENT_AT)
+    registered.registration.message_id = "ib-1"
+    timed_out = report(pb.DELIVERY_STATUS_NO_REPORT, "", DONE_AT)
+    status = pb.MessageStatus(
+        provider="infobip",
+        message_id="ib-1",
+        status=pb.DELIVERY_STATUS_NO_REPORT,
+        recipient="+447700900123",
+        client_ref="order-7",
+        country="GB",
+        latest_report=timed_out,
+        register_time=SENT_AT,
+        submit_time=SENT_AT,
+        report_deadline_time=DONE_AT,
+        history=[registered, timed_out],
+    )
+    lines = describe(status).splitlines()
+    assert lines[0] == "infobip ib-1: NO_REPORT"
+    assert lines[2:5] == [
+        "  recipient        +447700900123",
+        "  client ref       order-7",
+        "  country          GB",
+    ]
+    assert "  submitted        2026-03-01T10:00:00Z" in lines
+    assert "  report deadline  2026-03-01T10:00:05Z" in lines
+    assert lines[-2:] == [
+        "  - 2026-03-01T10:00:00Z  accepted    (registered)",
+        "  - 2026-03-01T10:00:05Z  no_report   (no report by the deadline)",
+    ]
+
+
 def test_describe_flags_a_conflict_and_shows_missing_fields() -> None:
     bare = pb.MessageStatus(provider="plivo", message_id="pl-1", report_count=3, conflict=True)
     text = describe(bare)
