@@ -243,3 +243,15 @@ def test_the_sweeper_query_uses_the_deadline_index(tmp_path: Path) -> None:
         prepare(connection, tmp_path / "store.sqlite3")
         plan = connection.execute(f"EXPLAIN QUERY PLAN {DUE_SQL}", (0, 10)).fetchall()
     assert any("messages_report_deadline" in row[-1] for row in plan), plan
+
+
+def test_the_awaiting_report_listing_uses_its_index(tmp_path: Path) -> None:
+    from statusd.storage.sqlite_sql import MESSAGE_COLUMNS, where_clauses
+
+    where, params = where_clauses(MessageFilter(awaiting_report=True))
+    clauses = " AND ".join(where)
+    sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {clauses} ORDER BY id LIMIT 10"  # noqa: S608
+    with sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None) as connection:
+        prepare(connection, tmp_path / "store.sqlite3")
+        plan = connection.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+    assert any("messages_awaiting" in row[-1] for row in plan), plan
