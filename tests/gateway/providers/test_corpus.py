@@ -232,12 +232,19 @@ def test_every_sample_has_an_expected_report_and_a_source() -> None:
             assert path.parent.name in SIGNERS, path
 
 
-@pytest.mark.parametrize("path", samples())
-async def test_sample(path: Path) -> None:
+def signed_sample(path: Path) -> tuple[Provider, InboundRequest, dict[str, Any]]:
+    """The sample as its provider would send it, the provider to receive it, and what the
+    sample must become."""
     expected = json.loads(path.with_name(f"{path.stem}.expected.json").read_text())
     signer = SIGNERS[path.parent.name]
     provider, request = signer(path.read_text(), expected.get("_settings", {}))
-    await provider.prepare(request)
+    return provider, request, expected
+
+
+@pytest.mark.parametrize("path", samples())
+async def test_sample(path: Path) -> None:
+    provider, request, expected = signed_sample(path)
+    await provider.prepare(request)  # the gateway's order: prepare, then verify and parse
     parsed = provider.handle(request)
     assert [item.reason for item in parsed.quarantined] == []
     got = [
