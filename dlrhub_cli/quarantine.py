@@ -26,6 +26,8 @@ from gateway.providers import PROVIDERS
 from gateway.providers.base import InvalidItem
 
 BATCH = 500
+#: The provider column fits the longest provider name.
+PROVIDER_WIDTH = max(len(name) for name in PROVIDERS)
 #: Most ids one DeleteQuarantinedItems call may name.
 DELETE_BATCH = 1000
 Metadata = tuple[tuple[str, str], ...]
@@ -142,7 +144,7 @@ async def _list(channel: grpc.aio.Channel, as_json: bool, metadata: Metadata) ->
         if as_json:
             print(json_format.MessageToJson(item, indent=None), flush=True)
         else:
-            print(f"{item.id:>8}  {item.provider:<17} {item.reason}", flush=True)
+            print(f"{item.id:>8}  {item.provider:<{PROVIDER_WIDTH}}  {item.reason}", flush=True)
     if not shown:
         print("the quarantine is empty", file=sys.stderr)  # stdout stays empty: zero JSON lines
     return 0

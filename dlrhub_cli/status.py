@@ -195,5 +195,6 @@ async def _watch(client: DlrhubClient, args: argparse.Namespace) -> int:
                 break
     finally:
         if watch.resume_token:
-            print(f"resume with: --resume-token {watch.resume_token}", file=sys.stderr)
+            resume = f"--resume-token {watch.resume_token}{connect.target_flag(client.target)}"
+            print(f"resume with: {resume}", file=sys.stderr)
     return 0

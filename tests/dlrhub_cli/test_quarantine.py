@@ -137,6 +137,13 @@ def delete_what_never_parses(target: str, capsys: pytest.CaptureFixture[str]) ->
     assert main(["quarantine", "list", "--json", *admin]) == 0
     ids = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
     assert len(ids) == 2
+    assert main(["quarantine", "list", *admin]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in lines] == [
+        [item, "infobip", f"r{n}"] for n, item in enumerate(ids)
+    ]
+    reason_column = len("standard-webhooks") + 2  # the longest provider name, and a gap
+    assert {line.index(" r") - line.index("infobip") for line in lines} == {reason_column - 1}
     for token in (GATEWAY, READER):
         assert main(["quarantine", "delete", ids[0], "--target", target, "--token", token]) == 1
         assert "PERMISSION_DENIED" in capsys.readouterr().err

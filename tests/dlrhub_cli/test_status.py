@@ -278,3 +278,4 @@ def test_watch_while_reports_are_sent(cli: Cli) -> None:
     assert "infobip live-1  SENT" in lines[0]
     assert lines[1].endswith("now DELIVERED")
     assert "resume with: --resume-token" in outputs["lines"][1]
+    assert outputs["lines"][1].rstrip().endswith(f" --target {cli.stack.target}")
