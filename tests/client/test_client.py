@@ -14,8 +14,9 @@ from dlrhub.client import Backoff, DlrhubClient, DlrhubError, Watch, registratio
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from statusd.server import Statusd
+from statusd.storage.sqlite import SqliteStore
 from tests.helpers.processes import free_port
-from tests.helpers.reports import report
+from tests.helpers.reports import filled, report
 from tests.helpers.rpc import STALLING_OPTIONS, ingest
 from tests.helpers.servers import running_statusd, statusd_settings
 
@@ -82,9 +83,13 @@ async def test_unary_calls_retry_until_statusd_is_up(tmp_path: Path) -> None:
         await asyncio.sleep(0.3)  # let a few attempts fail against the closed port
         assert not pending.done()
         settings = statusd_settings(tmp_path, statusd_port=port)
-        async with running_statusd(settings) as daemon:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel:
-                await ingest(channel, report("m-1"))
+        # The message is in the store before statusd serves: whichever attempt reaches it
+        # first finds it (an ingest after start-up could come after that attempt).
+        stored = SqliteStore(settings.sqlite_path)
+        await stored.open()
+        await stored.commit(filled(report("m-1")))
+        await stored.close()
+        async with running_statusd(settings):
             found = await asyncio.wait_for(pending, 20)
     assert found is not None
     assert found.message_id == "m-1"
