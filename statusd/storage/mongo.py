@@ -51,7 +51,9 @@ from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd.stats import StatsQuery, StatsRow
 from statusd.storage import mongo_docs as docs
+from statusd.storage import mongo_stats
 from statusd.storage.base import (
     Change,
     Due,
@@ -211,6 +213,12 @@ class MongoStore(Store):
             await self._quarantine.delete_many({"stored_at": {"$lt": cutoff}})
             await sweep_markers(self._messages, self._events, docs.as_datetime(now_micros()))
         return purged.deleted_count
+
+    async def delivery_stats(self, query: StatsQuery) -> list[StatsRow]:
+        self._opened()
+        with self._operation("stats"):
+            cursor = await self._messages.aggregate(mongo_stats.pipeline(query))
+            return mongo_stats.rows_of(query, await cursor.to_list(None))
 
     async def due_timeouts(self, now_micros: int, limit: int) -> list[Due]:
         self._opened()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd.stats import StatsQuery, StatsRow
 from statusd.storage.base import (
     Change,
     Due,
@@ -51,6 +52,7 @@ from statusd.storage.sqlite_sql import (
     row_id,
     where_clauses,
 )
+from statusd.storage.sqlite_stats import delivery_stats
 
 _T = TypeVar("_T")
 #: How long a read on the event loop's thread waits for a busy file before the pool takes over.
@@ -202,6 +204,9 @@ class SqliteStore(Store):
             return cursor.rowcount
 
         return await self._write(purge)
+
+    async def delivery_stats(self, query: StatsQuery) -> list[StatsRow]:
+        return await self._read(lambda connection: delivery_stats(connection, query))
 
     async def due_timeouts(self, now_micros: int, limit: int) -> list[Due]:
         def due(connection: sqlite3.Connection) -> list[Due]:
