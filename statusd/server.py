@@ -41,6 +41,7 @@ from statusd.registrations import LatencyObserver, Registrar
 from statusd.service import IngestService, StatusService
 from statusd.settings import StatusdSettings
 from statusd.storage import Store, StoreUnavailable, open_store
+from statusd.sweeper import ReportSweeper
 from statusd.watch import ChangeHub
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,9 @@ class Statusd:
         self.auth = BearerAuth(auth.role_tokens(settings))
         self.reader = Reader(self.store, codec, settings.multipart_policy)
         self.latency = LatencyObserver(self.store)
+        self.sweeper = ReportSweeper(
+            self.store, self.committer, interval=settings.report_sweep_seconds
+        )
         self.server = grpc.aio.server(
             interceptors=[self.auth] if self.auth.enabled else [],
             options=[
@@ -172,6 +176,7 @@ class Statusd:
         self._tasks = [
             asyncio.create_task(self._watch_store(), name="store-health"),
             asyncio.create_task(self._purge_forever(), name="retention-purge"),
+            asyncio.create_task(self.sweeper.run(self.store_open), name="report-timeouts"),
         ]
 
     async def stop(self, grace: float | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -71,6 +72,59 @@ def reports(
         error_code=draw(st.sampled_from(["", "20"])),
         event_id=draw(st.sampled_from(["", "", "", "evt-1", "evt-2"])),
     )
+
+
+def registration(
+    message_id: str = "m-1",
+    *,
+    provider: str = "infobip",
+    account: str = "",
+    client_ref: str = "order-1",
+    recipient: str = "+41790000000",
+    submit_offset: int = 0,
+    timeout_seconds: int = 3600,
+) -> pb.MessageRegistration:
+    """A registration as statusd stores it (times: offsets in seconds from BASE_MICROS)."""
+    made = pb.MessageRegistration(
+        provider=provider,
+        account=account,
+        message_id=message_id,
+        client_ref=client_ref,
+        recipient=recipient,
+    )
+    made.submit_time.FromMicroseconds(BASE_MICROS + submit_offset * 1_000_000)
+    made.report_timeout.FromSeconds(timeout_seconds)
+    return made
+
+
+def registered(message_id: str = "m-1", **values: Any) -> pb.DeliveryReport:
+    """The history entry of :func:`registration` (received at BASE_MICROS)."""
+    return model.registration_entry(registration(message_id, **values), BASE_MICROS)
+
+
+@st.composite
+def histories(
+    draw: st.DrawFn, message_ids: tuple[str, ...] = ("m-1", "m-2", "m-3")
+) -> list[pb.DeliveryReport]:
+    """Distinct entries of a few messages: reports (:func:`reports`), and for some messages
+    a registration entry (its client_ref only the registration carries; its recipient, when
+    it has one, the same as the reports'), so that every order of them has one fold."""
+    entries = filled(*draw(st.lists(reports(message_ids), max_size=12)))
+    for message_id in message_ids:
+        for account in ("", "eu"):
+            if draw(st.booleans()):
+                entries.append(
+                    registered(
+                        message_id,
+                        account=account,
+                        client_ref=draw(st.sampled_from(["", "order-1"])),
+                        recipient=draw(st.sampled_from(["", "+41790000000"])),
+                        submit_offset=draw(st.integers(-5, 5)),
+                        timeout_seconds=draw(st.integers(1, 10)),
+                    )
+                )
+    distinct = {(model.message_key(entry), entry.event_id): entry for entry in entries}
+    return list(distinct.values())
 
 
 def filled(*items: pb.DeliveryReport) -> list[pb.DeliveryReport]:

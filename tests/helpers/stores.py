@@ -54,14 +54,34 @@ class Backend:
                 await client.close()
 
 
-async def assert_in_the_fold(store: Store, reports: list[pb.DeliveryReport]) -> None:
-    """Every message's stored state is what the pure fold of ``reports`` computes."""
+async def assert_in_the_fold(
+    store: Store, reports: list[pb.DeliveryReport], *, fields: bool = False
+) -> None:
+    """Every message's stored state is what the pure fold of ``reports`` computes; with
+    ``fields``, also the status fields and country (use it when every order of ``reports``
+    fills them alike: one value per message and field)."""
     for (provider, account, message_id), state in model.fold(reports).items():
         key = pb.MessageKey(provider=provider, account=account, message_id=message_id)
         status = await store.get(key, full=True)
         assert status is not None, key
         assert status.latest_report == state.latest
         assert status.status == state.status
-        assert status.report_count == state.report_count == len(status.history)
+        assert status.report_count == state.report_count
         assert status.conflict == state.conflict
         assert list(status.history) == list(state.history)
+        assert _micros(status, "final_time") == model.final_time(state.latest)
+        if state.registration is None:
+            assert not status.HasField("register_time")
+        else:
+            submit, deadline = model.registration_micros(state.registration)
+            assert (_micros(status, "submit_time"), _micros(status, "report_deadline_time")) == (
+                submit,
+                deadline,
+            )
+        if fields:
+            assert [(name, getattr(status, name)) for name, _ in state.fields] == list(state.fields)
+            assert status.country == state.country
+
+
+def _micros(status: pb.MessageStatus, name: str) -> int | None:
+    return model.micros(getattr(status, name)) if status.HasField(name) else None  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
-from tests.helpers.reports import report, reports
+from tests.helpers.reports import BASE_MICROS, histories, registered, report, reports
 
 DELIVERED = pb.DELIVERY_STATUS_DELIVERED
 UNDELIVERED = pb.DELIVERY_STATUS_UNDELIVERED
@@ -18,6 +18,8 @@ QUEUED = pb.DELIVERY_STATUS_QUEUED
 ACCEPTED = pb.DELIVERY_STATUS_ACCEPTED
 UNKNOWN = pb.DELIVERY_STATUS_UNKNOWN
 FAILED = pb.DELIVERY_STATUS_FAILED
+NO_REPORT = pb.DELIVERY_STATUS_NO_REPORT
+KEY = ("infobip", "", "m-1")
 
 
 def current(*given: pb.DeliveryReport) -> pb.DeliveryReport:
@@ -114,6 +116,56 @@ def test_history_is_oldest_event_first() -> None:
     assert [item.status for item in state.history] == [SENT, DELIVERED]
 
 
+def test_a_registration_alone_reads_as_accepted_without_reports() -> None:
+    state = model.fold([registered(client_ref="order-7")])[KEY]
+    assert (state.status, state.report_count, state.latest.client_ref) == (ACCEPTED, 0, "order-7")
+    assert state.registration is not None
+    assert state.report_deadline == BASE_MICROS + 3_600_000_000
+    assert state.awaiting_report
+    assert dict(state.fields)["client_ref"] == "order-7"
+    assert state.country == "CH"
+
+
+def test_every_real_report_beats_the_registration() -> None:
+    accepted = model.with_event_id(report(status=ACCEPTED, event_offset=-100))  # before submit
+    for arrivals in ([registered(), accepted], [accepted, registered()]):
+        state = model.fold(arrivals)[KEY]
+        assert state.latest == accepted
+        assert state.report_count == 1
+        assert len(state.history) == 2
+        assert state.awaiting_report
+
+
+def test_a_timeout_is_weakly_terminal_and_any_final_report_overrides_it() -> None:
+    timeout = model.timeout_entry(KEY, BASE_MICROS + 10, BASE_MICROS + 20)
+    sent = report(status=SENT, event_offset=999)
+    assert current(registered(), sent, timeout).status == NO_REPORT
+    assert model.status_class(timeout) == model.WEAK_TERMINAL_CLASS
+    finals = (report(status=DELIVERED, event_offset=-5), report(status=UNKNOWN, event_offset=3))
+    for late in map(model.with_event_id, finals):
+        state = model.fold([registered(), timeout, late])[KEY]
+        assert state.latest == late
+        assert state.report_count == 1
+        assert not state.awaiting_report
+        assert model.final_time(state.latest) == model.effective_time(late)
+    assert model.final_time(timeout) is None
+    assert model.final_time(registered()) is None
+
+
+def test_final_time_is_the_time_of_a_final_report() -> None:
+    assert model.final_time(report(status=DELIVERED, event_offset=7)) == BASE_MICROS + 7_000_000
+    assert model.final_time(report(status=SENT, final=True, event_offset=None)) == BASE_MICROS
+    assert model.final_time(report(status=SENT)) is None
+
+
+def test_country_comes_from_the_number() -> None:
+    assert model.country_of("+14155552671") == "US"
+    assert model.country_of("+447700900123") == "GB"  # a fictional range: the code's country
+    assert model.country_of("+80012345678") == ""  # non-geographic
+    assert model.country_of("41790000000") == ""
+    assert model.country_of("") == ""
+
+
 def _distinct(items: list[pb.DeliveryReport]) -> list[pb.DeliveryReport]:
     """Keeps one report per (message, dedupe key): providers never send two different
     reports under one event id; only exact copies repeat."""
@@ -131,6 +183,9 @@ def _summary(states: dict[model.MessageKeyTuple, model.MessageState]) -> dict[ob
             state.report_count,
             state.conflict,
             [item.event_id for item in state.history],
+            state.registration.SerializeToString() if state.registration else b"",
+            state.fields,
+            state.awaiting_report,
         )
         for key, state in states.items()
     }
@@ -174,3 +229,16 @@ def test_incremental_max_gives_the_fold(drawn: list[pb.DeliveryReport], rng: ran
     assert current_keys == {key: state.order_key for key, state in folded.items()}
     assert stored + stale == len(distinct)
     assert duplicates == len(arrivals) - len(distinct)
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.randoms(use_true_random=False))
+def test_registrations_and_reports_merge_in_any_order(
+    distinct: list[pb.DeliveryReport], rng: random.Random
+) -> None:
+    """Any interleaving of registrations, repeated registrations and reports gives one fold:
+    the same current entry, counts, history, registration and filled fields."""
+    expected = _summary(model.fold(distinct))
+    arrivals = distinct + [rng.choice(distinct) for _ in range(rng.randint(0, len(distinct)))]
+    rng.shuffle(arrivals)
+    assert _summary(model.fold(arrivals)) == expected

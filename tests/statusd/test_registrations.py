@@ -17,7 +17,7 @@ from statusd import errors, model
 from statusd.registrations import checked_registration, normalized_recipient
 from statusd.server import Statusd
 from tests.helpers.reports import BASE_MICROS, report
-from tests.helpers.rpc import ingest, status_stub
+from tests.helpers.rpc import ingest, read, read_changes, status_stub, watch
 from tests.helpers.servers import running_statusd, statusd_settings
 
 HOUR = 3_600_000_000
@@ -32,7 +32,8 @@ def registration(message_id: str = "m-1", **values: object) -> pb.MessageRegistr
         client_ref=str(values.pop("client_ref", "order-1")),
         recipient=str(values.pop("recipient", "+447700900123")),
     )
-    made.submit_time.FromMicroseconds(BASE_MICROS)
+    if values.pop("submit_time", BASE_MICROS) is not None:
+        made.submit_time.FromMicroseconds(BASE_MICROS)
     for name, value in values.items():
         setattr(made, name, value)
     return made
@@ -202,3 +203,56 @@ def test_recipients_are_normalized_with_libphonenumber() -> None:
     assert normalized_recipient("", "r") == ""
     with pytest.raises(errors.InvalidArgument, match=r"r\.recipient"):
         normalized_recipient("not a number", "r")
+
+
+async def test_watch_shows_the_registration_the_timeout_and_the_late_receipt(
+    tmp_path: Path,
+) -> None:
+    """statusd's own sweeper (every 50 ms) times a message out 1 s after its submit time;
+    a Watch stream sees the registration, the NO_REPORT and the late receipt as changes."""
+    settings = statusd_settings(tmp_path, report_sweep_seconds=0.05)
+    async with (
+        running_statusd(settings) as daemon,
+        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
+    ):
+        call = watch(channel, provider="infobip")
+        await read(call)  # the first heartbeat: the stream is live
+        quick = registration(submit_time=None)
+        quick.report_timeout.FromSeconds(1)
+        await register(channel, quick)
+        (registered_change, timed_out) = await read_changes(call, 2)
+        assert registered_change.report.HasField("registration")
+        assert registered_change.message_status.status == pb.DELIVERY_STATUS_ACCEPTED
+        assert timed_out.report.status == pb.DELIVERY_STATUS_NO_REPORT
+        assert timed_out.message_status.status == pb.DELIVERY_STATUS_NO_REPORT
+        awaiting = await status_stub(channel).ListMessageStatuses(
+            status_pb.ListMessageStatusesRequest(awaiting_report=True)
+        )
+        assert list(awaiting.message_statuses) == []
+        await ingest(channel, report(status=pb.DELIVERY_STATUS_DELIVERED))
+        (late,) = await read_changes(call, 1)
+        assert late.message_status.status == pb.DELIVERY_STATUS_DELIVERED
+        assert late.message_status.report_count == 1
+        call.cancel()
+
+
+async def test_list_pages_through_the_messages_awaiting_a_report(
+    channel: grpc.aio.Channel,
+) -> None:
+    await register(channel, *(registration(f"m-{index}") for index in range(5)))
+    await ingest(channel, report("m-2", status=pb.DELIVERY_STATUS_DELIVERED))
+    stub = status_stub(channel)
+    request = status_pb.ListMessageStatusesRequest(awaiting_report=True, page_size=2)
+    seen: list[str] = []
+    while True:
+        page = await stub.ListMessageStatuses(request)
+        seen += [item.message_id for item in page.message_statuses]
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    assert seen == ["m-0", "m-1", "m-3", "m-4"]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # the token belongs to its filter
+        await stub.ListMessageStatuses(
+            status_pb.ListMessageStatusesRequest(page_token=request.page_token or "x")
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
