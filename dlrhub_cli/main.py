@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from dlrhub_cli import devenv, quarantine, status
+from dlrhub_cli import devenv, quarantine, stats, status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
     quarantine.add_parser(commands)
     status.add_parser(commands)
+    stats.add_parser(commands)
     return parser
 
 
@@ -59,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "quarantine":
         return quarantine.main(args)
+    if args.command == "stats":
+        return stats.main(args)
     return status.main(args)
 
 

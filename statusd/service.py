@@ -223,8 +223,7 @@ class StatusService(status_grpc.StatusServiceServicer):
     async def GetDeliveryStats(
         self, request: status_pb.GetDeliveryStatsRequest, context: Context
     ) -> status_pb.GetDeliveryStatsResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetDeliveryStats: not available yet")
-        raise AssertionError("unreachable: abort raises")
+        return await self.reader.delivery_stats(request)
 
     @rpc("GetMessageStatus")
     async def GetMessageStatus(
