@@ -26,15 +26,14 @@ The store work is bounded by the number of (group, bucket) pairs, at most about
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
-from statusd import errors, model
+from statusd import model
 
 #: The store column (SQLite) and document key (MongoDB) of each dimension, in response order.
 DIMENSIONS: Final[dict[int, str]] = {
@@ -50,7 +49,8 @@ BASES: Final[dict[int, str]] = {
     status_pb.STATS_TIME_BASIS_SUBMIT_TIME: "submit_time",
     status_pb.STATS_TIME_BASIS_FIRST_SEEN_TIME: "first_seen",
 }
-PERCENTILES: Final = (0.5, 0.9, 0.99)
+#: The receipt-latency percentiles, in percent (p50, p90, p99).
+PERCENTILES: Final = (50, 90, 99)
 
 #: Buckets per power of two (the precision: relative error at most 1 / (2 * SUB_BUCKETS)).
 SUB_BUCKETS: Final = 64
@@ -102,24 +102,32 @@ def bucket_value(bucket: int) -> int:
     return (lower + upper) // 2
 
 
-def nearest_rank(count: int, q: float) -> int:
-    """The 1-based rank of the ``q`` percentile among ``count`` values (nearest rank)."""
-    return min(max(math.ceil(q * count - 1e-9), 1), count)
+def nearest_rank(count: int, percent: int) -> int:
+    """The 1-based rank of the ``percent`` percentile among ``count`` values (nearest rank:
+    ``ceil(count * percent / 100)``, at least 1), in integers as the SQL store computes it."""
+    return max((count * percent + 99) // 100, 1)
 
 
-def percentile(buckets: Mapping[int, int], q: float) -> int:
-    """The ``q`` percentile (nearest rank) of the latencies counted in ``buckets``, as the
-    midpoint of the bucket that holds it; 0 when there are none."""
+def percentile_bucket(buckets: Mapping[int, int], percent: int) -> int | None:
+    """The bucket that holds the ``percent`` percentile of the counted latencies (None when
+    there are none)."""
     total = sum(buckets.values())
     if total == 0:
-        return 0
-    rank = nearest_rank(total, q)
+        return None
+    rank = nearest_rank(total, percent)
     seen = 0
     for bucket in sorted(buckets):
         seen += buckets[bucket]
         if seen >= rank:
-            return bucket_value(bucket)
+            return bucket
     raise AssertionError("unreachable: the ranks add up to the total")
+
+
+def percentile(buckets: Mapping[int, int], percent: int) -> int:
+    """The ``percent`` percentile (nearest rank) of the latencies counted in ``buckets``, as
+    the midpoint of the bucket that holds it; 0 when there are none."""
+    bucket = percentile_bucket(buckets, percent)
+    return 0 if bucket is None else bucket_value(bucket)
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,9 @@ class StatsQuery:
 
 def stats_query(request: status_pb.GetDeliveryStatsRequest) -> StatsQuery:
     """Validates a request; :class:`~statusd.errors.InvalidArgument` names the bad field."""
+    # Imported here: statusd.errors imports the stores, whose statistics import this module.
+    from statusd import errors
+
     if not request.HasField("start_time") or not request.HasField("end_time"):
         raise errors.InvalidArgument("start_time and end_time are required")
     start, end = model.micros(request.start_time), model.micros(request.end_time)
@@ -162,38 +173,45 @@ def stats_query(request: status_pb.GetDeliveryStatsRequest) -> StatsQuery:
     )
 
 
-#: One row a store hands back: ``(group values..., bucket or None, messages, delivered,
+#: A cell of the aggregation: ``(group values..., bucket or None, messages, delivered,
 #: no report, final)``; the bucket is None for the messages without a latency.
 StatsRow = Sequence[Any]
+#: One group as a store hands it back: ``(group values..., messages, delivered, no report,
+#: final, latency count, p50 bucket, p90 bucket, p99 bucket)`` (buckets None without latencies).
+GroupRow = Sequence[Any]
 
 
 @dataclass
-class Tally:
-    """The counts of one group, and its latency bucket counts."""
+class StatsResult:
+    """What a store hands back: the groups (one, the total, when not grouped) and the
+    latency bucket counts of every selected message, for the total's percentiles."""
 
-    messages: int = 0
-    delivered: int = 0
-    no_report: int = 0
-    final: int = 0
-    buckets: Counter[int] = field(default_factory=Counter)
+    groups: list[GroupRow]
+    total_buckets: dict[int, int]
 
-    def add(self, bucket: int | None, counts: Sequence[int]) -> None:
-        messages, delivered, no_report, final = (int(count) for count in counts)
-        self.messages += messages
-        self.delivered += delivered
-        self.no_report += no_report
-        self.final += final
+
+def summarize(cells: Iterable[StatsRow], width: int) -> StatsResult:
+    """Cells (``width`` group values each) added up per group, percentiles picked from each
+    group's bucket counts: what the SQL store computes in SQL, for a store that hands back
+    cells (MongoDB)."""
+    counts: dict[tuple[Any, ...], list[int]] = {}
+    buckets: dict[tuple[Any, ...], Counter[int]] = {}
+    total: Counter[int] = Counter()
+    for cell in cells:
+        keys = tuple(cell[:width])
+        bucket, messages = cell[width], int(cell[width + 1])
+        found = counts.setdefault(keys, [0, 0, 0, 0])
+        for index, value in enumerate(cell[width + 1 : width + 5]):
+            found[index] += int(value)
         if bucket is not None:
-            self.buckets[int(bucket)] += messages
-
-
-def tally(rows: Iterable[StatsRow], width: int) -> dict[tuple[Any, ...], Tally]:
-    """Store rows (``width`` group values each) added up per group."""
-    groups: dict[tuple[Any, ...], Tally] = {}
-    for row in rows:
-        keys = tuple(row[:width])
-        groups.setdefault(keys, Tally()).add(row[width], row[width + 1 : width + 5])
-    return groups
+            buckets.setdefault(keys, Counter())[int(bucket)] += messages
+            total[int(bucket)] += messages
+    groups: list[GroupRow] = []
+    for keys, found in counts.items():
+        histogram = buckets.get(keys, Counter())
+        picked = [percentile_bucket(histogram, percent) for percent in PERCENTILES]
+        groups.append((*keys, *found, sum(histogram.values()), *picked))
+    return StatsResult(groups, dict(total))
 
 
 def rate(part: int, whole: int) -> float:
@@ -201,49 +219,48 @@ def rate(part: int, whole: int) -> float:
 
 
 def group_message(
-    columns: Sequence[str], keys: Sequence[Any], counts: Tally
+    columns: Sequence[str], row: GroupRow, total_buckets: Mapping[int, int] | None = None
 ) -> status_pb.DeliveryStatsGroup:
-    """One group's statistics as the proto."""
+    """One group's statistics as the proto (for the total, its percentiles come from
+    ``total_buckets``)."""
+    width = len(columns)
+    messages, delivered, no_report, final, latencies = (int(v or 0) for v in row[width:][:5])
     group = status_pb.DeliveryStatsGroup(
-        message_count=counts.messages,
-        delivered_count=counts.delivered,
-        no_report_count=counts.no_report,
-        final_count=counts.final,
-        delivery_rate=rate(counts.delivered, counts.final),
-        no_report_rate=rate(counts.no_report, counts.final),
-        latency_count=sum(counts.buckets.values()),
-        **dict(zip(columns, keys, strict=True)),
+        message_count=messages,
+        delivered_count=delivered,
+        no_report_count=no_report,
+        final_count=final,
+        delivery_rate=rate(delivered, final),
+        no_report_rate=rate(no_report, final),
+        latency_count=latencies,
+        **dict(zip(columns, row[:width], strict=True)),
     )
-    for q, target in zip(
-        PERCENTILES,
-        (group.receipt_latency_p50, group.receipt_latency_p90, group.receipt_latency_p99),
-        strict=True,
-    ):
-        target.FromMicroseconds(percentile(counts.buckets, q))
+    if total_buckets is None:
+        picked = [None if b is None else bucket_value(int(b)) for b in row[width + 5 :]]
+    else:
+        picked = [percentile(total_buckets, percent) for percent in PERCENTILES]
+    targets = (group.receipt_latency_p50, group.receipt_latency_p90, group.receipt_latency_p99)
+    for target, value in zip(targets, picked, strict=True):
+        target.FromMicroseconds(value or 0)
     return group
 
 
-def _order(keys: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple("" if value is None else value for value in keys)
+def _order(row: GroupRow, width: int) -> tuple[Any, ...]:
+    return tuple("" if value is None else value for value in row[:width])
 
 
-def stats_response(
-    query: StatsQuery, rows: Iterable[StatsRow]
-) -> status_pb.GetDeliveryStatsResponse:
-    """The response from a store's rows: one entry per group (in group order) and the total."""
-    groups = tally(rows, len(query.group_by))
-    total = Tally()
-    for counts in groups.values():
-        total.messages += counts.messages
-        total.delivered += counts.delivered
-        total.no_report += counts.no_report
-        total.final += counts.final
-        total.buckets.update(counts.buckets)
-    response = status_pb.GetDeliveryStatsResponse(total=group_message((), (), total))
-    if query.group_by:
-        response.groups.extend(
-            group_message(query.group_by, keys, groups[keys]) for keys in sorted(groups, key=_order)
-        )
+def stats_response(query: StatsQuery, result: StatsResult) -> status_pb.GetDeliveryStatsResponse:
+    """The response from what a store handed back: the groups (in group order), the total."""
+    width = len(query.group_by)
+    sums = [0] * 5
+    for row in result.groups:
+        for index, value in enumerate(row[width:][:5]):
+            sums[index] += int(value or 0)
+    total = group_message((), sums, result.total_buckets)
+    response = status_pb.GetDeliveryStatsResponse(total=total)
+    if width:
+        ordered = sorted(result.groups, key=lambda row: _order(row, width))
+        response.groups.extend(group_message(query.group_by, row) for row in ordered)
     return response
 
 

@@ -26,7 +26,7 @@ from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from statusd import status_fields
 
 if TYPE_CHECKING:
-    from statusd.stats import StatsQuery, StatsRow
+    from statusd.stats import StatsQuery, StatsResult
 
 Outcome: TypeAlias = ingest_pb.IngestOutcome.ValueType
 STORED = ingest_pb.INGEST_OUTCOME_STORED
@@ -224,10 +224,11 @@ class Store(abc.ABC):
         WAL). Called by statusd after a quiet spell; the default does nothing."""
 
     @abc.abstractmethod
-    async def delivery_stats(self, query: StatsQuery) -> list[StatsRow]:
+    async def delivery_stats(self, query: StatsQuery) -> StatsResult:
         """GetDeliveryStats' counts, aggregated in the store over the messages whose basis
-        time is in the window, read through an index on that time: one row per group and
-        latency bucket (:data:`statusd.stats.StatsRow`; the rules are :mod:`statusd.stats`)."""
+        time is in the window, read through an index on that time: per group its counts and
+        percentile buckets, and the latency buckets of the total (the rules are
+        :mod:`statusd.stats`)."""
 
     @abc.abstractmethod
     async def due_timeouts(self, now_micros: int, limit: int) -> list[Due]:

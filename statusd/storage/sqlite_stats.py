@@ -1,10 +1,12 @@
-"""GetDeliveryStats in SQLite: one aggregate query over a covering index.
+"""GetDeliveryStats in SQLite: one statement over a covering index.
 
 The window selects a range of :data:`STATS_INDEXES` (one per time basis), which hold every
 column the query reads, so the query never touches the table rows (their report blobs make
 them large): it reads the index range, computes each message's latency bucket with integer
 arithmetic (:func:`bucket_sql`, the SQL form of :func:`statusd.stats.bucket_of`) and counts
-per group and bucket. The rules are in :mod:`statusd.stats`.
+per group and bucket; window sums over those cells pick each group's percentile buckets, so
+statusd receives one row per group and one per latency bucket of the total, however many
+messages the window holds. The rules are in :mod:`statusd.stats`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from dlrhub.v1 import delivery_report_pb2 as pb
-from statusd.stats import LATENCY_CAP, SEGMENTS, StatsQuery, StatsRow, bucket_offset
+from statusd.stats import (
+    LATENCY_CAP,
+    PERCENTILES,
+    SEGMENTS,
+    StatsQuery,
+    StatsResult,
+    bucket_offset,
+)
 
 #: The covering indexes of the statistics, one per time basis (the sweeper does not use them).
 STATS_INDEXES: Final = (
@@ -28,24 +37,36 @@ STATS_INDEXES: Final = (
 #: planner would otherwise prefer the message-key index (no statistics tell it that a
 #: provider holds a large share of the messages) and read every message of the provider.
 BASIS_INDEXES: Final = {"submit_time": "messages_submit_time", "first_seen": "messages_first_seen"}
-_LATENCY: Final = f"min(max(final_time - submit_time, 0), {LATENCY_CAP})"
+#: The latency; the bucket expression clamps it only where it matters (below 0, above the cap).
+_LATENCY: Final = "(final_time - submit_time)"
+
+
+def _leaf(value: str, shift: int, first: bool, last: bool) -> str:
+    if first:  # the exact segment: a latency below 0 (clock skew) counts as 0
+        return f"max({value}, 0)"
+    if last:
+        value = f"min({value}, {LATENCY_CAP})"
+    return f"({value} >> {shift}) + {bucket_offset(shift)}"
 
 
 def bucket_sql(value: str, segments: Sequence[tuple[int, int, int]] = SEGMENTS) -> str:
     """A CASE expression for the bucket of ``value`` (an expression of a latency in
-    microseconds, already clamped): a binary search over the segments, about six
-    comparisons for any latency, then a shift."""
-    if len(segments) == 1:
-        _, _, shift = segments[0]
-        return f"({value} >> {shift}) + {bucket_offset(shift)}" if shift else value
-    middle = len(segments) // 2
-    split = segments[middle][0]
-    left, right = bucket_sql(value, segments[:middle]), bucket_sql(value, segments[middle:])
-    return f"CASE WHEN {value} < {split} THEN {left} ELSE {right} END"
+    microseconds): a binary search over the segments, about six comparisons for any
+    latency, then a shift."""
+
+    def search(low: int, high: int) -> str:
+        if high - low == 1:
+            return _leaf(value, segments[low][2], low == 0, low == len(segments) - 1)
+        middle = (low + high) // 2
+        split = segments[middle][0]
+        below, above = search(low, middle), search(middle, high)
+        return f"CASE WHEN {value} < {split} THEN {below} ELSE {above} END"
+
+    return search(0, len(segments))
 
 
-def stats_sql(query: StatsQuery) -> tuple[str, list[Any]]:
-    """The aggregate query of ``query`` and its parameters (rows: :data:`StatsRow`)."""
+def _cells_sql(query: StatsQuery) -> tuple[str, list[Any]]:
+    """The messages of the window counted per group and latency bucket."""
     where = [f"{query.basis} >= ?", f"{query.basis} < ?"]
     params: list[Any] = [query.start, query.end]
     if query.provider:
@@ -60,17 +81,53 @@ def stats_sql(query: StatsQuery) -> tuple[str, list[Any]]:
         f" ELSE {bucket_sql(_LATENCY)} END"
     )
     sql = (
-        f"SELECT {keys}{bucket} AS bucket, count(*),"  # noqa: S608 - constant columns
-        f" sum(status = {pb.DELIVERY_STATUS_DELIVERED}),"
-        f" sum(status = {pb.DELIVERY_STATUS_NO_REPORT}),"
-        f" sum(final_time IS NOT NULL OR status = {pb.DELIVERY_STATUS_NO_REPORT})"
+        f"SELECT {keys}{bucket} AS bucket, count(*) AS n,"  # noqa: S608 - constant columns
+        f" sum(status = {pb.DELIVERY_STATUS_DELIVERED}) AS delivered,"
+        f" sum(status = {pb.DELIVERY_STATUS_NO_REPORT}) AS no_report,"
+        f" sum(final_time IS NOT NULL OR status = {pb.DELIVERY_STATUS_NO_REPORT}) AS final"
         f" FROM messages INDEXED BY {BASIS_INDEXES[query.basis]}"
         f" WHERE {' AND '.join(where)} GROUP BY {keys}bucket"
     )
     return sql, params
 
 
-def delivery_stats(connection: sqlite3.Connection, query: StatsQuery) -> list[StatsRow]:
-    """The store rows of ``query``, for :func:`statusd.stats.stats_response`."""
+def stats_sql(query: StatsQuery) -> tuple[str, list[Any]]:
+    """One statement: the cells (materialized once), then per group its counts and the
+    buckets of its percentiles (window sums over the cells in bucket order), and after them
+    the latency bucket counts of the whole window (rows tagged 1), for the total."""
+    cells, params = _cells_sql(query)
+    keys = ", ".join(query.group_by)
+    partition = f"PARTITION BY {keys} " if keys else ""
+    timed = "CASE WHEN bucket IS NULL THEN 0 ELSE n END"
+    picks = ", ".join(
+        f"min(CASE WHEN bucket IS NOT NULL AND cum >= max((lat * {p} + 99) / 100, 1)"
+        " THEN bucket END)"
+        for p in PERCENTILES
+    )
+    nulls = "NULL, " * len(query.group_by)
+    sql = (
+        f"WITH cells AS MATERIALIZED ({cells}),"  # noqa: S608 - constant columns
+        f" ranked AS (SELECT *,"
+        f" sum({timed}) OVER ({partition}ORDER BY bucket ROWS UNBOUNDED PRECEDING) AS cum,"
+        f" sum({timed}) OVER ({partition.rstrip()}) AS lat FROM cells)"
+        f" SELECT 0, {keys + ', ' if keys else ''}sum(n), sum(delivered), sum(no_report),"
+        f" sum(final), max(lat), {picks} FROM ranked"
+        + (f" GROUP BY {keys}" if keys else "")
+        + f" UNION ALL SELECT 1, {nulls}bucket, sum(n), NULL, NULL, NULL, NULL, NULL, NULL"  # noqa: S608
+        " FROM cells WHERE bucket IS NOT NULL GROUP BY bucket"
+    )
+    return sql, params
+
+
+def delivery_stats(connection: sqlite3.Connection, query: StatsQuery) -> StatsResult:
+    """The groups and total latency buckets of ``query`` (see :func:`stats_sql`)."""
     sql, params = stats_sql(query)
-    return connection.execute(sql, params).fetchall()
+    width = len(query.group_by)
+    groups, total = [], {}
+    for row in connection.execute(sql, params):
+        if row[0] == 0:
+            if row[width + 1] is not None:  # not the empty row of an empty, ungrouped window
+                groups.append(row[1:])
+        else:
+            total[int(row[width + 1])] = int(row[width + 2])
+    return StatsResult(groups, total)

@@ -4,7 +4,6 @@ rates exactly; percentiles to the bucket, see :func:`assert_agrees`)."""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -69,9 +68,10 @@ class Exact:
     latencies: list[int] | None = None
 
 
-def exact_percentile(latencies: list[int], q: float) -> int:
+def exact_percentile(latencies: list[int], percent: int) -> int:
+    """The nearest-rank percentile: the value at rank ceil(n * percent / 100)."""
     ordered = sorted(latencies)
-    return ordered[max(math.ceil(q * len(ordered) - 1e-9), 1) - 1] if ordered else 0
+    return ordered[max(-(-len(ordered) * percent // 100), 1) - 1] if ordered else 0
 
 
 def reference(query: stats.StatsQuery, rows: Iterable[Row]) -> dict[tuple[Any, ...], Exact]:
