@@ -160,6 +160,7 @@ class IngestService(ingest_grpc.IngestServiceServicer):
             outcomes = await self.committer.submit(reports, quarantined)
         if self.latency is not None:
             self.latency.committed(reports, outcomes)
+        metrics.count_final_reports(reports, outcomes)
         counts = Counter(outcomes)
         response = ingest_pb.IngestReportsResponse(
             stored=counts[ingest_pb.INGEST_OUTCOME_STORED],
