@@ -56,6 +56,16 @@ def tls_from(args: argparse.Namespace) -> TLSConfig | None:
         raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
 
 
+def target_flag(target: str) -> str:
+    """`` --target <target>`` for a hint, when ``target`` is not where statusd listens by
+    default (and the hint's command, run elsewhere, would look there)."""
+    from statusd.settings import StatusdSettings
+
+    fields = StatusdSettings.model_fields
+    default = f"{fields['statusd_host'].default}:{fields['statusd_port'].default}"
+    return "" if target == default else f" --target {target}"
+
+
 def default_target() -> str:
     from dlrhub_common.settings import load
     from statusd.settings import StatusdSettings

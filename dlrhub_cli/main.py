@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from dlrhub_cli import devenv, quarantine, stats, status
+from dlrhub_cli import devenv, quarantine, register, stats, status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
     quarantine.add_parser(commands)
     status.add_parser(commands)
+    register.add_parser(commands)
     stats.add_parser(commands)
     return parser
 
@@ -60,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "quarantine":
         return quarantine.main(args)
+    if args.command == "register":
+        return register.main(args)
     if args.command == "stats":
         return stats.main(args)
     return status.main(args)
@@ -74,5 +78,23 @@ def _local_webhook_url(provider: str, account: str) -> str:
     return f"{base}/webhooks/{provider}" + (f"/{account}" if account else "")
 
 
+#: The exit status of a command whose reader went away (128 + SIGPIPE, as a shell reports it).
+CLOSED_PIPE = 141
+
+
 def entry() -> None:
-    sys.exit(main())
+    """The console script: a closed pipe (``dlrhub status list | head -1``) ends the command
+    quietly, without a traceback."""
+    code: int | str | None
+    try:
+        try:
+            code = main()
+        except SystemExit as exited:  # argparse's --help and --version, buffered until here
+            code = exited.code
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at /dev/null so that finds no pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = CLOSED_PIPE
+    sys.exit(code)

@@ -1,8 +1,9 @@
-"""``dlrhub quarantine list|replay``: authentic items that failed to parse, and their second
-chance. ``replay`` parses each item again with today's provider code, ingests the reports
-that now parse, and deletes exactly those items once statusd confirmed the commit. Both
-need a token of statusd's role admin (one of DLRHUB_ADMIN_TOKENS), which may list, delete
-and ingest; the gateway's ingest token and a read token are refused."""
+"""``dlrhub quarantine list|replay|delete``: authentic items that failed to parse, and their
+second chance. ``replay`` parses each item again with today's provider code, ingests the
+reports that now parse, and deletes exactly those items once statusd confirmed the commit;
+``delete`` removes the items named by id (ones nothing will ever parse). All need a token
+of statusd's role admin (one of DLRHUB_ADMIN_TOKENS), which may list, delete and ingest; the
+gateway's ingest token and a read token are refused."""
 
 from __future__ import annotations
 
@@ -25,23 +26,35 @@ from gateway.providers import PROVIDERS
 from gateway.providers.base import InvalidItem
 
 BATCH = 500
+#: The provider column fits the longest provider name.
+PROVIDER_WIDTH = max(len(name) for name in PROVIDERS)
+#: Most ids one DeleteQuarantinedItems call may name.
+DELETE_BATCH = 1000
 Metadata = tuple[tuple[str, str], ...]
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     quarantine = commands.add_parser(
         "quarantine",
-        help="list or replay authentic items that failed to parse (needs role admin)",
-        description="List or replay authentic items that failed to parse. Both need a token "
-        "of statusd's role admin (--token or --token-file; one of DLRHUB_ADMIN_TOKENS; with "
+        help="list, replay or delete authentic items that failed to parse (needs role admin)",
+        description="List, replay or delete authentic items that failed to parse. Each needs a "
+        "token of statusd's role admin (--token or --token-file; one of DLRHUB_ADMIN_TOKENS; with "
         "the Helm chart, the admin-token key of the statusd auth Secret).",
     )
-    quarantine.add_argument("action", choices=["list", "replay"])
-    quarantine.add_argument("--json", action="store_true", help="print JSON")
-    quarantine.add_argument(
-        "--dry-run", action="store_true", help="replay: parse only, change nothing"
-    )
-    connect.add_flags(quarantine, role="admin")
+    actions = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
+    helps = {
+        "list": "id, provider and reason of each item",
+        "replay": "ingest the items that parse now, and delete exactly those",
+        "delete": "delete the items with these ids (ones nothing will ever parse)",
+    }
+    for name, text in helps.items():
+        action = actions.add_parser(name, help=text, description=text)
+        if name == "delete":
+            action.add_argument("ids", nargs="+", metavar="ID", help="item ids (see list)")
+        if name == "replay":
+            action.add_argument("--dry-run", action="store_true", help="parse only, change nothing")
+        action.add_argument("--json", action="store_true", help="print JSON")
+        connect.add_flags(action, role="admin")
 
 
 async def items(
@@ -110,17 +123,42 @@ async def replay(
     return result
 
 
+async def delete(channel: grpc.aio.Channel, ids: list[str], metadata: Metadata = ()) -> int:
+    """Deletes the items with these ids (unknown ones are ignored); how many were deleted."""
+    stub = ingest_grpc.IngestServiceStub(channel)
+    deleted = 0
+    for start in range(0, len(ids), DELETE_BATCH):
+        answer = await stub.DeleteQuarantinedItems(
+            ingest_pb.DeleteQuarantinedItemsRequest(ids=ids[start : start + DELETE_BATCH]),
+            timeout=30,
+            metadata=metadata,
+        )
+        deleted += answer.deleted
+    return deleted
+
+
+async def _list(channel: grpc.aio.Channel, as_json: bool, metadata: Metadata) -> int:
+    shown = 0
+    async for item in items(ingest_grpc.IngestServiceStub(channel), metadata):
+        shown += 1
+        if as_json:
+            print(json_format.MessageToJson(item, indent=None), flush=True)
+        else:
+            print(f"{item.id:>8}  {item.provider:<{PROVIDER_WIDTH}}  {item.reason}", flush=True)
+    if not shown:
+        print("the quarantine is empty", file=sys.stderr)  # stdout stays empty: zero JSON lines
+    return 0
+
+
 async def _run(args: argparse.Namespace) -> int:
     metadata = bearer_metadata(connect.token_from(args))
     target = args.target or connect.default_target()
     async with open_channel(target, tls=connect.tls_from(args)) as channel:
         if args.action == "list":
-            stub = ingest_grpc.IngestServiceStub(channel)
-            async for item in items(stub, metadata):
-                if args.json:
-                    print(json_format.MessageToJson(item, indent=None))
-                else:
-                    print(f"{item.id:>8}  {item.provider:<17} {item.reason}")
+            return await _list(channel, args.json, metadata)
+        if args.action == "delete":
+            deleted = await delete(channel, list(dict.fromkeys(args.ids)), metadata)
+            print(json.dumps({"deleted": deleted}) if args.json else f"deleted {deleted} item(s)")
             return 0
         result = await replay(channel, dry_run=args.dry_run, metadata=metadata)
     verb = "would replay" if args.dry_run else "replayed"

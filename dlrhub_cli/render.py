@@ -11,16 +11,10 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub_common.status_names import status_label
 
-#: Table columns: heading and width (the last one is not padded).
-COLUMNS = (
-    ("PROVIDER", 10),
-    ("ACCOUNT", 8),
-    ("MESSAGE ID", 38),
-    ("STATUS", 12),
-    ("RECIPIENT", 16),
-    ("REPORTS", 8),
-    ("UPDATED", 0),
-)
+#: Table columns, each as wide as its longest cell or heading (the last one is not padded).
+HEADINGS = ("PROVIDER", "ACCOUNT", "MESSAGE ID", "STATUS", "RECIPIENT", "REPORTS", "UPDATED")
+#: No cell of a column is padded beyond this; a longer one pushes its row's later cells.
+MAX_WIDTH = 64
 
 
 def describe(status: pb.MessageStatus) -> str:
@@ -37,6 +31,13 @@ def describe(status: pb.MessageStatus) -> str:
         f"  first seen       {status.first_seen_time.ToJsonString()}",
         f"  updated          {status.update_time.ToJsonString()}",
     ]
+    if status.client_ref:
+        lines.insert(3, f"  client ref       {status.client_ref}")
+    if status.country:
+        lines.insert(3 + bool(status.client_ref), f"  country          {status.country}")
+    if status.HasField("register_time"):
+        lines.append(f"  submitted        {status.submit_time.ToJsonString()}")
+        lines.append(f"  report deadline  {status.report_deadline_time.ToJsonString()}")
     if latest.error.code or latest.error.name:
         lines.append(
             f"  error            {latest.error.code} {latest.error.name} "
@@ -44,36 +45,53 @@ def describe(status: pb.MessageStatus) -> str:
         )
     for report in status.history:
         when = report.event_time if report.HasField("event_time") else report.received_time
-        lines.append(
-            f"  - {when.ToJsonString()}  {status_label(report.status):<11} {report.provider_status}"
-        )
+        said = report.provider_status
+        if report.HasField("registration"):
+            said = "(registered)"
+        elif report.status == pb.DELIVERY_STATUS_NO_REPORT:
+            said = "(no report by the deadline)"
+        lines.append(f"  - {when.ToJsonString()}  {status_label(report.status):<11} {said}")
     return "\n".join(lines)
 
 
-def _row(cells: list[str]) -> str:
-    padded = [
-        cell.ljust(width - 1) if width else cell
-        for cell, (_, width) in zip(cells, COLUMNS, strict=True)
+def table_cells(status: pb.MessageStatus) -> list[str]:
+    """One message's cells, in :data:`HEADINGS` order."""
+    return [
+        status.provider,
+        status.account or "-",
+        status.message_id,
+        status_label(status.status).upper(),
+        status.recipient or "-",
+        str(status.report_count),
+        status.update_time.ToJsonString(),
     ]
-    return " ".join(padded).rstrip()
 
 
-def table_header() -> str:
-    return _row([heading for heading, _ in COLUMNS])
+class Table:
+    """Lines of a table whose columns fit their cells. Rows come in batches (a listing is
+    streamed): the header goes out with the first batch, and a column only ever widens."""
 
+    def __init__(self) -> None:
+        self.widths = [len(heading) for heading in HEADINGS]
+        self.started = False
 
-def table_row(status: pb.MessageStatus) -> str:
-    return _row(
-        [
-            status.provider,
-            status.account or "-",
-            status.message_id,
-            status_label(status.status).upper(),
-            status.recipient or "-",
-            str(status.report_count),
-            status.update_time.ToJsonString(),
+    def lines(self, rows: list[list[str]]) -> list[str]:
+        for cells in rows:
+            self.widths = [
+                max(width, min(len(cell), MAX_WIDTH))
+                for width, cell in zip(self.widths, cells, strict=True)
+            ]
+        out = [] if self.started else [self._line(list(HEADINGS))]
+        self.started = True
+        return out + [self._line(cells) for cells in rows]
+
+    def _line(self, cells: list[str]) -> str:
+        last = len(cells) - 1
+        padded = [
+            cell if index == last else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(cells, self.widths, strict=True))
         ]
-    )
+        return "  ".join(padded).rstrip()
 
 
 def change_line(change: status_pb.WatchMessageStatusesResponse) -> str:

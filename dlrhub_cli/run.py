@@ -150,7 +150,8 @@ def _banner(base: str, statusd: StatusdSettings, gateway: GatewaySettings, using
         "Send a correctly signed sample report, then read its status over gRPC:",
         f"  {cli} send-sample infobip --url {base}/webhooks/infobip --message-id demo-1",
         f"  {cli} status get infobip demo-1 --target {statusd.statusd_host}:{statusd.statusd_port}",
-        f"  (every provider the same way: {cli} send-sample <provider> --message-id demo-2)",
+        f"  (every provider the same way: {cli} send-sample <provider> "
+        f"--url {base}/webhooks/<provider> --message-id demo-2)",
         "",
         "Follow every change as it arrives (in another terminal):",
         f"  {cli} status watch --target {statusd.statusd_host}:{statusd.statusd_port}",

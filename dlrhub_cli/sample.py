@@ -7,6 +7,7 @@ can check a deployment end to end: gateway, signature, statusd, store.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import urllib.error
 import urllib.request
@@ -67,4 +68,23 @@ def main(provider: str, url: str, *, account: str, message_id: str, status: str)
         return 2
     print(f"sent {provider} report for message {sent_id} ({status}) to {url}")
     print(f"HTTP {code} {body.strip()}")
-    return 0 if 200 <= code < 300 else 1
+    if not 200 <= code < 300:
+        return 1
+    print(f"read its status: {status_command(provider, sent_id, account)}")
+    return 0
+
+
+def status_command(provider: str, message_id: str, account: str = "") -> str:
+    """The ``dlrhub status get`` that reads a message back: with ``--target`` when statusd is
+    not where ``dlrhub status`` looks by default (the gateway's statusd settings say where)."""
+    from gateway.settings import GatewaySettings
+
+    settings = load(GatewaySettings)
+    fields = GatewaySettings.model_fields
+    words = ["dlrhub", "status", "get", provider, message_id]
+    if account:
+        words += ["--account", account]
+    default = f"{fields['statusd_host'].default}:{fields['statusd_port'].default}"
+    if settings.grpc_target != default:
+        words += ["--target", settings.grpc_target]
+    return shlex.join(words)

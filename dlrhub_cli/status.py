@@ -20,9 +20,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = commands.add_parser("status", help="read message statuses from statusd")
     actions = status.add_subparsers(dest="status_command", required=True, metavar="ACTION")
 
-    get = actions.add_parser("get", help="one message's status")
+    get = actions.add_parser(
+        "get",
+        help="one message's status",
+        description="One message's status. A Sinch message is also found by the batch id and "
+        "recipient it was sent with: status get sinch --batch-id B --recipient +447700900123",
+    )
     get.add_argument("provider")
-    get.add_argument("message_id")
+    get.add_argument("message_id", nargs="?", default="", help="(or --batch-id and --recipient)")
+    get.add_argument("--batch-id", default="", help="sinch: the batch id")
+    get.add_argument("--recipient", default="", help="sinch: the recipient, in any spelling")
     get.add_argument("--account", default="")
     get.add_argument("--full", action="store_true", help="include the whole history")
     get.add_argument("--json", action="store_true", help="print JSON")
@@ -32,6 +39,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _filter_flags(listing)
     listing.add_argument("--updated-since", type=_time, help="updated at or after (RFC 3339)")
     listing.add_argument("--updated-before", type=_time, help="updated before (RFC 3339)")
+    listing.add_argument(
+        "--awaiting-report",
+        action="store_true",
+        help="only registered messages still waiting for a final report",
+    )
     listing.add_argument("--page-size", type=int, default=0, help="items per call (max 1000)")
     listing.add_argument("--limit", type=int, default=0, help="stop after this many (0: all)")
     listing.add_argument("--full", action="store_true", help="include histories (with --json)")
@@ -88,6 +100,8 @@ def main(args: argparse.Namespace) -> int:
     action: Action = {"get": _get, "list": _list, "watch": _watch}[args.status_command]
     name = f"dlrhub status {args.status_command}"
     try:
+        if args.status_command == "get":
+            args.message_id = message_id_of(args)
         return asyncio.run(_run(action, args))
     except connect.UsageError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
@@ -104,6 +118,23 @@ async def _run(action: Action, args: argparse.Namespace) -> int:
         return await action(client, args)
 
 
+def message_id_of(args: argparse.Namespace) -> str:
+    """The id to look up: as given, or formed from a Sinch batch id and recipient by the rule
+    the gateway forms it with."""
+    by_batch = bool(args.batch_id or args.recipient)
+    if by_batch == bool(args.message_id):
+        raise connect.UsageError("give a MESSAGE_ID, or --batch-id and --recipient")
+    if not by_batch:
+        return str(args.message_id)
+    if args.provider != "sinch":
+        raise connect.UsageError("--batch-id and --recipient find Sinch messages only")
+    if not (args.batch_id and args.recipient):
+        raise connect.UsageError("--batch-id and --recipient go together")
+    from gateway.providers.sinch import message_key
+
+    return message_key(args.batch_id, args.recipient)
+
+
 async def _get(client: DlrhubClient, args: argparse.Namespace) -> int:
     found = await client.get(args.provider, args.message_id, account=args.account, full=args.full)
     if found is None:
@@ -118,21 +149,34 @@ async def _get(client: DlrhubClient, args: argparse.Namespace) -> int:
     return 0
 
 
+#: Table rows are laid out in batches of this many (a column only ever widens).
+TABLE_BATCH = 200
+
+
 async def _list(client: DlrhubClient, args: argparse.Namespace) -> int:
-    shown = 0
-    if not args.json:
-        print(render.table_header())
+    shown, table, rows = 0, render.Table(), []
     async for status in client.list(
         **_filters(args),
         update_time_start=args.updated_since,
         update_time_end=args.updated_before,
+        awaiting_report=args.awaiting_report,
         page_size=args.page_size,
         full=args.full,
     ):
-        print(render.json_line(status) if args.json else render.table_row(status), flush=True)
         shown += 1
+        if args.json:
+            print(render.json_line(status), flush=True)
+        else:
+            rows.append(render.table_cells(status))
+            if len(rows) == TABLE_BATCH:
+                print("\n".join(table.lines(rows)), flush=True)
+                rows = []
         if shown == args.limit:
             break
+    if rows:
+        print("\n".join(table.lines(rows)), flush=True)
+    if not shown:
+        print("no messages match", file=sys.stderr)  # stdout stays empty: zero JSON lines
     return 0
 
 
@@ -157,5 +201,6 @@ async def _watch(client: DlrhubClient, args: argparse.Namespace) -> int:
                 break
     finally:
         if watch.resume_token:
-            print(f"resume with: --resume-token {watch.resume_token}", file=sys.stderr)
+            resume = f"--resume-token {watch.resume_token}{connect.target_flag(client.target)}"
+            print(f"resume with: {resume}", file=sys.stderr)
     return 0

@@ -168,6 +168,7 @@ def awaiting_report(order_key: str, report_deadline: int | None) -> bool:
 def country_of(recipient: str) -> str:
     """The ISO 3166-1 alpha-2 country of an E.164 number ("" when it names none), by
     libphonenumber's ranges."""
+    recipient = recipient.rpartition(":")[2]  # a channel prefix: whatsapp:+15558675310
     if not recipient.startswith("+"):
         return ""
     try:

@@ -26,7 +26,7 @@ from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub_common.providers import PROVIDER_NAMES
 from statusd import errors, metrics, model
 from statusd.committer import GroupCommitter
-from statusd.storage.base import DUPLICATE, STORED, Outcome, Store
+from statusd.storage.base import DUPLICATE, STALE, STORED, Outcome, Store
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,16 @@ def checked_registration(
 class Registrar:
     """Commits registrations (see the module docstring)."""
 
-    def __init__(self, committer: GroupCommitter, default_timeout: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        committer: GroupCommitter,
+        default_timeout: Callable[[str], int],
+        latency: LatencyObserver | None = None,
+    ) -> None:
         """``default_timeout(provider)``: a provider's report timeout in microseconds."""
         self.committer = committer
         self.default_timeout = default_timeout
+        self.latency = latency
 
     async def register(
         self, request: status_pb.RegisterMessagesRequest, now_micros: int
@@ -116,6 +122,8 @@ class Registrar:
         entries = [model.registration_entry(r, now_micros) for r in registrations]
         with self.committer.call():
             outcomes = await self.committer.submit(entries)
+        if self.latency is not None:
+            self.latency.committed(entries, outcomes)
         answers = [registration_outcome(outcome) for outcome in outcomes]
         registered = Counter(
             (entry.provider, answer) for entry, answer in zip(entries, answers, strict=True)
@@ -146,12 +154,14 @@ class LatencyObserver:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def committed(self, reports: Sequence[pb.DeliveryReport], outcomes: Sequence[Outcome]) -> None:
-        """Schedules the observation of the final reports that became current."""
-        keys = {
-            model.message_key(report): model.final_time(report)
-            for report, outcome in zip(reports, outcomes, strict=True)
-            if outcome == STORED and model.final_time(report) is not None
-        }
+        """Schedules the observation of the final reports that became current, and of the
+        registrations that came after their message's final report (read from the store)."""
+        keys: dict[model.MessageKeyTuple, int | None] = {}
+        for report, outcome in zip(reports, outcomes, strict=True):
+            if outcome == STORED and model.final_time(report) is not None:
+                keys[model.message_key(report)] = model.final_time(report)
+            elif outcome == STALE and model.is_registration(report):
+                keys[model.message_key(report)] = None  # the stored final time, if any
         if not keys or len(self._tasks) >= MAX_OBSERVING:
             return
         task = asyncio.create_task(self._observe(keys), name="receipt-latency")
@@ -167,6 +177,8 @@ class LatencyObserver:
             return
         for status in found:
             final = finals.get((status.provider, status.account, status.message_id))
+            if final is None and status.HasField("final_time"):
+                final = model.micros(status.final_time)
             if status.HasField("submit_time") and final is not None:
                 latency = (final - model.micros(status.submit_time)) / 1_000_000
                 metrics.RECEIPT_LATENCY.labels(status.provider).observe(max(latency, 0.0))

@@ -140,7 +140,7 @@ class Statusd:
             StatusService(
                 self.reader,
                 self.hub,
-                Registrar(self.committer, settings.report_timeout_micros),
+                Registrar(self.committer, settings.report_timeout_micros, self.latency),
                 heartbeat_seconds=self.settings.watch_heartbeat_seconds,
             ),
             self.server,

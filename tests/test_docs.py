@@ -78,6 +78,7 @@ def test_grpcurl_examples_are_valid_requests() -> None:
         "BatchGetMessageStatuses",
         "ListMessageStatuses",
         "WatchMessageStatuses",
+        "RegisterMessages",
     }
     for body, method in examples:
         request = getattr(status_pb, f"{method}Request")()

@@ -87,7 +87,13 @@ ERROR_CODES: ErrorCodes = {
     "40013": ("Invalid source number", True, pb.DELIVERY_STATUS_REJECTED),
     "40014": ("Expired in queue", None, pb.DELIVERY_STATUS_EXPIRED),
     "40015": ("Internal spam filter", True, pb.DELIVERY_STATUS_REJECTED),
+    # Telnyx's error reference (api/errors/40300): the recipient replied STOP; an opt-out
+    "40300": ("Blocked due to STOP message (opt-out)", True, pb.DELIVERY_STATUS_REJECTED),
 }
+#: Statuses that say nothing went wrong: a message-level ``errors[]`` is not theirs.
+NOT_FAILED = frozenset(
+    {pb.DELIVERY_STATUS_QUEUED, pb.DELIVERY_STATUS_SENT, pb.DELIVERY_STATUS_DELIVERED}
+)
 #: Events that report an outbound message's status; ``message.finalized`` is terminal.
 EVENTS = frozenset({"message.sent", "message.finalized", "message.read"})
 FINAL_EVENT = "message.finalized"
@@ -307,7 +313,8 @@ def _report(
         raw=raw_json(payload),
     )
     lenient("price", None, set_price, report, payload.get("cost"), "cost", "amount")
-    lenient("error_text", None, _set_error, report, payload.get("errors"))
+    if report.status not in NOT_FAILED:  # errors[] is the message's; it names no recipient
+        lenient("error_text", None, _set_error, report, payload.get("errors"))
     sent = lenient("sent_time", None, iso_time, payload.get("sent_at"), "sent_at")
     set_time(report.sent_time, sent)
     return report

@@ -269,7 +269,7 @@ def _guarded_updates(
     "count once"."""
     key = model.order_key(report)
     on_insert = docs.skeleton(report, now)
-    del on_insert["status"], on_insert["order_key"]
+    del on_insert["status"], on_insert["order_key"], on_insert["error_code"]  # set below
     current = UpdateOne(
         {"_id": message, "order_key": {"$lt": key}},
         {
@@ -278,9 +278,11 @@ def _guarded_updates(
                 "order_key": key,
                 "report": report.SerializeToString(),
                 "error_code": report.error.code,
-                # An entry becomes current only over one of a lower class: a final one
-                # replaces no final time, a non-final one finds none to clear.
-                **({"final_time": final} if (final := model.final_time(report)) else {}),
+                # A final report sets its time; an entry that is not one (non-final, a
+                # timeout) only ever replaces entries without a final time: none to clear.
+                **(
+                    {"final_time": final} if (final := model.final_time(report)) is not None else {}
+                ),
             },
             "$setOnInsert": on_insert,
         },

@@ -85,6 +85,7 @@ INDEXES: Final[list[Index]] = [
         [("report_deadline", ASCENDING)],
         {"partialFilterExpression": AWAITING},
     ),
+    ("messages", "list_awaiting", LIST_ORDER, {"partialFilterExpression": AWAITING}),
     (
         "messages",
         "stats_submit",

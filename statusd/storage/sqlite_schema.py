@@ -46,6 +46,9 @@ REGISTRATION_INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS messages_report_deadline ON messages (report_deadline)"
     " WHERE report_deadline IS NOT NULL AND order_key < '1'",
     *STATS_INDEXES,
+    # List's awaiting_report filter, in list order.
+    "CREATE INDEX IF NOT EXISTS messages_awaiting ON messages (id)"
+    " WHERE report_deadline IS NOT NULL AND order_key < '1'",
 )
 
 #: The columns of ``messages`` before the status fields, which follow in table order.
@@ -194,6 +197,8 @@ def prepare(
                 connection.execute(statement)
         for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
             MIGRATIONS[step](connection)
+        for statement in REGISTRATION_INDEXES:  # an index added since the file's migration
+            connection.execute(statement)
         sync_fields(connection, fields)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:

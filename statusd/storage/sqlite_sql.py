@@ -66,8 +66,8 @@ CURRENT_SQL = (
     "UPDATE messages SET status = ?, order_key = ?, latest = ?, final_time = ?,"  # noqa: S608
     f" error_code = ?, {_COUNT_AND_FILL} WHERE id = ?"
 )
-#: The first registration of a message that has one already is a duplicate entry; this
-#: fills the registration columns once, when a message is registered after its reports.
+#: Fills the registration columns of a message stored before it was registered (a report
+#: came first); the registration entry's fixed dedupe key makes it happen once.
 REGISTER_SQL = (
     "UPDATE messages SET submit_time = ?, registered_at = ?, report_deadline = ?"
     " WHERE id = ? AND registered_at IS NULL"

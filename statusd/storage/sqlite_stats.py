@@ -27,16 +27,16 @@ from statusd.stats import (
 
 #: The covering indexes of the statistics, one per time basis (the sweeper does not use them).
 STATS_INDEXES: Final = (
-    "CREATE INDEX IF NOT EXISTS messages_submit_time ON messages"
+    "CREATE INDEX IF NOT EXISTS messages_stats_submit ON messages"
     " (submit_time, provider, account, country, status, error_code, final_time)"
     " WHERE submit_time IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS messages_first_seen ON messages"
+    "CREATE INDEX IF NOT EXISTS messages_stats_first_seen ON messages"
     " (first_seen, provider, account, country, status, error_code, submit_time, final_time)",
 )
 #: The index each basis reads. Named in the query: with a provider and account filter, the
 #: planner would otherwise prefer the message-key index (no statistics tell it that a
 #: provider holds a large share of the messages) and read every message of the provider.
-BASIS_INDEXES: Final = {"submit_time": "messages_submit_time", "first_seen": "messages_first_seen"}
+BASIS_INDEXES: Final = {"submit_time": "messages_stats_submit", "first_seen": "messages_stats_first_seen"}
 #: The latency; the bucket expression clamps it only where it matters (below 0, above the cap).
 _LATENCY: Final = "(final_time - submit_time)"
 

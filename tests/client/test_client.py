@@ -10,8 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from dlrhub.client import Backoff, DlrhubClient, DlrhubError, Watch
+from dlrhub.client import Backoff, DlrhubClient, DlrhubError, Watch, registration
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub.v1 import status_service_pb2 as status_pb
 from statusd.server import Statusd
 from tests.helpers.processes import free_port
 from tests.helpers.reports import report
@@ -87,6 +88,41 @@ async def test_unary_calls_retry_until_statusd_is_up(tmp_path: Path) -> None:
             found = await asyncio.wait_for(pending, 20)
     assert found is not None
     assert found.message_id == "m-1"
+
+
+async def test_register_messages_in_calls_of_1000(client: DlrhubClient) -> None:
+    submitted = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    batch = [
+        registration(
+            "infobip",
+            f"r-{index}",
+            client_ref=f"order-{index}",
+            recipient="+14155552671",
+            submit_time=submitted,
+            report_timeout=timedelta(hours=2),
+        )
+        for index in range(1500)
+    ]
+    answer = await client.register_messages([*batch, batch[0]])  # one twice: DUPLICATE
+    assert (answer.registered, answer.duplicates, len(answer.outcomes)) == (1500, 1, 1501)
+    assert answer.outcomes[-1] == status_pb.REGISTRATION_OUTCOME_DUPLICATE
+    found = await client.get("infobip", "r-1499")
+    assert found is not None
+    assert (found.status, found.report_count, found.client_ref, found.country) == (
+        pb.DELIVERY_STATUS_ACCEPTED,
+        0,
+        "order-1499",
+        "US",
+    )
+    assert found.submit_time.ToDatetime(UTC) == submitted
+    assert found.report_deadline_time.ToDatetime(UTC) == submitted + timedelta(hours=2)
+    awaiting = [item.message_id async for item in client.list(awaiting_report=True)]
+    assert len(awaiting) == 1500
+    again = await client.register_messages(batch[:3])  # a retry of what is stored: harmless
+    assert (again.registered, again.duplicates) == (0, 3)
+    with pytest.raises(DlrhubError) as caught:
+        await client.register_messages([registration("nope", "x")])
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def consume(watch: Watch, count: int, pause: asyncio.Event | None = None) -> list[str]:

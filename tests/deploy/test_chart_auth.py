@@ -316,3 +316,13 @@ def _post(url: str, body: object) -> int:
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
         return int(response.status)
+
+
+def test_senders_register_tokens_come_from_the_statusd_secrets() -> None:
+    """The chart generates no register token: secrets.statusd.REGISTER_TOKENS gives the
+    senders' tokens to statusd (as a file), and to nothing else."""
+    objects = render({"secrets": {"statusd": {"REGISTER_TOKENS": "sender-token-0123456789"}}})
+    statusd_env = container_env(objects, one(objects, "Deployment", "statusd"))
+    gateway_env = container_env(objects, one(objects, "Deployment", "gateway"))
+    assert statusd_env["DLRHUB_REGISTER_TOKENS_FILE"].endswith("/REGISTER_TOKENS")
+    assert not any("REGISTER" in name for name in gateway_env)

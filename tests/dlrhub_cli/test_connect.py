@@ -13,6 +13,7 @@ from dlrhub_cli.connect import (
     add_flags,
     client_from,
     default_target,
+    target_flag,
     tls_from,
     token_from,
 )
@@ -85,3 +86,9 @@ async def test_client_from_the_flags(monkeypatch: pytest.MonkeyPatch) -> None:
         await defaulted.close()
     with pytest.raises(UsageError):
         client_from(flags("--key-file", "client.key"))
+
+
+def test_a_hint_names_the_target_unless_it_is_the_default() -> None:
+    assert target_flag("127.0.0.1:50051") == ""
+    assert target_flag("127.0.0.1:50999") == " --target 127.0.0.1:50999"
+    assert target_flag("statusd.internal:50051") == " --target statusd.internal:50051"

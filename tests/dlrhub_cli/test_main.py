@@ -3,6 +3,8 @@ defaults to, and the exit codes of usage errors."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from dlrhub_cli.main import main
 from dlrhub_common.net import free_port
-from tests.helpers.processes import INFOBIP_BASIC_AUTH
+from tests.helpers.processes import BIN, INFOBIP_BASIC_AUTH
 
 PROJECT = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
 
@@ -87,3 +89,35 @@ def test_run_stops_at_a_misspelt_variable(
         "dlrhub run: bad configuration: DLRHUB_READ_TOKEN is not a dlrhub setting; "
         "did you mean DLRHUB_READ_TOKENS?\n"
     )
+
+
+def closed_pipe_run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``dlrhub ARGS`` writing into a real pipe whose reader has gone, as after
+    ``dlrhub ... | head -1``."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("DLRHUB_")}
+    clean.pop("PYTHONUNBUFFERED", None)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [str(BIN / "dlrhub"), *args],
+            cwd=cwd,
+            env={**clean, **env},
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["status", "list", "--help"], ["--version"]])
+def test_a_closed_pipe_ends_the_command_quietly(args: list[str], tmp_path: Path) -> None:
+    """No traceback, and the exit status a shell reports for SIGPIPE; unbuffered (argparse
+    then meets the closed pipe itself and ignores it) the command ends quietly too."""
+    done = closed_pipe_run(args, tmp_path)
+    assert (done.returncode, done.stderr) == (141, "")
+    unbuffered = closed_pipe_run(args, tmp_path, PYTHONUNBUFFERED="1")
+    assert (unbuffered.returncode, unbuffered.stderr) in ((0, ""), (141, ""))

@@ -1,5 +1,6 @@
-"""``dlrhub quarantine list|replay`` against a running statusd: items that parse with today's
-code are ingested and deleted; items that still fail stay with their reason."""
+"""``dlrhub quarantine list|replay|delete`` against a running statusd: items that parse with
+today's code are ingested and deleted; items that still fail stay with their reason until an
+admin deletes them by id."""
 
 from __future__ import annotations
 
@@ -112,5 +113,48 @@ def test_the_commands_work_with_an_admin_token_only(
         assert main(["quarantine", "list", "--target", stack.target, "--token", ADMIN]) == 0
         assert main(["quarantine", "replay", "--target", stack.target, "--token", ADMIN]) == 0
         assert "replayed 1 item(s); 0 still fail" in capsys.readouterr().out
+        delete_what_never_parses(stack.target, capsys)
     finally:
         stack.stop()
+
+
+def delete_what_never_parses(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``quarantine delete ID...``: only with an admin token; an empty list says so."""
+    admin = ["--target", target, "--token", ADMIN]
+    assert main(["quarantine", "list", *admin]) == 0
+    empty = capsys.readouterr()
+    assert (empty.out, empty.err.strip()) == ("", "the quarantine is empty")
+    with grpc.insecure_channel(target) as channel:
+        ingest_grpc.IngestServiceStub(channel).IngestReports(
+            ingest_pb.IngestReportsRequest(
+                quarantined_items=[
+                    pb.QuarantinedItem(provider="infobip", reason=f"r{n}", raw=json.dumps(BROKEN))
+                    for n in range(2)
+                ]
+            ),
+            metadata=(("authorization", f"Bearer {GATEWAY}"),),
+        )
+    assert main(["quarantine", "list", "--json", *admin]) == 0
+    ids = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert len(ids) == 2
+    assert main(["quarantine", "list", *admin]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in lines] == [
+        [item, "infobip", f"r{n}"] for n, item in enumerate(ids)
+    ]
+    reason_column = len("standard-webhooks") + 2  # the longest provider name, and a gap
+    assert {line.index(" r") - line.index("infobip") for line in lines} == {reason_column - 1}
+    for token in (GATEWAY, READER):
+        assert main(["quarantine", "delete", ids[0], "--target", target, "--token", token]) == 1
+        assert "PERMISSION_DENIED" in capsys.readouterr().err
+    for wrong in (["delete"], ["list", ids[0]]):
+        with pytest.raises(SystemExit) as exited:
+            main(["quarantine", *wrong, *admin])
+        assert exited.value.code == 2
+    assert "the following arguments are required: ID" in capsys.readouterr().err
+    assert main(["quarantine", "delete", ids[0], "no-such-id", *admin]) == 0
+    assert capsys.readouterr().out.strip() == "deleted 1 item(s)"
+    assert main(["quarantine", "list", "--json", *admin]) == 0
+    assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == ids[1:]
+    assert main(["quarantine", "delete", "--json", ids[1], *admin]) == 0
+    assert json.loads(capsys.readouterr().out) == {"deleted": 1}

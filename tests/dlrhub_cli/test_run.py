@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from dlrhub_cli import run
-from gateway.settings import GatewayConfig
+from dlrhub_common.settings import load
+from gateway.settings import GatewayConfig, GatewaySettings
+from statusd.settings import StatusdSettings
 from tests.helpers.processes import BIN, free_port
 
 
@@ -184,3 +186,22 @@ def test_run_refuses_a_busy_port(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "already in use" in result.stderr
     assert "DLRHUB_GATEWAY_PORT" in result.stderr
+
+
+def test_every_hint_names_the_ports_in_use(environ: dict[str, str]) -> None:
+    """With ports other than the defaults, each printed command carries --url or --target,
+    so it works from a terminal that does not share dlrhub run's environment."""
+    environ.update(DLRHUB_GATEWAY_PORT="18080", DLRHUB_STATUSD_PORT="15051")
+    statusd_settings, gateway_settings = load(StatusdSettings), load(GatewaySettings)
+    banner = run._banner("http://127.0.0.1:18080", statusd_settings, gateway_settings, False)
+    commands = [
+        line
+        for line in banner.splitlines()
+        if "dlrhub send-sample" in line or "dlrhub status" in line
+    ]
+    assert len(commands) == 4
+    for line in commands:
+        if "send-sample" in line:
+            assert "--url http://127.0.0.1:18080/webhooks/" in line, line
+        else:
+            assert "--target 127.0.0.1:15051" in line, line

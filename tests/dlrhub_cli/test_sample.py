@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dlrhub_cli.sample import SampleError, main, send_sample
+from dlrhub_cli.sample import SampleError, main, send_sample, status_command
 from dlrhub_common.net import free_port
 from tests.helpers.processes import CREDENTIALS, INFOBIP_BASIC_AUTH
 from tests.helpers.servers import BackgroundStack
@@ -60,7 +60,23 @@ def test_main_prints_the_answer(
     out = capsys.readouterr().out
     assert f"sent infobip report for message sample-2 (sent) to {url}" in out
     assert "HTTP 200" in out
+    assert "read its status: dlrhub status get infobip sample-2" in out
     monkeypatch.setenv("DLRHUB_INFOBIP_BASIC_AUTH", "acme:guess")
     assert main("infobip", url, account="", message_id="", status="sent") == 1
     assert main("nosuch", url, account="", message_id="", status="sent") == 2
     assert "dlrhub send-sample: unknown provider" in capsys.readouterr().err
+
+
+def test_the_status_hint_names_statusd_when_it_is_not_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("DLRHUB_STATUSD_HOST", "DLRHUB_STATUSD_PORT", "DLRHUB_STATUSD_TARGET"):
+        monkeypatch.delenv(name, raising=False)
+    assert status_command("plivo", "m-1") == "dlrhub status get plivo m-1"
+    assert status_command("plivo", "m 1", "eu") == "dlrhub status get plivo 'm 1' --account eu"
+    monkeypatch.setenv("DLRHUB_STATUSD_PORT", "50999")
+    assert status_command("plivo", "m-1") == (
+        "dlrhub status get plivo m-1 --target 127.0.0.1:50999"
+    )
+    monkeypatch.setenv("DLRHUB_STATUSD_TARGET", "dns:///statusd-headless:50051")
+    assert status_command("plivo", "m-1").endswith("--target dns:///statusd-headless:50051")

@@ -37,6 +37,7 @@ class Cli:
         }
         self.env["DLRHUB_INFOBIP_BASIC_AUTH"] = stack.env["DLRHUB_INFOBIP_BASIC_AUTH"]
         self.env["DLRHUB_PLIVO_AUTH_TOKEN"] = stack.env["DLRHUB_PLIVO_AUTH_TOKEN"]
+        self.env["DLRHUB_SINCH_WEBHOOK_SECRET"] = stack.env["DLRHUB_SINCH_WEBHOOK_SECRET"]
         self.directory = directory
 
     def command(self, *args: str, connect: bool = True) -> list[str]:
@@ -80,6 +81,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
         {
             "DLRHUB_INFOBIP_BASIC_AUTH": "acme:s3cret",
             "DLRHUB_PLIVO_AUTH_TOKEN": "plivo-token",
+            "DLRHUB_SINCH_WEBHOOK_SECRET": "sinch-secret",
             "DLRHUB_INGEST_TOKENS": "gateway-secret",
             "DLRHUB_READ_TOKENS": "reader-secret",
             "DLRHUB_GATEWAY_INGEST_TOKEN": "gateway-secret",
@@ -142,17 +144,94 @@ def test_list_table_and_json(cli: Cli) -> None:
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["PROVIDER", "ACCOUNT", "MESSAGE"]
-    assert [line.split()[2] for line in lines[1:]] == ["cli-1", "cli-2", "cli-3"]
+    assert [line.split()[2] for line in lines[1:4]] == ["cli-1", "cli-2", "cli-3"]
     assert lines[2].split()[3] == "SENT"
     as_json = cli("status", "list", "--json", "--status", "delivered")
     found = [json.loads(line) for line in as_json.stdout.splitlines()]
-    assert [item["messageId"] for item in found] == ["cli-1", "cli-3"]
+    assert [item["messageId"] for item in found][:2] == ["cli-1", "cli-3"]
     filtered = cli("status", "list", "--json", "--provider", "infobip", "--status", "SENT")
     assert [json.loads(line)["messageId"] for line in filtered.stdout.splitlines()] == ["cli-2"]
     limited = cli("status", "list", "--json", "--limit", "2")
     assert len(limited.stdout.splitlines()) == 2
-    since = cli("status", "list", "--updated-since", "2999-01-01T00:00:00Z")
-    assert since.stdout.splitlines()[1:] == []
+
+
+def test_an_empty_list_says_so(cli: Cli) -> None:
+    """The notice goes to stderr; stdout holds the rows, here none (zero JSON lines)."""
+    for extra in ([], ["--json"]):
+        since = cli("status", "list", "--updated-since", "2999-01-01T00:00:00Z", *extra)
+        assert (since.returncode, since.stdout) == (0, "")
+        assert since.stderr.strip() == "no messages match"
+
+
+def test_sinch_messages_by_batch_id_and_recipient(cli: Cli) -> None:
+    """The id is formed by the gateway's own rule, so any spelling of the number finds it."""
+    cli.send("sinch", "01FC66621XXXXX119Z8PMV1QPQ:447700900123")
+    for spelling in ("+447700900123", "447700900123", "+44 7700 900123"):
+        shown = cli(
+            "status",
+            "get",
+            "sinch",
+            "--batch-id",
+            "01FC66621XXXXX119Z8PMV1QPQ",
+            "--recipient",
+            spelling,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "sinch 01FC66621XXXXX119Z8PMV1QPQ:+447700900123: DELIVERED" in shown.stdout
+    for wrong in (
+        ["sinch", "m-1", "--batch-id", "B"],
+        ["sinch", "--batch-id", "B"],
+        ["infobip", "--batch-id", "B", "--recipient", "+447700900123"],
+        ["sinch"],
+    ):
+        refused = cli("status", "get", *wrong)
+        assert refused.returncode == 2
+        assert "--batch-id" in refused.stderr
+
+
+@pytest.mark.parametrize("extra", [["--json"], []])
+def test_a_closed_pipe_ends_a_listing_quietly(cli: Cli, extra: list[str]) -> None:
+    """``dlrhub status list | head -1``, with the reader gone before the first row."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            cli.command("status", "list", *extra),
+            cwd=cli.directory,
+            env=cli.env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_head_reads_the_first_line_of_a_listing(cli: Cli) -> None:
+    listing = subprocess.Popen(
+        cli.command("status", "list", "--json"),
+        cwd=cli.directory,
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert listing.stdout is not None
+    head = subprocess.run(
+        ["head", "-1"],
+        stdin=listing.stdout,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    listing.stdout.close()
+    _, errors = listing.communicate(timeout=30)
+    assert json.loads(head.stdout)["messageId"] == "cli-1"
+    assert listing.returncode in (0, 141)
+    assert errors == b""
 
 
 def test_watch_while_reports_are_sent(cli: Cli) -> None:
@@ -199,3 +278,4 @@ def test_watch_while_reports_are_sent(cli: Cli) -> None:
     assert "infobip live-1  SENT" in lines[0]
     assert lines[1].endswith("now DELIVERED")
     assert "resume with: --resume-token" in outputs["lines"][1]
+    assert outputs["lines"][1].rstrip().endswith(f" --target {cli.stack.target}")

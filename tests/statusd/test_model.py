@@ -160,6 +160,7 @@ def test_final_time_is_the_time_of_a_final_report() -> None:
 
 def test_country_comes_from_the_number() -> None:
     assert model.country_of("+14155552671") == "US"
+    assert model.country_of("whatsapp:+41790000000") == "CH"
     assert model.country_of("+447700900123") == "GB"  # a fictional range: the code's country
     assert model.country_of("+80012345678") == ""  # non-geographic
     assert model.country_of("41790000000") == ""

@@ -61,3 +61,25 @@ def test_a_client_ca_needs_a_server_certificate(
     monkeypatch.setenv("DLRHUB_TLS_CLIENT_CA_FILE", str(authority.file))
     with pytest.raises(ConfigError, match="DLRHUB_TLS_CLIENT_CA"):
         load(StatusdSettings)
+
+
+def test_report_timeouts_default_and_per_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLRHUB_REPORT_TIMEOUT_HOURS_BY_PROVIDER", "twilio=24, sinch=0.5")
+    settings = load(StatusdSettings)
+    assert (settings.report_timeout_hours, settings.report_sweep_seconds) == (72.0, 30.0)
+    assert settings.report_timeout_hours_by_provider == {"twilio": 24.0, "sinch": 0.5}
+    assert settings.report_timeout_micros("twilio") == 24 * 3_600_000_000
+    assert settings.report_timeout_micros("sinch") == 1_800_000_000
+    assert settings.report_timeout_micros("plivo") == 72 * 3_600_000_000
+
+
+@pytest.mark.parametrize(
+    "value", ["twilio", "twilio=", "nope=5", "twilio=0", "twilio=1,twilio=2", "twilio=x"]
+)
+def test_a_bad_per_provider_timeout_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("DLRHUB_REPORT_TIMEOUT_HOURS_BY_PROVIDER", value)
+    with pytest.raises(ConfigError) as caught:
+        load(StatusdSettings)
+    assert "DLRHUB_REPORT_TIMEOUT_HOURS_BY_PROVIDER" in str(caught.value)

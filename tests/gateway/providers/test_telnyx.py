@@ -196,9 +196,10 @@ def test_unreadable_information_is_left_out() -> None:
     payload["parts"] = 1.5
     payload["sent_at"] = "1575927133"
     payload["errors"] = [{"code": "40001", "title": {"en": "Not routable"}}]
+    payload["to"][0]["status"] = "delivery_failed"
     parsed = keyed().handle(signed(json.dumps(event).encode(), "k"))
     (report,) = parsed.reports
-    assert (status_label(report.status), report.segments) == ("delivered", 0)
+    assert (status_label(report.status), report.segments) == ("undelivered", 0)
     assert not report.price.amount
     assert not report.HasField("sent_time")
     assert not report.HasField("error")
@@ -226,6 +227,26 @@ def test_each_recipient_of_a_group_message_is_a_part() -> None:
     assert parsed.reports[1].error.code == "40002"
     assert parsed.reports[1].error.name == "Blocked as spam - temporary"
     assert parsed.reports[1].error.permanent is False
+    assert not parsed.reports[0].HasField("error")  # the delivered recipient has no error
+
+
+def test_message_level_errors_belong_to_failed_recipients_only() -> None:
+    """errors[] is one list for the whole message: a recipient delivered, queued or sent
+    carries none of it, a failed one carries it, as does a lone recipient that failed."""
+    data = json.loads(event_body(status="delivered"))
+    payload = data["data"]["payload"]
+    payload["to"] = [
+        {"phone_number": "+18665550001", "status": "delivered"},
+        {"phone_number": "+18665550002", "status": "delivery_failed"},
+        {"phone_number": "+18665550003", "status": "sent"},
+    ]
+    payload["errors"] = [{"code": "40300", "title": "Blocked due to STOP message"}]
+    parsed = keyed().handle(signed(json.dumps(data).encode(), "k"))
+    got = [
+        (status_label(r.status), r.error.code, r.error.permanent if r.HasField("error") else None)
+        for r in parsed.reports
+    ]
+    assert got == [("delivered", "", None), ("rejected", "40300", True), ("sent", "", None)]
 
 
 @pytest.mark.parametrize(
@@ -238,6 +259,7 @@ def test_each_recipient_of_a_group_message_is_a_part() -> None:
         ("delivery_failed", "40006", "undelivered", False),  # unreachable
         ("sending_failed", "40011", "failed", False),  # provider-side: upstream rate limit
         ("delivery_failed", "40008", "undelivered", None),  # general: the status is kept
+        ("delivery_failed", "40300", "rejected", True),  # opt-out: the recipient sent STOP
     ],
 )
 def test_error_meanings(status: str, code: str, canonical: str, permanent: bool | None) -> None:

@@ -185,3 +185,13 @@ async def test_replicas_sweeping_at_once_time_each_message_out_once(
         assert found.status == expected, message_id
         assert [entry.status for entry in found.history].count(NO_REPORT) <= 1
     assert await store.due_timeouts(deadline, 100) == []
+
+
+async def test_retention_purges_registrations_like_reports(store: Store) -> None:
+    await store.commit([registered("m-1")])
+    deadline = BASE_MICROS + 3600 * SECOND
+    await store.commit([timeout("m-1", deadline)])
+    far_future = BASE_MICROS * 2
+    assert await store.purge(before_micros=far_future) == 1
+    assert await store.get(key("m-1")) is None
+    assert await store.due_timeouts(far_future, 10) == []

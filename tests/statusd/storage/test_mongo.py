@@ -26,9 +26,15 @@ from statusd.storage.base import (
     StoreUnavailable,
 )
 from statusd.storage.mongo import MongoStore, mongo_client
-from statusd.storage.mongo_commit import MARKER_HORIZON, now_micros, sweep_markers
+from statusd.storage.mongo_commit import (
+    MARKER_HORIZON,
+    _guarded_updates,
+    now_micros,
+    registration_update,
+    sweep_markers,
+)
 from tests.helpers.mongomock_async import MockServer
-from tests.helpers.reports import random_reports, report
+from tests.helpers.reports import random_reports, registered, report
 from tests.helpers.stores import assert_in_the_fold
 
 DELIVERED = pb.DELIVERY_STATUS_DELIVERED
@@ -245,3 +251,29 @@ async def test_counting_markers_stay_until_their_event_is_applied_and_old(
     assert len(messages.find_one({})["counting"]) == 1  # younger than the horizon: kept
     await sweep_markers(store._messages, store._events, later)
     assert messages.find_one({})["counting"] == []
+
+
+def test_no_update_sets_a_field_twice() -> None:
+    """MongoDB refuses an update that names one path in two operators ($set and
+    $setOnInsert): mongomock does not, so each update's paths are checked here."""
+    entries = [
+        model.with_event_id(report(status=pb.DELIVERY_STATUS_DELIVERED, error_code="20")),
+        registered(),
+        model.timeout_entry(("infobip", "", "m-1"), 1, 2),
+    ]
+    for entry in entries:
+        updates = _guarded_updates("id", entry, 1, mongo_docs.as_datetime(1))
+        updates.append(registration_update("id", registered(), 1))
+        for update in updates:
+            document = update._doc
+            assert isinstance(document, dict)  # an update document, not a pipeline
+            paths = [key for part in document.values() for key in part]
+            assert len(paths) == len(set(paths)), update
+
+
+def test_the_sweeper_reads_the_deadline_index() -> None:
+    """The deadline query names the partial index's own terms, so the index serves it."""
+    (index,) = [i for i in mongo_docs.INDEXES if i[1] == "report_deadline"]
+    assert index[2] == [("report_deadline", 1)]
+    assert index[3] == {"partialFilterExpression": mongo_docs.AWAITING}
+    assert mongo_docs.AWAITING == {"report_deadline": {"$gte": 0}, "order_key": {"$lt": "1"}}

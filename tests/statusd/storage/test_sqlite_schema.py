@@ -233,7 +233,7 @@ async def test_a_version_2_file_gets_the_registration_columns_filled(tmp_path: P
         error_codes = connection.execute("SELECT error_code FROM messages ORDER BY id").fetchall()
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert error_codes == [("0",), ("",)]
-    assert {"messages_report_deadline", "messages_submit_time", "messages_first_seen"} <= names
+    assert {"messages_report_deadline", "messages_stats_submit", "messages_stats_first_seen"} <= names
 
 
 def test_the_sweeper_query_uses_the_deadline_index(tmp_path: Path) -> None:
@@ -243,3 +243,15 @@ def test_the_sweeper_query_uses_the_deadline_index(tmp_path: Path) -> None:
         prepare(connection, tmp_path / "store.sqlite3")
         plan = connection.execute(f"EXPLAIN QUERY PLAN {DUE_SQL}", (0, 10)).fetchall()
     assert any("messages_report_deadline" in row[-1] for row in plan), plan
+
+
+def test_the_awaiting_report_listing_uses_its_index(tmp_path: Path) -> None:
+    from statusd.storage.sqlite_sql import MESSAGE_COLUMNS, where_clauses
+
+    where, params = where_clauses(MessageFilter(awaiting_report=True))
+    clauses = " AND ".join(where)
+    sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {clauses} ORDER BY id LIMIT 10"  # noqa: S608
+    with sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None) as connection:
+        prepare(connection, tmp_path / "store.sqlite3")
+        plan = connection.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+    assert any("messages_awaiting" in row[-1] for row in plan), plan

@@ -141,6 +141,6 @@ async def test_the_sqlite_query_reads_only_a_range_of_a_covering_index(
     connection = sqlite3.connect(store.path)
     sql, params = stats_sql(stats.StatsQuery(0, 10, basis, group_by, "infobip", "eu"))
     plan = " ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-    index = "messages_submit_time" if basis == "submit_time" else "messages_first_seen"
+    index = "messages_stats_submit" if basis == "submit_time" else "messages_stats_first_seen"
     assert f"USING COVERING INDEX {index} ({basis}>? AND {basis}<?)" in plan, plan
     assert "SCAN messages" not in plan, plan

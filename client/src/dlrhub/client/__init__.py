@@ -1,9 +1,12 @@
 """A typed asyncio client for dlrhub's StatusService.
 
 ```python
-from dlrhub.client import DlrhubClient
+from dlrhub.client import DlrhubClient, registration
 
 async with DlrhubClient("statusd:50051", token="...") as dlrhub:
+    await dlrhub.register_messages(
+        [registration("infobip", "4a7d...", client_ref="order-7", recipient="+447700900123")]
+    )
     status = await dlrhub.get("infobip", "4a7d...")
     async for status in dlrhub.list(provider="infobip", statuses=["delivered"]):
         ...
@@ -12,7 +15,7 @@ async with DlrhubClient("statusd:50051", token="...") as dlrhub:
 ```
 """
 
-from dlrhub.client.client import DlrhubClient, DlrhubError, Watch
+from dlrhub.client.client import DlrhubClient, DlrhubError, Watch, registration
 from dlrhub.client.connection import TLSConfig, bearer_metadata, open_channel
 from dlrhub.client.retry import Backoff
 
@@ -24,4 +27,5 @@ __all__ = [
     "Watch",
     "bearer_metadata",
     "open_channel",
+    "registration",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -18,6 +18,8 @@ from dlrhub_common.status_names import status_from_label
 
 #: The most keys one BatchGetMessageStatuses call takes; batch_get splits larger requests.
 BATCH_LIMIT = 1000
+#: The most registrations one RegisterMessages call takes; register_messages splits more.
+REGISTER_LIMIT = 1000
 
 _T = TypeVar("_T")
 Status = int | str
@@ -56,6 +58,33 @@ def _key(key: Key) -> pb.MessageKey:
         return key
     provider, account, message_id = key
     return pb.MessageKey(provider=provider, account=account, message_id=message_id)
+
+
+def registration(
+    provider: str,
+    message_id: str,
+    *,
+    account: str = "",
+    client_ref: str = "",
+    recipient: str = "",
+    submit_time: datetime | None = None,
+    report_timeout: timedelta | None = None,
+) -> pb.MessageRegistration:
+    """A ``MessageRegistration``: ``submit_time`` None is when statusd stores it,
+    ``report_timeout`` None is statusd's default for the provider. A naive ``submit_time``
+    is taken as UTC."""
+    made = pb.MessageRegistration(
+        provider=provider,
+        account=account,
+        message_id=message_id,
+        client_ref=client_ref,
+        recipient=recipient,
+    )
+    if submit_time is not None:
+        made.submit_time.FromDatetime(submit_time)
+    if report_timeout is not None:
+        made.report_timeout.FromTimedelta(report_timeout)
+    return made
 
 
 def _view(full: bool) -> pb.MessageStatusView.ValueType:
@@ -97,7 +126,7 @@ def _basis(value: Basis) -> status_pb.StatsTimeBasis.ValueType:
 
 
 class DlrhubClient:
-    """Reads message statuses from statusd.
+    """Reads message statuses from statusd, and registers sent messages.
 
     ``target`` is ``host:port``; ``token`` is sent as ``authorization: Bearer <token>``;
     ``tls`` turns on TLS (with a client certificate for mTLS). Unary calls get ``timeout``
@@ -179,6 +208,30 @@ class DlrhubClient:
             found.extend(response.message_statuses)
         return found
 
+    async def register_messages(
+        self, registrations: Iterable[pb.MessageRegistration]
+    ) -> status_pb.RegisterMessagesResponse:
+        """Registers messages the caller has sent (see :func:`registration`), in calls of
+        1000; answers once every call was durably committed, with one outcome per
+        registration, in order. A call that fails with UNAVAILABLE is retried: registering
+        is idempotent, so a registration a lost answer had already stored comes back
+        DUPLICATE."""
+        given = list(registrations)
+        merged = status_pb.RegisterMessagesResponse()
+        for start in range(0, len(given), REGISTER_LIMIT):
+            request = status_pb.RegisterMessagesRequest(
+                registrations=given[start : start + REGISTER_LIMIT]
+            )
+            response = await self._unary(
+                lambda request=request: self.stub.RegisterMessages(  # type: ignore[misc]
+                    request, timeout=self.timeout, metadata=self.metadata
+                )
+            )
+            merged.registered += response.registered
+            merged.duplicates += response.duplicates
+            merged.outcomes.extend(response.outcomes)
+        return merged
+
     async def list(
         self,
         *,
@@ -189,16 +242,19 @@ class DlrhubClient:
         client_ref: str = "",
         update_time_start: datetime | None = None,
         update_time_end: datetime | None = None,
+        awaiting_report: bool = False,
         page_size: int = 0,
         full: bool = False,
     ) -> AsyncIterator[pb.MessageStatus]:
-        """Every message passing the filter, in first-seen order, page after page."""
+        """Every message passing the filter, in first-seen order, page after page;
+        ``awaiting_report``: only registered messages still waiting for a final report."""
         request = status_pb.ListMessageStatusesRequest(
             provider=provider,
             account=account,
             statuses=_statuses(statuses),
             recipient=recipient,
             client_ref=client_ref,
+            awaiting_report=awaiting_report,
             page_size=page_size,
             view=_view(full),
         )

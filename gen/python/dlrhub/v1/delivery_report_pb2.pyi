@@ -471,13 +471,15 @@ class MessageStatus(_message.Message):
     status: Global___DeliveryStatus.ValueType
     """Current canonical status: the status of latest_report."""
     report_count: _builtins.int
-    """Number of distinct reports (duplicates excluded)."""
+    """Number of distinct reports (duplicates excluded; the registration and report-timeout
+    entries of the history are not reports).
+    """
     conflict: _builtins.bool
     """True when two different terminal statuses were reported for this message."""
     recipient: _builtins.str
-    """Recipient of the message (from its reports)."""
+    """Recipient of the message (from its registration or reports: the first that has one)."""
     client_ref: _builtins.str
-    """The sender's correlation id (from its reports)."""
+    """The sender's correlation id (from its registration or reports: the first that has one)."""
     parent_message_id: _builtins.str
     """The whole message's id when this message is one part of a multipart message
     (from its reports); empty otherwise.
@@ -508,7 +510,9 @@ class MessageStatus(_message.Message):
 
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryReport]:
-        """Every distinct report, oldest event first (FULL view only)."""
+        """Every distinct report, oldest event first (FULL view only), with the message's
+        registration entry (registration set) and report-timeout entry (status NO_REPORT).
+        """
 
     @_builtins.property
     def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessagePart]:

@@ -392,8 +392,9 @@ class WatchMessageStatusesResponse(_message.Message):
 
     @_builtins.property
     def report(self) -> _delivery_report_pb2.DeliveryReport:
-        """The new report that is the change, exactly as stored (it may be stale: kept in the
-        history without changing the status). Unset in a heartbeat.
+        """The new history entry that is the change, exactly as stored: a report (it may be
+        stale: kept in the history without changing the status), a registration (registration
+        set) or a report timeout (status NO_REPORT). Unset in a heartbeat.
         """
 
     def __init__(

@@ -112,7 +112,8 @@ class StatusServiceServicer:
 
     def WatchMessageStatuses(self, request, context):
         """Streams every change that passes a filter: one response per new distinct report of a
-        message (duplicates are not changes), in commit order, so in order per message.
+        message (duplicates are not changes), registration or report timeout, in commit order,
+        so in order per message.
 
         The first response is a heartbeat that names the starting point. After that, when no
         change was sent for a few seconds (DLRHUB_WATCH_HEARTBEAT_SECONDS), a heartbeat: a

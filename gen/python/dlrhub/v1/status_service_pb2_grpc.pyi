@@ -57,7 +57,8 @@ class StatusServiceStub:
     """
     WatchMessageStatuses: _grpc.UnaryStreamMultiCallable[_status_service_pb2.WatchMessageStatusesRequest, _status_service_pb2.WatchMessageStatusesResponse]
     """Streams every change that passes a filter: one response per new distinct report of a
-    message (duplicates are not changes), in commit order, so in order per message.
+    message (duplicates are not changes), registration or report timeout, in commit order,
+    so in order per message.
 
     The first response is a heartbeat that names the starting point. After that, when no
     change was sent for a few seconds (DLRHUB_WATCH_HEARTBEAT_SECONDS), a heartbeat: a
@@ -115,7 +116,8 @@ class StatusServiceAsyncStub(StatusServiceStub):
     """
     WatchMessageStatuses: _aio.UnaryStreamMultiCallable[_status_service_pb2.WatchMessageStatusesRequest, _status_service_pb2.WatchMessageStatusesResponse]  # type: ignore[assignment]
     """Streams every change that passes a filter: one response per new distinct report of a
-    message (duplicates are not changes), in commit order, so in order per message.
+    message (duplicates are not changes), registration or report timeout, in commit order,
+    so in order per message.
 
     The first response is a heartbeat that names the starting point. After that, when no
     change was sent for a few seconds (DLRHUB_WATCH_HEARTBEAT_SECONDS), a heartbeat: a
@@ -194,7 +196,8 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_status_service_pb2.WatchMessageStatusesResponse], _abc.AsyncIterator[_status_service_pb2.WatchMessageStatusesResponse]]:
         """Streams every change that passes a filter: one response per new distinct report of a
-        message (duplicates are not changes), in commit order, so in order per message.
+        message (duplicates are not changes), registration or report timeout, in commit order,
+        so in order per message.
 
         The first response is a heartbeat that names the starting point. After that, when no
         change was sent for a few seconds (DLRHUB_WATCH_HEARTBEAT_SECONDS), a heartbeat: a
