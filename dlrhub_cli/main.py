@@ -60,13 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return send_sample(
             args.provider, url, account=args.account, message_id=args.message_id, status=args.status
         )
-    if args.command == "quarantine":
-        return quarantine.main(args)
-    if args.command == "register":
-        return register.main(args)
-    if args.command == "stats":
-        return stats.main(args)
-    return status.main(args)
+    commands = {"quarantine": quarantine.main, "register": register.main, "stats": stats.main}
+    return commands.get(args.command, status.main)(args)
 
 
 def _local_webhook_url(provider: str, account: str) -> str:

@@ -72,6 +72,13 @@ RECEIPT_LATENCY = Histogram(
     ["provider"],
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 259200),
 )
+RECEIPT_LATENCY_BY_COUNTRY = Histogram(
+    "dlrhub_receipt_latency_by_country_seconds",
+    "From a registered message's submit time to the final report that set its status, by "
+    "destination country (ISO 3166-1 alpha-2; empty when unknown).",
+    ["country"],
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 259200),
+)
 FINAL_REPORTS = Counter(
     "dlrhub_final_reports_total",
     "Final reports (a terminal status or UNKNOWN) that set a message's status, by provider, "

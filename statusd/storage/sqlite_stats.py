@@ -36,7 +36,10 @@ STATS_INDEXES: Final = (
 #: The index each basis reads. Named in the query: with a provider and account filter, the
 #: planner would otherwise prefer the message-key index (no statistics tell it that a
 #: provider holds a large share of the messages) and read every message of the provider.
-BASIS_INDEXES: Final = {"submit_time": "messages_stats_submit", "first_seen": "messages_stats_first_seen"}
+BASIS_INDEXES: Final = {
+    "submit_time": "messages_stats_submit",
+    "first_seen": "messages_stats_first_seen",
+}
 #: The latency; the bucket expression clamps it only where it matters (below 0, above the cap).
 _LATENCY: Final = "(final_time - submit_time)"
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from prometheus_client.parser import text_string_to_metric_families
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
@@ -167,3 +169,29 @@ def test_stats_json_and_filters(stack: Stack) -> None:
     bad = run(stack, "--by", "carrier")
     assert bad.returncode == 2
     assert "not a dimension" in bad.stderr
+
+
+@pytest.mark.e2e
+def test_the_delivery_metrics_of_the_same_messages(stack: Stack) -> None:
+    url = f"http://127.0.0.1:{stack.env['DLRHUB_STATUSD_METRICS_PORT']}/metrics"
+    wanted = {
+        ("dlrhub_receipt_latency_by_country_seconds_count", (("country", "GB"),)): 2.0,
+        ("dlrhub_receipt_latency_by_country_seconds_count", (("country", "DE"),)): 1.0,
+        (
+            "dlrhub_final_reports_total",
+            (("country", ""), ("provider", "infobip"), ("status", "delivered")),
+        ): 1.0,
+    }
+    deadline = time.monotonic() + 10
+    while True:  # the latency is observed just after the commit, off the answer's path
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        found = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        if all(found.get(key) == value for key, value in wanted.items()):
+            return
+        assert time.monotonic() < deadline, {key: found.get(key) for key in wanted}
+        time.sleep(0.2)
