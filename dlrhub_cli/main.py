@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from dlrhub_cli import devenv, quarantine, register, status
+from dlrhub_cli import devenv, quarantine, register, stats, status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     quarantine.add_parser(commands)
     status.add_parser(commands)
     register.add_parser(commands)
+    stats.add_parser(commands)
     return parser
 
 
@@ -59,11 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return send_sample(
             args.provider, url, account=args.account, message_id=args.message_id, status=args.status
         )
-    if args.command == "quarantine":
-        return quarantine.main(args)
-    if args.command == "register":
-        return register.main(args)
-    return status.main(args)
+    commands = {"quarantine": quarantine.main, "register": register.main, "stats": stats.main}
+    return commands.get(args.command, status.main)(args)
 
 
 def _local_webhook_url(provider: str, account: str) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
-from statusd import model, multipart
+from statusd import model, multipart, stats
 from statusd.cursors import CursorCodec
 from statusd.errors import InvalidArgument
 from statusd.status_fields import FIELDS
@@ -123,6 +123,13 @@ class Reader:
         self._store = store
         self.codec = codec
         self.multipart_policy = multipart_policy
+
+    async def delivery_stats(
+        self, request: status_pb.GetDeliveryStatsRequest
+    ) -> status_pb.GetDeliveryStatsResponse:
+        """GetDeliveryStats: the store aggregates, :mod:`statusd.stats` makes the answer."""
+        query = stats.stats_query(request)
+        return stats.stats_response(query, await self._store.delivery_stats(query))
 
     async def get(self, key: pb.MessageKey, *, full: bool) -> pb.MessageStatus | None:
         """A message's status; for a multipart message's parent id, its parts' aggregate."""

@@ -182,6 +182,7 @@ class LatencyObserver:
             if status.HasField("submit_time") and final is not None:
                 latency = (final - model.micros(status.submit_time)) / 1_000_000
                 metrics.RECEIPT_LATENCY.labels(status.provider).observe(max(latency, 0.0))
+                metrics.RECEIPT_LATENCY_BY_COUNTRY.labels(status.country).observe(max(latency, 0.0))
 
     async def stop(self) -> None:
         for task in list(self._tasks):

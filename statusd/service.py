@@ -160,6 +160,7 @@ class IngestService(ingest_grpc.IngestServiceServicer):
             outcomes = await self.committer.submit(reports, quarantined)
         if self.latency is not None:
             self.latency.committed(reports, outcomes)
+        metrics.count_final_reports(reports, outcomes)
         counts = Counter(outcomes)
         response = ingest_pb.IngestReportsResponse(
             stored=counts[ingest_pb.INGEST_OUTCOME_STORED],
@@ -223,8 +224,7 @@ class StatusService(status_grpc.StatusServiceServicer):
     async def GetDeliveryStats(
         self, request: status_pb.GetDeliveryStatsRequest, context: Context
     ) -> status_pb.GetDeliveryStatsResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetDeliveryStats: not available yet")
-        raise AssertionError("unreachable: abort raises")
+        return await self.reader.delivery_stats(request)
 
     @rpc("GetMessageStatus")
     async def GetMessageStatus(

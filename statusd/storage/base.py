@@ -19,11 +19,14 @@ import abc
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from statusd import status_fields
+
+if TYPE_CHECKING:
+    from statusd.stats import StatsQuery, StatsResult
 
 Outcome: TypeAlias = ingest_pb.IngestOutcome.ValueType
 STORED = ingest_pb.INGEST_OUTCOME_STORED
@@ -219,6 +222,13 @@ class Store(abc.ABC):
     async def idle(self) -> None:  # noqa: B027 - optional
         """Housekeeping while no commit is running (SQLite: checkpoint and truncate the
         WAL). Called by statusd after a quiet spell; the default does nothing."""
+
+    @abc.abstractmethod
+    async def delivery_stats(self, query: StatsQuery) -> StatsResult:
+        """GetDeliveryStats' counts, aggregated in the store over the messages whose basis
+        time is in the window, read through an index on that time: per group its counts and
+        percentile buckets, and the latency buckets of the total (the rules are
+        :mod:`statusd.stats`)."""
 
     @abc.abstractmethod
     async def due_timeouts(self, now_micros: int, limit: int) -> list[Due]:

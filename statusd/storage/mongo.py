@@ -41,7 +41,7 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import pymongo
 from bson import ObjectId
@@ -51,7 +51,9 @@ from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from dlrhub.v1 import delivery_report_pb2 as pb
+from statusd.stats import summarize
 from statusd.storage import mongo_docs as docs
+from statusd.storage import mongo_stats
 from statusd.storage.base import (
     Change,
     Due,
@@ -65,6 +67,9 @@ from statusd.storage.mongo_changes import Feed, SequenceFeed
 from statusd.storage.mongo_commit import BatchWriter, now_micros, sweep_markers
 from statusd.storage.mongo_server import server_info
 from statusd.storage.mongo_stream import StreamFeed
+
+if TYPE_CHECKING:
+    from statusd.stats import StatsQuery, StatsResult
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +216,13 @@ class MongoStore(Store):
             await self._quarantine.delete_many({"stored_at": {"$lt": cutoff}})
             await sweep_markers(self._messages, self._events, docs.as_datetime(now_micros()))
         return purged.deleted_count
+
+    async def delivery_stats(self, query: StatsQuery) -> StatsResult:
+        self._opened()
+        with self._operation("stats"):
+            cursor = await self._messages.aggregate(mongo_stats.pipeline(query))
+            cells = mongo_stats.rows_of(query, await cursor.to_list(None))
+        return summarize(cells, len(query.group_by))
 
     async def due_timeouts(self, now_micros: int, limit: int) -> list[Due]:
         self._opened()

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd.storage.base import (
@@ -51,6 +51,10 @@ from statusd.storage.sqlite_sql import (
     row_id,
     where_clauses,
 )
+from statusd.storage.sqlite_stats import delivery_stats
+
+if TYPE_CHECKING:
+    from statusd.stats import StatsQuery, StatsResult
 
 _T = TypeVar("_T")
 #: How long a read on the event loop's thread waits for a busy file before the pool takes over.
@@ -202,6 +206,9 @@ class SqliteStore(Store):
             return cursor.rowcount
 
         return await self._write(purge)
+
+    async def delivery_stats(self, query: StatsQuery) -> StatsResult:
+        return await self._read(lambda connection: delivery_stats(connection, query))
 
     async def due_timeouts(self, now_micros: int, limit: int) -> list[Due]:
         def due(connection: sqlite3.Connection) -> list[Due]:

@@ -23,6 +23,7 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
 from statusd.status_fields import FIELDS, StatusField
 from statusd.storage.base import SchemaTooNew
+from statusd.storage.sqlite_stats import STATS_INDEXES
 
 SCHEMA_VERSION: Final = 3
 
@@ -40,13 +41,11 @@ REGISTRATION_COLUMNS: Final = (
 )
 #: The sweeper's index holds exactly the messages that await a report (registered, current
 #: entry non-terminal: :func:`statusd.model.awaiting_report`); the statistics select on
-#: submit or first-seen time.
+#: submit or first-seen time, through covering indexes (:mod:`statusd.storage.sqlite_stats`).
 REGISTRATION_INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS messages_report_deadline ON messages (report_deadline)"
     " WHERE report_deadline IS NOT NULL AND order_key < '1'",
-    "CREATE INDEX IF NOT EXISTS messages_submit_time ON messages (submit_time)"
-    " WHERE submit_time IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS messages_first_seen ON messages (first_seen)",
+    *STATS_INDEXES,
     # List's awaiting_report filter, in list order.
     "CREATE INDEX IF NOT EXISTS messages_awaiting ON messages (id)"
     " WHERE report_deadline IS NOT NULL AND order_key < '1'",

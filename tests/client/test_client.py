@@ -207,3 +207,30 @@ async def test_watch_raises_on_errors_it_cannot_resume(client: DlrhubClient) -> 
     with pytest.raises(DlrhubError) as caught:
         await consume(watch, 1)
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_delivery_stats(stored: grpc.aio.Channel, client: DlrhubClient) -> None:
+    start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(minutes=1)
+    found = await client.delivery_stats(
+        start, end, group_by=["provider", "status"], basis="first-seen"
+    )
+    assert found.total.message_count == 11
+    assert [(g.provider, g.status, g.message_count, g.final_count) for g in found.groups] == [
+        ("infobip", SENT, 5, 0),
+        ("infobip", DELIVERED, 5, 5),
+        ("plivo", DELIVERED, 1, 1),
+    ]
+    assert found.total.delivery_rate == 1.0
+    plivo = await client.delivery_stats(start, end, basis="first-seen", account="eu")
+    assert plivo.total.message_count == 1
+    assert not plivo.groups
+    # The default basis is the submit time: these messages were never registered.
+    assert (await client.delivery_stats(start, end)).total.message_count == 0
+    with pytest.raises(DlrhubError) as refused:
+        await client.delivery_stats(end, start)
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "end_time" in refused.value.details
+    with pytest.raises(ValueError, match="not a dimension"):
+        await client.delivery_stats(start, end, group_by=["carrier"])
+    with pytest.raises(ValueError, match="not a time basis"):
+        await client.delivery_stats(start, end, basis="sent")

@@ -53,6 +53,11 @@ STATUSD_MOVES: list[Move] = [
         {"provider": "infobip", "status": "delivered", "outcome": "stored"},
     ),
     ("dlrhub_quarantined_items_total", 1, {"provider": "infobip"}),
+    (
+        "dlrhub_final_reports_total",
+        1,
+        {"provider": "infobip", "country": "", "status": "delivered"},  # no recipient sent
+    ),
     ("dlrhub_store_commit_seconds_count", 1, {"store": "sqlite"}),
     ("dlrhub_group_commit_reports_count", 1, {}),
     ("dlrhub_group_commit_calls_count", 1, {}),

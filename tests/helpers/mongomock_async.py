@@ -10,6 +10,8 @@ mongomock itself:
   its duplicate-key errors into a PyMongo ``BulkWriteError`` with the operation's index, as a
   server does for an unordered batch. Between operations they yield to the event loop, so
   other store instances' writes interleave with a batch as they would on a real server.
+* ``aggregate`` runs mongomock's own pipeline and returns its results as a cursor, as
+  PyMongo's async API does (no faults: a read of statistics changes nothing).
 * ``$bit: {field: {or: n}}`` is applied right after the rest of the update (nothing can run in
   between: mongomock calls do not yield).
 * The BSON size limit (``max_bson_size``, 16 MiB as on a server): an insert over it raises
@@ -316,6 +318,11 @@ class MockCollection:
     def find(self, selector: Document | None = None, projection: Any = None) -> MockCursor:
         return MockCursor(self, self.backend.find(selector or {}, projection))
 
+    async def aggregate(self, pipeline: Sequence[Document]) -> MockCommandCursor:
+        """mongomock's own aggregation, as PyMongo's async API returns it (a cursor)."""
+        self.server.check(self.name, "aggregate")
+        return MockCommandCursor(list(self.backend.aggregate(list(pipeline))))
+
     async def delete_many(self, selector: Document) -> DeleteResult:
         self.server.check(self.name, "delete_many")
         result = self.backend.delete_many(selector)
@@ -345,6 +352,16 @@ class MockCollection:
         return MockChangeStream(
             self, list(pipeline or []), start, (max_await_time_ms or 1000) / 1000
         )
+
+
+class MockCommandCursor:
+    """The result of :meth:`MockCollection.aggregate`."""
+
+    def __init__(self, documents: list[Document]) -> None:
+        self.documents = documents
+
+    async def to_list(self, length: int | None = None) -> list[Document]:
+        return self.documents if length is None else self.documents[:length]
 
 
 class MockCursor:

@@ -91,6 +91,40 @@ def _view(full: bool) -> pb.MessageStatusView.ValueType:
     return pb.MESSAGE_STATUS_VIEW_FULL if full else pb.MESSAGE_STATUS_VIEW_BASIC
 
 
+#: Statistics dimensions by name: ``provider``, ``account``, ``country``, ``status``,
+#: ``error_code`` (or the ``StatsDimension`` values themselves).
+DIMENSIONS: dict[str, status_pb.StatsDimension.ValueType] = {
+    name.removeprefix("STATS_DIMENSION_").lower(): value
+    for name, value in status_pb.StatsDimension.items()
+    if value != status_pb.STATS_DIMENSION_UNSPECIFIED
+}
+#: Statistics time bases by name: ``submit``, ``first-seen`` (or ``StatsTimeBasis`` values).
+BASES: dict[str, status_pb.StatsTimeBasis.ValueType] = {
+    "submit": status_pb.STATS_TIME_BASIS_SUBMIT_TIME,
+    "first-seen": status_pb.STATS_TIME_BASIS_FIRST_SEEN_TIME,
+}
+Dimension = str | int
+Basis = str | int
+
+
+def _dimension(value: Dimension) -> status_pb.StatsDimension.ValueType:
+    if isinstance(value, int):
+        return value  # type: ignore[return-value]
+    try:
+        return DIMENSIONS[value.lower().replace("-", "_")]
+    except KeyError:
+        raise ValueError(f"not a dimension: {value!r}; one of {', '.join(DIMENSIONS)}") from None
+
+
+def _basis(value: Basis) -> status_pb.StatsTimeBasis.ValueType:
+    if isinstance(value, int):
+        return value  # type: ignore[return-value]
+    try:
+        return BASES[value.lower().replace("_", "-")]
+    except KeyError:
+        raise ValueError(f"not a time basis: {value!r}; one of {', '.join(BASES)}") from None
+
+
 class DlrhubClient:
     """Reads message statuses from statusd, and registers sent messages.
 
@@ -239,6 +273,34 @@ class DlrhubClient:
             if not response.next_page_token:
                 return
             request.page_token = response.next_page_token
+
+    async def delivery_stats(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        group_by: Iterable[Dimension] = (),
+        basis: Basis = "submit",
+        provider: str = "",
+        account: str = "",
+    ) -> status_pb.GetDeliveryStatsResponse:
+        """Delivery statistics of the messages whose submit time (``basis="first-seen"``: first
+        seen time) is in ``[start, end)``: counts, delivery and NO_REPORT rates and receipt
+        latency percentiles, per group of ``group_by`` (``provider``, ``account``,
+        ``country``, ``status``, ``error_code``) and in total."""
+        request = status_pb.GetDeliveryStatsRequest(
+            time_basis=_basis(basis),
+            group_by=[_dimension(value) for value in group_by],
+            provider=provider,
+            account=account,
+        )
+        request.start_time.FromDatetime(start)
+        request.end_time.FromDatetime(end)
+        return await self._unary(
+            lambda: self.stub.GetDeliveryStats(
+                request, timeout=self.timeout, metadata=self.metadata
+            )
+        )
 
     def watch(
         self,
