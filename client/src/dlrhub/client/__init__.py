@@ -15,6 +15,7 @@ async with DlrhubClient("statusd:50051", token="...") as dlrhub:
 from dlrhub.client.client import DlrhubClient, DlrhubError, Watch
 from dlrhub.client.connection import TLSConfig, bearer_metadata, open_channel
 from dlrhub.client.retry import Backoff
+from dlrhub.client.status_names import status_from_label, status_label
 
 __all__ = [
     "Backoff",
@@ -24,4 +25,6 @@ __all__ = [
     "Watch",
     "bearer_metadata",
     "open_channel",
+    "status_from_label",
+    "status_label",
 ]
