@@ -1,9 +1,10 @@
 """statusd's spans (traces are on only with an OTLP endpoint: :mod:`dlrhub_common.tracing`).
 
-* ``dlrhub.v1.IngestService/IngestReports`` and every other unary call (SERVER): one per call,
-  by :class:`TracingInterceptor`, child of the W3C trace context (``traceparent``) in the
-  call's metadata: for IngestReports, the gateway's call span. Attributes: ``rpc.system``,
-  ``rpc.service``, ``rpc.method``, ``rpc.grpc.status_code``.
+* ``dlrhub.v1.IngestService/IngestReports`` and every other unary call of dlrhub's services
+  (SERVER; not health checks or reflection): one per call, by :class:`TracingInterceptor`,
+  child of the W3C trace context (``traceparent``) in the call's metadata: for IngestReports,
+  the gateway's call span. Attributes: ``rpc.system``, ``rpc.service``, ``rpc.method``,
+  ``rpc.grpc.status_code``.
 * ``store.commit`` (INTERNAL): one per group commit (:func:`commit`). Several IngestReports
   calls share a commit: its span is a child of the first call's span and links to the others,
   each of which gets a link back to it. Attributes: ``dlrhub.store``, ``dlrhub.reports``,
@@ -55,6 +56,8 @@ SERVER_ERRORS = frozenset(
     }
 )
 WATCH_SEND = "dlrhub.v1.StatusService/WatchMessageStatuses send"
+#: The methods traced: dlrhub's own (probes and reflection would only add noise).
+TRACED_PREFIX = "/dlrhub.v1."
 
 _recent: OrderedDict[_Key, trace.SpanContext] = OrderedDict()
 _NOTHING = contextlib.nullcontext()
@@ -66,7 +69,7 @@ def interceptors() -> list[grpc.aio.ServerInterceptor]:
 
 
 class TracingInterceptor(grpc.aio.ServerInterceptor):
-    """A SERVER span around every unary call, in the caller's trace."""
+    """A SERVER span around every unary call of dlrhub's services, in the caller's trace."""
 
     async def intercept_service(
         self,
@@ -74,7 +77,12 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> _Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or tracing.tracer is None:
+        if (
+            handler is None
+            or handler.unary_unary is None
+            or tracing.tracer is None
+            or not handler_call_details.method.startswith(TRACED_PREFIX)
+        ):
             return handler
         return grpc.unary_unary_rpc_method_handler(
             _traced(cast(_Behavior, handler.unary_unary), handler_call_details),

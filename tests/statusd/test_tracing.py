@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -24,6 +25,7 @@ from statusd import tracing
 from statusd.server import Statusd
 from statusd.storage.base import Change
 from tests.helpers.reports import filled, report
+from tests.helpers.rpc import health
 from tests.helpers.servers import running_statusd, statusd_settings
 from tests.helpers.spans import finished, named, one, recorded_spans
 
@@ -31,6 +33,7 @@ INGEST = "dlrhub.v1.IngestService/IngestReports"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 DUPLICATE = ingest_pb.INGEST_OUTCOME_DUPLICATE
 STORED = ingest_pb.INGEST_OUTCOME_STORED
+SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 @pytest.fixture
@@ -118,6 +121,15 @@ async def test_a_refused_call_records_its_code_not_its_details(
     assert served.status.status_code == StatusCode.UNSET  # the caller's error, not statusd's
     assert not served.events  # no exception message, which may quote the request
     assert not named(spans, "store.commit")
+
+
+async def test_health_checks_are_not_traced(
+    spans: InMemorySpanExporter, channel: grpc.aio.Channel
+) -> None:
+    assert await health(channel, "dlrhub.v1.IngestService") == SERVING
+    await ingest_traced(channel, traceparent(5), report("m-1"))
+    assert [span.name for span in named(spans, INGEST)] == [INGEST]
+    assert {span.name for span in spans.get_finished_spans()} == {INGEST, "store.commit"}
 
 
 def change(item: pb.DeliveryReport) -> Change:
