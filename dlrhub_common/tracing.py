@@ -16,12 +16,14 @@ attributes never carry a phone number, a message id or a message body (docs/secu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.util.types import Attributes
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +95,31 @@ def extract(pairs: Iterable[tuple[str, str | bytes]]) -> Context:
 
     carrier = {key.lower(): value for key, value in pairs if isinstance(value, str)}
     return propagate.extract(carrier)
+
+
+@contextlib.contextmanager
+def span(
+    tracer: trace.Tracer,
+    name: str,
+    *,
+    context: Context,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    links: Sequence[trace.Link] = (),
+    attributes: Attributes = None,
+) -> Iterator[trace.Span]:
+    """A current span, child of ``context``, that marks a failure with the exception's type
+    only: no exception event, no message (messages may quote a request or a store's data)."""
+    with tracer.start_as_current_span(
+        name,
+        context=context,
+        kind=kind,
+        links=links,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as current:
+        try:
+            yield current
+        except Exception as exc:
+            current.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+            raise

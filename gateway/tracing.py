@@ -12,7 +12,8 @@
   link back to it. The call's metadata carries its W3C trace context (:func:`outgoing`), so
   statusd's spans join the first webhook's trace.
 
-No attribute holds a phone number, a message id, a query string or a body.
+No attribute holds a phone number, a message id, a query string or a body, and a failed span
+says only the exception's type (:func:`dlrhub_common.tracing.span`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def traced(handler: Webhook, route: str) -> Webhook:
         tracer = tracing.tracer
         if tracer is None:
             return await handler(request, provider, account)
-        with tracer.start_as_current_span(
+        with tracing.span(
+            tracer,
             f"{request.method} {route}",
             context=tracing.extract(request.headers.items()),
             kind=trace.SpanKind.SERVER,
@@ -99,7 +101,8 @@ def ingest_call(webhooks: Sequence[trace.Span | None], reports: int) -> Iterator
         return
     # Never the context the coalescer's task inherited: a webhook's span or a new trace.
     parent = trace.set_span_in_context(spans[0]) if spans else Context()
-    with tracer.start_as_current_span(
+    with tracing.span(
+        tracer,
         INGEST_CALL,
         context=parent,
         kind=trace.SpanKind.CLIENT,

@@ -18,7 +18,8 @@
   that, is written without a span. Attributes: ``dlrhub.provider``, ``dlrhub.status``.
 
 No attribute holds a phone number, a message id or a body, and no span records an exception
-message (they may quote a request).
+or its message (they may quote a request or stored data): a failed span says only the
+exception's type (:func:`dlrhub_common.tracing.span`).
 """
 
 from __future__ import annotations
@@ -147,12 +148,12 @@ def commit(store: str, calls: Sequence[trace.Span | None], reports: int) -> Iter
     if tracer is None or not spans:
         yield
         return
-    with tracer.start_as_current_span(
+    with tracing.span(
+        tracer,
         "store.commit",
         context=trace.set_span_in_context(spans[0]),
         links=[trace.Link(span.get_span_context()) for span in spans[1:]],
         attributes={"dlrhub.store": store, "dlrhub.reports": reports, "dlrhub.calls": len(calls)},
-        record_exception=False,
     ) as span:
         for call in spans[1:]:
             call.add_link(span.get_span_context())
@@ -188,7 +189,8 @@ def delivery(change: Change | None) -> contextlib.AbstractContextManager[Any]:
     found = _recent.get(_key(change.report))
     if found is None:
         return _NOTHING
-    return tracer.start_as_current_span(
+    return tracing.span(
+        tracer,
         WATCH_SEND,
         context=trace.set_span_in_context(trace.NonRecordingSpan(found)),
         kind=trace.SpanKind.PRODUCER,
@@ -196,7 +198,6 @@ def delivery(change: Change | None) -> contextlib.AbstractContextManager[Any]:
             "dlrhub.provider": change.report.provider,
             "dlrhub.status": status_label(change.message_status.status),
         },
-        record_exception=False,
     )
 
 

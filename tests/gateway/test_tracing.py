@@ -19,6 +19,7 @@ from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub_common import tracing as common_tracing
 from gateway import routes, tracing
 from gateway.coalescer import Coalescer
+from gateway.errors import Malformed
 from gateway.forwarder import Forwarder
 from statusd.server import Statusd
 from statusd.tracing import WATCH_SEND
@@ -197,6 +198,20 @@ async def test_webhooks_sharing_a_call_are_linked_to_it(
     assert parent_id(shared) == second.context.span_id
     assert [link.context for link in shared.links] == [third.context]
     assert [link.context for link in third.links] == [shared.context]
+
+
+async def test_a_refused_call_says_only_its_error_type(
+    spans: InMemorySpanExporter, statusd: Statusd
+) -> None:
+    forwarder = Forwarder(f"127.0.0.1:{statusd.port}")
+    try:
+        with pytest.raises(Malformed):
+            await Coalescer(forwarder.ingest).submit([report("m-1", provider="nosuch")])
+    finally:
+        await forwarder.close()
+    call = one(spans, tracing.INGEST_CALL, SpanKind.CLIENT)
+    assert (call.status.status_code, call.status.description) == (StatusCode.ERROR, "Malformed")
+    assert not call.events  # statusd's details stay in the log
 
 
 async def test_off_the_hooks_are_the_bare_handler_and_metadata() -> None:

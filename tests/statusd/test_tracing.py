@@ -24,6 +24,7 @@ from dlrhub_common import tracing as common_tracing
 from statusd import tracing
 from statusd.server import Statusd
 from statusd.storage.base import Change
+from tests.helpers.failing_store import FullDiskStore
 from tests.helpers.reports import filled, report
 from tests.helpers.rpc import health
 from tests.helpers.servers import running_statusd, statusd_settings
@@ -121,6 +122,30 @@ async def test_a_refused_call_records_its_code_not_its_details(
     assert served.status.status_code == StatusCode.UNSET  # the caller's error, not statusd's
     assert not served.events  # no exception message, which may quote the request
     assert not named(spans, "store.commit")
+
+
+async def test_a_failed_commit_says_only_its_error_type(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    settings = statusd_settings(tmp_path)
+    store = FullDiskStore(settings.sqlite_path)
+    store.full = True
+    async with (
+        running_statusd(settings, store=store) as daemon,
+        grpc.aio.insecure_channel(f"127.0.0.1:{daemon.port}") as channel,
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await ingest_traced(channel, traceparent(4), report("m-1"))
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        (served,) = await finished(spans, INGEST)
+    commit = one(spans, "store.commit")
+    assert (commit.status.status_code, commit.status.description) == (
+        StatusCode.ERROR,
+        "StoreUnavailable",
+    )
+    assert not commit.events  # the store's message names a path; another store's, data
+    assert served.status.status_code == StatusCode.ERROR
+    assert (served.attributes or {})["rpc.grpc.status_code"] == grpc.StatusCode.UNAVAILABLE.value[0]
 
 
 async def test_health_checks_are_not_traced(
