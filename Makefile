@@ -11,7 +11,9 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-$(STAMP): pyproject.toml client/pyproject.toml
+# The client's editable install carries a copy of the stubs (gen/python/dlrhub/v1): a change
+# there reinstalls it.
+$(STAMP): pyproject.toml client/pyproject.toml $(wildcard gen/python/dlrhub/v1/*.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ./client -e '.[dev]'
@@ -26,6 +28,7 @@ run: $(STAMP)  ## start statusd + gateway on the embedded SQLite store (Ctrl-C s
 proto: $(STAMP)  ## regenerate gen/python from proto/
 	$(BIN)/buf lint proto
 	VENV_BIN=$(BIN) scripts/gen_protos.sh gen/python
+	$(BIN)/python -m pip install --quiet --no-deps -e ./client
 
 proto-check: $(STAMP)  ## fail when the committed stubs differ from what proto/ generates
 	$(BIN)/buf lint proto

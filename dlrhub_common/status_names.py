@@ -1,35 +1,18 @@
-"""Canonical status names as people and labels write them: ``delivered``, ``undelivered``, ...
+"""Canonical status names (``delivered``, ``undelivered``, ...), for the server's modules.
 
-The proto enum ``DELIVERY_STATUS_DELIVERED`` is the wire form; these lower-case names are what
-metrics labels, the CLI, logs and the Standard Webhooks payload use.
+They live in the client distribution (``dlrhub.client.status_names``), which the server
+depends on: consumers of the client and the server's labels, CLI and logs share one table.
 """
 
 from __future__ import annotations
 
+from dlrhub.client.status_names import BY_NAME, status_from_label, status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
 
-_PREFIX = "DELIVERY_STATUS_"
-
-#: ``{"accepted": DELIVERY_STATUS_ACCEPTED, ...}`` without UNSPECIFIED.
-BY_NAME: dict[str, pb.DeliveryStatus.ValueType] = {
-    name.removeprefix(_PREFIX).lower(): value
-    for name, value in pb.DeliveryStatus.items()
-    if value != pb.DELIVERY_STATUS_UNSPECIFIED
-}
-_BY_VALUE = {value: name for name, value in BY_NAME.items()}
 #: The statuses a provider's report may carry: all but ``no_report``, which only statusd
 #: sets (a registered message whose report timeout passed).
 REPORTED_BY_NAME: dict[str, pb.DeliveryStatus.ValueType] = {
     name: value for name, value in BY_NAME.items() if value != pb.DELIVERY_STATUS_NO_REPORT
 }
 
-
-def status_label(status: int) -> str:
-    """``DELIVERY_STATUS_DELIVERED`` → ``delivered``; ``unspecified`` for anything else."""
-    return _BY_VALUE.get(pb.DeliveryStatus.ValueType(status), "unspecified")
-
-
-def status_from_label(name: str) -> pb.DeliveryStatus.ValueType:
-    """``delivered`` (any case, with or without the prefix) → the enum value; KeyError if none."""
-    key = name.strip().lower().removeprefix(_PREFIX.lower())
-    return BY_NAME[key]
+__all__ = ["BY_NAME", "REPORTED_BY_NAME", "status_from_label", "status_label"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from sanic import Sanic
 
-from dlrhub_common import logs
+from dlrhub_common import logs, tracing
 from dlrhub_common.config_names import check_environment
 from dlrhub_common.net import BindError
 from dlrhub_common.settings import ConfigError
@@ -53,6 +53,7 @@ def main() -> None:
         settings.log_level, settings.log_format, mask_phones=not settings.log_phone_numbers
     )
     log.info("configuration", extra={"settings": settings.redacted()})
+    tracing.setup("dlrhub-gateway")
     config.describe()
     app = create_app(config)
     _defer_early_signals(app)

@@ -25,9 +25,11 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
+from gateway import tracing
 from gateway.errors import Malformed, Overloaded
 
 Send = Callable[
@@ -41,6 +43,7 @@ class _Waiting:
     reports: Sequence[pb.DeliveryReport]
     quarantined: Sequence[pb.QuarantinedItem]
     future: asyncio.Future[ingest_pb.IngestReportsResponse] = field(repr=False)
+    span: Any = field(default=None, repr=False)  # the webhook's, while traces are on
 
 
 def answer_for(
@@ -97,7 +100,8 @@ class Coalescer:
             asyncio.get_running_loop().create_future()
         )
         key = next(self._keys)
-        self._waiting[key] = _Waiting(reports, quarantined, future)
+        span = tracing.submitted(len(reports), len(quarantined))
+        self._waiting[key] = _Waiting(reports, quarantined, future, span)
         self.queued += size
         try:
             self._dispatch()
@@ -134,7 +138,8 @@ class Coalescer:
         quarantined = [item for waiting in batch for item in waiting.quarantined]
         self.calls += 1
         try:
-            response = await self._send(reports, quarantined)
+            with tracing.ingest_call([waiting.span for waiting in batch], len(reports)):
+                response = await self._send(reports, quarantined)
         except Malformed as exc:
             if len(batch) == 1:
                 _fail(batch[0], exc)

@@ -33,7 +33,7 @@ from dlrhub.client.connection import TLSConfig, bearer_metadata, open_channel
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub.v1 import ingest_service_pb2_grpc as ingest_grpc
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.errors import Malformed, UpstreamUnavailable
 from gateway.settings import GatewaySettings
 
@@ -130,7 +130,10 @@ class Forwarder:
         code = grpc.StatusCode.OK
         try:
             return await self._ingest.IngestReports(
-                request, timeout=self.deadline, metadata=self.metadata, wait_for_ready=False
+                request,
+                timeout=self.deadline,
+                metadata=tracing.outgoing(self.metadata),
+                wait_for_ready=False,
             )
         except grpc.aio.AioRpcError as exc:
             code = exc.code()

@@ -18,7 +18,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, json, raw
 
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
-from gateway import audit, errors, intake, metrics
+from gateway import audit, errors, intake, metrics, tracing
 from gateway.forwarder import Forwarder
 from gateway.settings import GatewayConfig
 
@@ -27,9 +27,10 @@ def register(app: Sanic[Any, Any]) -> None:
     methods = ["GET", "POST"]
     # Streamed, so the body is read under our own deadline (Sanic's request timeout covers
     # only the headers): a client trickling its body is cut off with 408.
-    app.add_route(webhook, "/webhooks/<provider:str>", methods=methods, name="webhook", stream=True)
+    handler = tracing.traced(webhook, "/webhooks/{provider}")
+    app.add_route(handler, "/webhooks/<provider:str>", methods=methods, name="webhook", stream=True)
     app.add_route(
-        webhook,
+        tracing.traced(webhook, "/webhooks/{provider}/{account}"),
         "/webhooks/<provider:str>/<account:str>",
         methods=methods,
         name="webhook_account",

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from dlrhub_common import logs
+from dlrhub_common import logs, tracing
 from dlrhub_common.config_names import GATEWAY_SETTINGS, check_environment, variables
 from dlrhub_common.settings import ConfigError, load
 from statusd.server import serve
@@ -37,6 +37,7 @@ def main() -> None:
         settings.log_level, settings.log_format, mask_phones=not settings.log_phone_numbers
     )
     logging.getLogger("statusd").info("configuration", extra={"settings": settings.redacted()})
+    tracing.setup("dlrhub-statusd")
     try:
         _run(serve(settings))
     except ConfigError as exc:

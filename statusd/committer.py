@@ -22,9 +22,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from dlrhub.v1 import delivery_report_pb2 as pb
-from statusd import metrics
+from statusd import metrics, tracing
 from statusd.storage.base import Outcome, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class _Call:
     reports: Sequence[pb.DeliveryReport]
     quarantined: Sequence[pb.QuarantinedItem]
     future: asyncio.Future[list[Outcome]] = field(repr=False)
+    span: Any = field(default=None, repr=False)  # the IngestReports call's, while traced
 
 
 class GroupCommitter:
@@ -106,7 +108,7 @@ class GroupCommitter:
         if not reports and not quarantined:
             return []
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Call(reports, quarantined, future))
+        self._pending.append(_Call(reports, quarantined, future, tracing.current()))
         self.quiet.clear()
         self._wakeup.set()
         # A caller that goes away only cancels its own future; the batch commits all the same.
@@ -150,7 +152,8 @@ class GroupCommitter:
         quarantined = [item for call in batch for item in call.quarantined]
         started = time.perf_counter()
         try:
-            outcomes = await self.store.commit(reports, quarantined)
+            with tracing.commit(self.store.name, [call.span for call in batch], len(reports)):
+                outcomes = await self.store.commit(reports, quarantined)
         except Exception as exc:
             self.last_commit = time.monotonic()
             self.consecutive_failures += 1
@@ -178,6 +181,7 @@ class GroupCommitter:
         start = 0
         for call in batch:
             end = start + len(call.reports)
+            tracing.committed(call.span, call.reports, outcomes[start:end])
             if not call.future.done():
                 call.future.set_result(outcomes[start:end])
             start = end

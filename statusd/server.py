@@ -32,7 +32,7 @@ from dlrhub.v1 import (
     status_service_pb2_grpc,
 )
 from dlrhub_common.net import BindError, loopback
-from statusd import auth, metrics
+from statusd import auth, metrics, tracing
 from statusd.auth import BearerAuth
 from statusd.committer import GroupCommitter
 from statusd.cursors import CursorCodec
@@ -96,7 +96,7 @@ class Statusd:
             self.store, self.committer, interval=settings.report_sweep_seconds
         )
         self.server = grpc.aio.server(
-            interceptors=[self.auth] if self.auth.enabled else [],
+            interceptors=tracing.interceptors() + ([self.auth] if self.auth.enabled else []),
             options=[
                 NO_REUSEPORT,
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -23,7 +23,7 @@ from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from dlrhub_common.providers import PROVIDER_NAMES
 from dlrhub_common.status_names import status_label
-from statusd import errors, metrics, model
+from statusd import errors, metrics, model, tracing
 from statusd.committer import GroupCommitter
 from statusd.fanout import client_identity
 from statusd.reads import MAX_PAGE_SIZE, Reader, message_filter
@@ -292,7 +292,8 @@ class StatusService(status_grpc.StatusServiceServicer):
             if change is not None:
                 response.message_status.CopyFrom(change.message_status)
                 response.report.CopyFrom(change.report)
-            await context.write(response)
+            with tracing.delivery(change):
+                await context.write(response)
 
         # Headers go out first, on their own: a stream that ends while its first write is
         # still in flight then only has its status left to send.

@@ -16,8 +16,9 @@ Rates divide by the final count, so messages still in flight do not count agains
 **Latency percentiles** are computed from bucket counts, never from the rows: each store
 counts, per group, the messages in each latency bucket (an SQL ``GROUP BY``, a MongoDB
 ``$group``), and the nearest-rank percentile is read off the counts (SQLite in the same
-statement, with window sums; for MongoDB :func:`summarize` here). The buckets are log-linear (HdrHistogram style): exact below 128 µs, then 64 equal buckets per
-power of two, so a bucket is at most 1/64 of its lower bound wide and its midpoint, which
+statement, with window sums; for MongoDB :func:`summarize` here). The buckets are
+log-linear (HdrHistogram style): exact below 128 µs, then 64 equal buckets per power of two,
+so a bucket is at most 1/64 of its lower bound wide and its midpoint, which
 :func:`percentile` returns, is within **1/128 (0.8 %)** of every latency in it, in
 particular of the exact nearest-rank percentile. Latencies are capped at 2^48 µs (8.9 years).
 What leaves the store is bounded by the number of (group, bucket) pairs, at most about

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from dlrhub_common import tracing
+from dlrhub_common.config_names import check_environment
 from dlrhub_common.settings import load
 from gateway.settings import GatewayConfig, GatewaySettings
 from statusd.settings import StatusdSettings
@@ -162,3 +164,32 @@ def test_rendered_environment_loads_into_the_settings(
     for provider, prefix in app.provider_prefixes().items():
         if any(v.startswith(prefix) and v.endswith(app.FILE_SUFFIX) for v in env):
             assert provider in enabled, f"{provider} has secrets but is not enabled"
+
+
+OTEL_VALUES = {
+    "endpoint": "http://otel-collector.observability:4317",
+    "sampler": "parentbased_traceidratio",
+    "samplerArg": "0.25",
+    "resourceAttributes": "deployment.environment=prod",
+}
+
+
+def test_otel_values_turn_traces_on_in_both_components() -> None:
+    objects = render({"otel": OTEL_VALUES})
+    for name in ("gateway", "statusd"):
+        env = container_env(objects, one(objects, "Deployment", name))
+        assert {key: value for key, value in env.items() if key.startswith("OTEL_")} == {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": OTEL_VALUES["endpoint"],
+            "OTEL_TRACES_SAMPLER": OTEL_VALUES["sampler"],
+            "OTEL_TRACES_SAMPLER_ARG": OTEL_VALUES["samplerArg"],
+            "OTEL_RESOURCE_ATTRIBUTES": OTEL_VALUES["resourceAttributes"],
+        }
+        assert tracing.configured(env)
+        check_environment(app.component_variables(name), env)  # OTEL_* are not DLRHUB_*
+
+
+def test_traces_are_off_by_default() -> None:
+    objects = render()
+    for deployment in of_kind(objects, "Deployment"):
+        env = container_env(objects, deployment)
+        assert not tracing.configured(env), component(deployment)

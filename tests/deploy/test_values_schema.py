@@ -29,6 +29,8 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "unknown component key": ({"gateway": {"replicas": 3}}, "replicas"),
     "unknown storage backend": ({"storage": {"backend": "postgres"}}, "backend"),
     "unknown log level": ({"log": {"level": "verbose"}}, "level"),
+    "OTLP endpoint without a scheme": ({"otel": {"endpoint": "collector:4317"}}, "collector"),
+    "unknown trace sampler": ({"otel": {"sampler": "sometimes"}}, "sampler"),
     "mongodb without its URI": ({"storage": {"backend": "mongodb"}}, "MONGODB_URI"),
     "setting name not upper case": ({"gateway": {"config": {"max_body_bytes": "1"}}}, "max"),
     "secret that is not a string": (

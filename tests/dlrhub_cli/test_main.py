@@ -14,7 +14,8 @@ from dlrhub_cli.main import main
 from dlrhub_common.net import free_port
 from tests.helpers.processes import BIN, INFOBIP_BASIC_AUTH
 
-PROJECT = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+ROOT = Path(__file__).parents[2]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
 @pytest.fixture(autouse=True)
@@ -77,6 +78,13 @@ def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> N
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out == f"dlrhub {PROJECT['version']}\n"
+
+
+def test_the_client_distribution_has_the_same_version() -> None:
+    client = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
+    assert client["version"] == PROJECT["version"]
+    pins = [dep for dep in PROJECT["dependencies"] if dep.startswith("dlrhub-client")]
+    assert pins == [f"dlrhub-client=={client['version']}"]
 
 
 def test_run_stops_at_a_misspelt_variable(

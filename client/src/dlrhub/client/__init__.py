@@ -18,6 +18,7 @@ async with DlrhubClient("statusd:50051", token="...") as dlrhub:
 from dlrhub.client.client import DlrhubClient, DlrhubError, Watch, registration
 from dlrhub.client.connection import TLSConfig, bearer_metadata, open_channel
 from dlrhub.client.retry import Backoff
+from dlrhub.client.status_names import status_from_label, status_label
 
 __all__ = [
     "Backoff",
@@ -28,4 +29,6 @@ __all__ = [
     "bearer_metadata",
     "open_channel",
     "registration",
+    "status_from_label",
+    "status_label",
 ]

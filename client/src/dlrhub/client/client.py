@@ -11,10 +11,10 @@ import grpc
 
 from dlrhub.client.connection import TLSConfig, bearer_metadata, open_channel
 from dlrhub.client.retry import RESUMABLE, RETRYABLE, Backoff
+from dlrhub.client.status_names import status_from_label
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
-from dlrhub_common.status_names import status_from_label
 
 #: The most keys one BatchGetMessageStatuses call takes; batch_get splits larger requests.
 BATCH_LIMIT = 1000

@@ -326,3 +326,14 @@ toString would print as 2.097152e+06; whole numbers are printed as integers.
 {{- toString . }}
 {{- end }}
 {{- end }}
+
+{{/*
+OpenTelemetry's own variables from otel.* (traces are off without an endpoint), set into the
+dict .env; used as (dict "env" $env "otel" .Values.otel).
+*/}}
+{{- define "dlrhub.otelEnv" -}}
+{{- with .otel.endpoint }}{{ $_ := set $.env "OTEL_EXPORTER_OTLP_ENDPOINT" . }}{{ end }}
+{{- with .otel.sampler }}{{ $_ := set $.env "OTEL_TRACES_SAMPLER" . }}{{ end }}
+{{- with .otel.samplerArg }}{{ $_ := set $.env "OTEL_TRACES_SAMPLER_ARG" . }}{{ end }}
+{{- with .otel.resourceAttributes }}{{ $_ := set $.env "OTEL_RESOURCE_ATTRIBUTES" . }}{{ end }}
+{{- end }}

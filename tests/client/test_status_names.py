@@ -1,11 +1,15 @@
-"""Canonical status names: the lower-case labels and the proto enum, both ways."""
+"""Canonical status names: the lower-case labels and the proto enum, both ways.
+
+Covers dlrhub_common/status_names.py too: the server's modules read the same table."""
 
 from __future__ import annotations
 
 import pytest
 
+from dlrhub import client
+from dlrhub.client.status_names import BY_NAME, status_from_label, status_label
 from dlrhub.v1 import delivery_report_pb2 as pb
-from dlrhub_common.status_names import BY_NAME, status_from_label, status_label
+from dlrhub_common import status_names
 
 
 def test_every_status_but_unspecified_has_a_name() -> None:
@@ -34,3 +38,15 @@ def test_from_label_accepts_any_case_and_the_prefix() -> None:
         status_from_label("unspecified")
     with pytest.raises(KeyError):
         status_from_label("arrived")
+
+
+def test_the_server_reads_the_client_table() -> None:
+    assert status_names.BY_NAME is BY_NAME
+    assert status_names.status_label is status_label
+    assert client.status_from_label is status_from_label
+
+
+def test_reports_may_carry_every_status_but_no_report() -> None:
+    assert "no_report" in BY_NAME
+    assert "no_report" not in status_names.REPORTED_BY_NAME
+    assert set(status_names.REPORTED_BY_NAME) == set(BY_NAME) - {"no_report"}
