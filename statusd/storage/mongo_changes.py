@@ -14,6 +14,8 @@ update failed. Two feeds, chosen at start-up from the server's handshake:
   on the events it marks applied; a reader sees numbers up to the end of the last commit
   *this process* finished, so no reader ever skips an event that is still being written.
   That is correct for one writer; Watch across several statusd replicas needs a replica set.
+  An empty store stands at ``s0`` (before the first number), like SQLite's ``0``: a resume
+  token issued before any commit names that position, and stays valid after restarts.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ class SequenceFeed(Feed):
         return found[:limit]
 
     async def last_position(self) -> str | None:
-        return _SEQ_PREFIX + str(self.visible) if self.visible else None
+        return _SEQ_PREFIX + str(self.visible)  # "s0" on an empty store: before the first
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from statusd.storage.mongo_commit import (
     registration_update,
     sweep_markers,
 )
+from tests.helpers.mongo_faults import COMMIT_STEPS, STEP_DOWN, FaultClient, FaultPlan
 from tests.helpers.mongomock_async import MockServer
 from tests.helpers.reports import random_reports, registered, report
 from tests.helpers.stores import assert_in_the_fold
@@ -277,3 +278,31 @@ def test_the_sweeper_reads_the_deadline_index() -> None:
     assert index[2] == [("report_deadline", 1)]
     assert index[3] == {"partialFilterExpression": mongo_docs.AWAITING}
     assert mongo_docs.AWAITING == {"report_deadline": {"$gte": 0}, "order_key": {"$lt": "1"}}
+
+
+async def test_an_empty_standalone_store_names_a_position_that_stays_valid() -> None:
+    """A resume token issued before the first commit (no change stream, nothing numbered)
+    names a real position: after a failed commit, its retry and a restart, changes after it
+    are exactly the commit's, and the hub never hands out an empty token."""
+    server = MockServer(replica_set=False)
+    plan = FaultPlan()
+    store = MongoStore(FaultClient(server.client(), plan).typed())
+    await store.open()
+    start = await store.last_position()
+    assert start  # neither None nor "": Watch refuses a token that names no position
+    assert await store.changes(MessageFilter(), after=start, limit=10) == []
+    reserve = next(step for step in COMMIT_STEPS if step.name == "reserve numbers")
+    plan.arm(reserve, STEP_DOWN)
+    sent = model.with_event_id(report(status=pb.DELIVERY_STATUS_SENT))
+    with pytest.raises(StoreUnavailable):
+        await store.commit([sent])
+    assert await store.commit([sent]) == [DUPLICATE]  # the retry applies it
+    await store.close()
+    restarted = MongoStore(server.client())
+    await restarted.open()
+    try:
+        changes = await restarted.changes(MessageFilter(), after=start, limit=10)
+        assert [change.report.event_id for change in changes] == [sent.event_id]
+        assert await restarted.last_position() != start
+    finally:
+        await restarted.close()
