@@ -34,7 +34,7 @@ import grpc
 from dlrhub.v1 import ingest_service_pb2, status_service_pb2
 from dlrhub_common.net import loopback
 from dlrhub_common.settings import ConfigError
-from statusd import errors, metrics
+from statusd import errors
 from statusd.cursors import BUILTIN_KEY
 from statusd.settings import StatusdSettings
 
@@ -153,9 +153,7 @@ class BearerAuth(grpc.aio.ServerInterceptor):
             self.check(method, handler_call_details.invocation_metadata)
         except errors.StatusdError as exc:
             code = errors.grpc_code(exc) or grpc.StatusCode.UNAUTHENTICATED
-            name = method.rpartition("/")[2]
-            metrics.GRPC_HANDLED.labels(name, code.name).inc()
-            log.warning("refused a %s call: %s", name, code.name)
+            log.warning("refused a %s call: %s", method.rpartition("/")[2], code.name)
             return _refusal(handler, code, str(exc))
         return handler
 

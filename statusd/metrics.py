@@ -1,28 +1,46 @@
-"""Every Prometheus metric statusd exports, in one place (served on its own metrics port)."""
+"""Every Prometheus metric statusd exports, in one place (served on its own metrics port).
+
+The gRPC server metrics carry the names and labels of go-grpc-prometheus and
+py-grpc-prometheus (``grpc_server_started_total``, ``grpc_server_handled_total``,
+``grpc_server_handling_seconds``), so dashboards made for any gRPC service work here. They
+are recorded by :class:`GrpcMetrics`, the outermost server interceptor: every call counts,
+the refused ones (bad token) and the streams (a Watch stream counts when it ends, with the
+code it ended with) included. No ``_created`` series: they double the series count and no
+query here uses them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeAlias
 
-from prometheus_client import Counter, Gauge, Histogram
+import grpc
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub_common.status_names import status_label
 from statusd import model
 
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
+_CALL_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
+GRPC_STARTED = Counter("grpc_server_started_total", "gRPC calls started on statusd.", _CALL_LABELS)
 GRPC_HANDLED = Counter(
-    "dlrhub_grpc_server_handled_total",
-    "gRPC calls completed by statusd, by method and status code.",
-    ["method", "code"],
+    "grpc_server_handled_total",
+    "gRPC calls completed by statusd (a stream when it ends), by status code.",
+    [*_CALL_LABELS, "grpc_code"],
 )
 GRPC_LATENCY = Histogram(
-    "dlrhub_grpc_server_handling_seconds",
-    "Time statusd took to answer a unary gRPC call, by method.",
-    ["method"],
+    "grpc_server_handling_seconds",
+    "Time from a gRPC call's start to its end (for a stream: how long it stayed open).",
+    _CALL_LABELS,
     buckets=_LATENCY_BUCKETS,
 )
 REPORTS = Counter(
@@ -102,3 +120,93 @@ def count_final_reports(reports: Sequence[pb.DeliveryReport], outcomes: Sequence
         if outcome == ingest_pb.INGEST_OUTCOME_STORED and model.final_time(report) is not None:
             country = model.country_of(report.recipient)
             FINAL_REPORTS.labels(report.provider, country, status_label(report.status)).inc()
+
+
+_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+_Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]]"
+_Context = grpc.aio.ServicerContext[Any, Any]
+#: grpc_type per (request_streaming, response_streaming), as go-grpc-prometheus names them.
+_TYPES = {
+    (False, False): "unary",
+    (True, False): "client_stream",
+    (False, True): "server_stream",
+    (True, True): "bidi_stream",
+}
+_FACTORIES = {
+    "unary": ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    "client_stream": ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    "server_stream": ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    "bidi_stream": ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
+class _Call:
+    """One call's labels and start time; :meth:`ended` records how it ended."""
+
+    def __init__(self, labels: tuple[str, str, str]) -> None:
+        self.labels = labels
+        self.started = time.perf_counter()
+        GRPC_STARTED.labels(*labels).inc()
+
+    def ended(self, context: _Context, error: BaseException | None) -> None:
+        if isinstance(error, asyncio.CancelledError):
+            code = grpc.StatusCode.CANCELLED  # the client left (a Watch stream, typically)
+        elif error is None or isinstance(error, grpc.aio.AbortError):
+            code = context.code() or grpc.StatusCode.OK
+        else:
+            code = grpc.StatusCode.UNKNOWN  # what grpc answers for an unhandled exception
+        if not isinstance(code, grpc.StatusCode):  # set as a number through the context
+            code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+        GRPC_HANDLED.labels(*self.labels, code.name).inc()
+        GRPC_LATENCY.labels(*self.labels).observe(time.perf_counter() - self.started)
+
+
+def _measured(behavior: Callable[..., Any], labels: tuple[str, str, str]) -> Callable[..., Any]:
+    """``behavior`` (a coroutine function, or an async generator function for a streaming
+    response) recording the call's metrics."""
+    if inspect.isasyncgenfunction(behavior):
+
+        async def streamed(request: Any, context: _Context) -> AsyncIterator[Any]:
+            call, error = _Call(labels), None
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                call.ended(context, error)
+
+        return streamed
+
+    async def answered(request: Any, context: _Context) -> Any:
+        call, error = _Call(labels), None
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            call.ended(context, error)
+
+    return answered
+
+
+class GrpcMetrics(grpc.aio.ServerInterceptor):
+    """Records the ``grpc_server_*`` metrics of every call (install it first, outermost)."""
+
+    async def intercept_service(
+        self, continuation: _Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> _Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        kind = _TYPES[(handler.request_streaming, handler.response_streaming)]
+        attribute, factory = _FACTORIES[kind]
+        behavior = getattr(handler, attribute)
+        return factory(
+            _measured(behavior, (kind, service, method)),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

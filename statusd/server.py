@@ -36,6 +36,7 @@ from statusd import auth, metrics, tracing
 from statusd.auth import BearerAuth
 from statusd.committer import GroupCommitter
 from statusd.cursors import CursorCodec
+from statusd.metrics import GrpcMetrics
 from statusd.reads import Reader
 from statusd.registrations import LatencyObserver, Registrar
 from statusd.service import IngestService, StatusService
@@ -96,7 +97,12 @@ class Statusd:
             self.store, self.committer, interval=settings.report_sweep_seconds
         )
         self.server = grpc.aio.server(
-            interceptors=tracing.interceptors() + ([self.auth] if self.auth.enabled else []),
+            # GrpcMetrics before the token check: it also counts the calls the check refuses.
+            interceptors=[
+                *tracing.interceptors(),
+                GrpcMetrics(),
+                *([self.auth] if self.auth.enabled else []),
+            ],
             options=[
                 NO_REUSEPORT,
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -1,12 +1,11 @@
 """The gRPC servicers: proto in, store calls, proto out.
 
 Handlers raise the expected errors of :mod:`statusd.errors`; the :func:`rpc` decorator turns
-them into gRPC status codes through that module's one table and records the call's metrics.
+them into gRPC status codes through that module's one table.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -49,26 +48,18 @@ _Response = TypeVar("_Response")
 _Handler = Callable[[Any, _Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Response]]
 
 
-def rpc(
-    method: str, *, unary: bool = True
-) -> Callable[[_Handler[_Request, _Response]], _Handler[_Request, _Response]]:
-    """Maps expected errors to status codes and records handled (and, for ``unary`` calls,
-    latency) metrics for a method."""
+def rpc(method: str) -> Callable[[_Handler[_Request, _Response]], _Handler[_Request, _Response]]:
+    """Maps a method's expected errors to status codes (its metrics are recorded by
+    :class:`statusd.metrics.GrpcMetrics`)."""
 
     def decorate(handler: _Handler[_Request, _Response]) -> _Handler[_Request, _Response]:
         @functools.wraps(handler)
         async def wrapper(
             self: Any, request: _Request, context: grpc.aio.ServicerContext[Any, Any]
         ) -> _Response:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
             try:
                 return await handler(self, request, context)
             except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except asyncio.CancelledError:  # the client left (a Watch stream, typically)
-                code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
                 mapped = errors.grpc_code(exc)
@@ -79,10 +70,6 @@ def rpc(
                     code, detail = mapped, str(exc)
                 await context.abort(code, detail)
                 raise  # unreachable: abort raises
-            finally:
-                metrics.GRPC_HANDLED.labels(method, code.name).inc()
-                if unary:
-                    metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
 
         return wrapper
 
@@ -271,7 +258,7 @@ class StatusService(status_grpc.StatusServiceServicer):
 
     # A coroutine that writes (context.write) rather than an async generator: a client that
     # leaves cancels it at the awaited write, so the subscription is always cleaned up.
-    @rpc("WatchMessageStatuses", unary=False)
+    @rpc("WatchMessageStatuses")
     async def WatchMessageStatuses(  # type: ignore[override]
         self,
         request: status_pb.WatchMessageStatusesRequest,

@@ -80,9 +80,9 @@ def health_services() -> set[str]:
 
 
 _SUFFIXES = {
-    "counter": ("_total", "_created"),
-    "histogram": ("_bucket", "_sum", "_count", "_created"),
-    "summary": ("", "_sum", "_count", "_created"),
+    "counter": ("_total",),  # no _created series: both processes disable them
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
     "gauge": ("",),
     "info": ("_info",),
     "enum": ("",),
@@ -124,9 +124,9 @@ def family(series: str) -> str:
     return re.sub(r"_(total|bucket|sum|count|created)$", "", series)
 
 
-METRIC_NAME = re.compile(r"\bdlrhub_[a-zA-Z0-9_]+")
+METRIC_NAME = re.compile(r"\b(?:dlrhub|grpc_server)_[a-zA-Z0-9_]+")
 
 
 def referenced_metrics(promql: str) -> set[str]:
-    """The ``dlrhub_*`` identifiers in a PromQL expression."""
+    """The ``dlrhub_*`` and ``grpc_server_*`` identifiers in a PromQL expression."""
     return set(METRIC_NAME.findall(promql))

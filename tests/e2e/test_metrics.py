@@ -43,10 +43,14 @@ GATEWAY_MOVES: list[Move] = [
     ("dlrhub_webhook_request_duration_seconds_count", 2, {"provider": "infobip"}),
     ("dlrhub_ingest_call_duration_seconds_count", 1, {"code": "OK"}),
 ]
+INGEST = {"grpc_type": "unary", "grpc_service": "dlrhub.v1.IngestService"}
+STATUS = {"grpc_type": "unary", "grpc_service": "dlrhub.v1.StatusService"}
+OK = {"grpc_code": "OK"}
 STATUSD_MOVES: list[Move] = [
-    ("dlrhub_grpc_server_handled_total", 1, {"method": "IngestReports", "code": "OK"}),
-    ("dlrhub_grpc_server_handled_total", 1, {"method": "GetMessageStatus", "code": "OK"}),
-    ("dlrhub_grpc_server_handling_seconds_count", 1, {"method": "GetMessageStatus"}),
+    ("grpc_server_started_total", 1, {**INGEST, "grpc_method": "IngestReports"}),
+    ("grpc_server_handled_total", 1, {**INGEST, "grpc_method": "IngestReports", **OK}),
+    ("grpc_server_handled_total", 1, {**STATUS, "grpc_method": "GetMessageStatus", **OK}),
+    ("grpc_server_handling_seconds_count", 1, {**STATUS, "grpc_method": "GetMessageStatus"}),
     (
         "dlrhub_ingest_reports_total",
         1,
@@ -122,3 +126,14 @@ def test_counters_move_with_traffic(stack: Stack) -> None:
     assert value(statusd, "dlrhub_store_up", store="sqlite") == 1.0
     assert value(statusd, "dlrhub_quarantine_items") == 1.0
     assert ("dlrhub_watchers", frozenset()) in statusd
+
+
+def test_neither_process_exports_created_series(stack: Stack) -> None:
+    """No ``_created`` series (prometheus_client's default doubles every counter's series)."""
+    send_traffic(stack)
+    statusd_metrics = f"http://127.0.0.1:{stack.env['DLRHUB_STATUSD_METRICS_PORT']}/metrics"
+    for url in (f"{stack.url}/metrics", statusd_metrics):
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            text = response.read().decode()
+        assert "grpc_server_handled_total" in text or "dlrhub_webhook" in text, url
+        assert "_created" not in text, url

@@ -35,7 +35,15 @@ pytestmark = pytest.mark.e2e
 
 WEBHOOKS = 24
 #: The Prometheus sample that counts a statusd's confirmed IngestReports calls.
-INGESTED = ("dlrhub_grpc_server_handled_total", {"method": "IngestReports", "code": "OK"})
+INGESTED = (
+    "grpc_server_handled_total",
+    {
+        "grpc_type": "unary",
+        "grpc_service": "dlrhub.v1.IngestService",
+        "grpc_method": "IngestReports",
+        "grpc_code": "OK",
+    },
+)
 
 
 class Replicas:

@@ -272,11 +272,16 @@ async def test_the_hub_reads_once_per_wake_up_not_per_subscriber(
 
 async def test_watchers_gauge_follows_open_streams(channel: grpc.aio.Channel) -> None:
     base = sample("dlrhub_watchers")
-    cancelled = {"method": "WatchMessageStatuses", "code": "CANCELLED"}
-    cancelled_before = sample("dlrhub_grpc_server_handled_total", **cancelled)
+    cancelled = {
+        "grpc_type": "server_stream",
+        "grpc_service": "dlrhub.v1.StatusService",
+        "grpc_method": "WatchMessageStatuses",
+        "grpc_code": "CANCELLED",
+    }
+    cancelled_before = sample("grpc_server_handled_total", **cancelled)
     calls = [(await started(channel))[0] for _ in range(3)]
     await gauge_settles(base + 3)
     for call in calls:
         call.cancel()
     await gauge_settles(base)
-    assert sample("dlrhub_grpc_server_handled_total", **cancelled) == cancelled_before + 3
+    assert sample("grpc_server_handled_total", **cancelled) == cancelled_before + 3
