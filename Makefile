@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test fuzz bench proto proto-check proto-baseline lint fmt chart-check clean
+.PHONY: help venv run test fuzz bench proto proto-check proto-baseline lint fmt chart-check image clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -55,6 +55,20 @@ lint: $(STAMP)  ## ruff, ruff format --check, mypy --strict, buf lint and breaki
 
 chart-check: $(STAMP)  ## render, lint and validate the Helm chart (no cluster, no helm binary)
 	$(BIN)/python -m pytest tests/deploy -q
+
+# The image the chart deploys by default: image.repository (dlrhub/dlrhub) tagged with the
+# chart's appVersion. Push it where the cluster pulls from: IMAGE=registry.example.com/sms/dlrhub.
+IMAGE ?= dlrhub/dlrhub
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' deploy/helm/dlrhub/Chart.yaml)
+CONTAINER_ENGINE ?= $(firstword $(foreach engine,docker podman nerdctl,$(shell command -v $(engine) 2>/dev/null)))
+IMAGE_BUILD = $(CONTAINER_ENGINE) build -f deploy/Dockerfile -t $(IMAGE):$(IMAGE_TAG) \
+	--build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+image:  ## build the image the chart deploys (IMAGE:appVersion) with docker, podman or nerdctl
+	@test -n "$(CONTAINER_ENGINE)" || { \
+		echo "make image: no container engine found (looked for docker, podman and nerdctl on PATH);" \
+			"install one, or set CONTAINER_ENGINE=<command>" >&2; exit 1; }
+	$(IMAGE_BUILD)
 
 fmt: $(STAMP)  ## format and autofix
 	$(BIN)/ruff format .

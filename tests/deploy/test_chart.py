@@ -291,6 +291,14 @@ def test_default_probes_are_all_on() -> None:
         assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container)
 
 
+def test_both_components_request_cpu_and_memory_with_a_memory_limit() -> None:
+    objects = render()
+    for name in ("gateway", "statusd"):
+        resources = pod_spec(one(objects, "Deployment", name))["containers"][0]["resources"]
+        assert set(resources["requests"]) == {"cpu", "memory"}, name
+        assert set(resources["limits"]) == {"memory"}, name  # no CPU limit: no throttling
+
+
 def test_statusd_grpc_is_reachable_only_from_gateway_and_clients(objects: list[Object]) -> None:
     policies = of_kind(objects, "NetworkPolicy")
     if not policies:

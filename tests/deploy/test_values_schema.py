@@ -26,6 +26,11 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
         "enabled",
     ),
     "unknown top-level key": ({"replicas": 3}, "replicas"),
+    "a CPU amount that is no quantity": (
+        {"gateway": {"resources": {"requests": {"cpu": "lots"}}}},
+        "lots",
+    ),
+    "a misspelt resources key": ({"statusd": {"resources": {"request": {}}}}, "request"),
     "unknown component key": ({"gateway": {"replicas": 3}}, "replicas"),
     "unknown storage backend": ({"storage": {"backend": "postgres"}}, "backend"),
     "unknown log level": ({"log": {"level": "verbose"}}, "level"),
@@ -139,7 +144,14 @@ def test_chart_metadata() -> None:
 
 #: values.yaml keys whose value is a Kubernetes object passed through as a whole.
 PASS_THROUGH = frozenset(
-    {"podSecurityContext", "securityContext", "podSelector", "namespaceSelector", "hosts"}
+    {
+        "podSecurityContext",
+        "securityContext",
+        "podSelector",
+        "namespaceSelector",
+        "hosts",
+        "resources",
+    }
 )
 IDENTIFIER = re.compile(r"^[a-z][A-Za-z0-9]*$")
 
