@@ -97,12 +97,7 @@ class Statusd:
             self.store, self.committer, interval=settings.report_sweep_seconds
         )
         self.server = grpc.aio.server(
-            # GrpcMetrics before the token check: it also counts the calls the check refuses.
-            interceptors=[
-                *tracing.interceptors(),
-                GrpcMetrics(),
-                *([self.auth] if self.auth.enabled else []),
-            ],
+            interceptors=_interceptors(self.auth),
             options=[
                 NO_REUSEPORT,
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -328,6 +323,11 @@ class Statusd:
                 if purged:
                     log.info("retention purge", extra={"purged_messages": purged})
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+def _interceptors(bearer: BearerAuth) -> list[grpc.aio.ServerInterceptor]:
+    """Traces, then metrics, then the token check (so the metrics count refused calls too)."""
+    return [*tracing.interceptors(), GrpcMetrics(), *([bearer] if bearer.enabled else [])]
 
 
 def _add_port(
