@@ -148,17 +148,25 @@ class _Call:
         self.started = time.perf_counter()
         GRPC_STARTED.labels(*labels).inc()
 
-    def ended(self, context: _Context, error: BaseException | None) -> None:
-        if isinstance(error, asyncio.CancelledError):
-            code = grpc.StatusCode.CANCELLED  # the client left (a Watch stream, typically)
-        elif error is None or isinstance(error, grpc.aio.AbortError):
-            code = context.code() or grpc.StatusCode.OK
-        else:
-            code = grpc.StatusCode.UNKNOWN  # what grpc answers for an unhandled exception
+    def ended(self, context: _Context, failed: grpc.StatusCode | None) -> None:
+        """``failed``: the code of the exception that ended the call (None: it returned)."""
+        code = failed or context.code() or grpc.StatusCode.OK
         if not isinstance(code, grpc.StatusCode):  # set as a number through the context
             code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
         GRPC_HANDLED.labels(*self.labels, code.name).inc()
         GRPC_LATENCY.labels(*self.labels).observe(time.perf_counter() - self.started)
+
+
+def _failure(error: BaseException, context: _Context) -> grpc.StatusCode | None:
+    """The code a call ends with when ``error`` ends it (None: the code its context holds).
+    Only the code is kept, never the exception: a local holding it would tie the exception's
+    traceback to the frame that holds it, a reference cycle left to the garbage collector for
+    every call that fails or is cancelled (thousands of Watch streams that end together)."""
+    if isinstance(error, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED  # the client left (a Watch stream, typically)
+    if isinstance(error, grpc.aio.AbortError):
+        return None  # aborted with the code set on the context
+    return grpc.StatusCode.UNKNOWN  # what grpc answers for an unhandled exception
 
 
 def _measured(behavior: Callable[..., Any], labels: tuple[str, str, str]) -> Callable[..., Any]:
@@ -167,27 +175,27 @@ def _measured(behavior: Callable[..., Any], labels: tuple[str, str, str]) -> Cal
     if inspect.isasyncgenfunction(behavior):
 
         async def streamed(request: Any, context: _Context) -> AsyncIterator[Any]:
-            call, error = _Call(labels), None
+            call, failed = _Call(labels), None
             try:
                 async for response in behavior(request, context):
                     yield response
             except BaseException as exc:
-                error = exc
+                failed = _failure(exc, context)
                 raise
             finally:
-                call.ended(context, error)
+                call.ended(context, failed)
 
         return streamed
 
     async def answered(request: Any, context: _Context) -> Any:
-        call, error = _Call(labels), None
+        call, failed = _Call(labels), None
         try:
             return await behavior(request, context)
         except BaseException as exc:
-            error = exc
+            failed = _failure(exc, context)
             raise
         finally:
-            call.ended(context, error)
+            call.ended(context, failed)
 
     return answered
 

@@ -4,6 +4,8 @@ check refuses, and Watch streams, which count when they end; and no ``_created``
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 
 from statusd import metrics
+from statusd.metrics import _measured
 from statusd.server import Statusd
 from tests.helpers.reports import report
 from tests.helpers.rpc import ingest, read, watch
@@ -113,3 +116,26 @@ async def test_no_created_series(channel: grpc.aio.Channel) -> None:
     exported = generate_latest(REGISTRY).decode()
     assert f"{metrics.GRPC_HANDLED._name}_total{{" in exported  # a counter with samples
     assert "_created" not in exported
+
+
+def test_a_failed_call_leaves_no_reference_cycle() -> None:
+    """Recording how a call ended keeps no exception alive: a cycle per failed or cancelled
+    call would leave every ended Watch stream to a full garbage-collector pass."""
+
+    async def fails(request: object, context: object) -> None:
+        raise ValueError("fails")
+
+    measured = _measured(fails, ("unary", "dlrhub.v1.Test", "Fails"))
+    labels = {"grpc_type": "unary", "grpc_service": "dlrhub.v1.Test", "grpc_method": "Fails"}
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            call = measured(None, None)
+            with contextlib.suppress(ValueError):
+                call.send(None)
+            del call
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    assert sample("grpc_server_handled_total", **labels, grpc_code="UNKNOWN") >= 10
