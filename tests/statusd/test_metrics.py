@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -15,7 +14,6 @@ from prometheus_client import REGISTRY, generate_latest
 
 from statusd import metrics
 from statusd.metrics import _measured
-from statusd.server import Statusd
 from tests.helpers.reports import report
 from tests.helpers.rpc import ingest, read, watch
 from tests.helpers.servers import running_statusd, statusd_settings
@@ -32,18 +30,6 @@ WATCH = {
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture
-async def statusd(tmp_path: Path) -> AsyncIterator[Statusd]:
-    async with running_statusd(statusd_settings(tmp_path)) as daemon:
-        yield daemon
-
-
-@pytest.fixture
-async def channel(statusd: Statusd) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{statusd.port}") as opened:
-        yield opened
 
 
 async def until(condition: object, timeout: float = 5.0) -> None:
