@@ -13,8 +13,40 @@ from pathlib import Path
 from dlrhub_common.net import free_port, http_ok, port_open
 
 BIN = Path(sys.executable).parent
-__all__ = ["BIN", "Process", "Usage", "free_port", "http_ok", "port_open"]
+__all__ = [
+    "BIN",
+    "Process",
+    "Usage",
+    "cpu_seconds",
+    "free_port",
+    "http_ok",
+    "per_unit",
+    "port_open",
+    "stat_cpu_seconds",
+]
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat utime + stime)."""
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+
+
+def stat_cpu_seconds(stat: str) -> float:
+    """utime + stime of a /proc/<pid>/stat line, in seconds; the command name (in parentheses)
+    may itself hold spaces and parentheses, so fields are counted after the last ')'."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def per_unit(usage: dict[str, dict[str, float]], requests: int, reports: int) -> None:
+    """Adds each process's CPU microseconds per request and per report to ``usage``."""
+    for figures in usage.values():
+        seconds = figures.get("cpu_seconds", 0.0)
+        if requests:
+            figures["cpu_us_per_request"] = round(seconds * 1e6 / requests, 1)
+        if reports:
+            figures["cpu_us_per_report"] = round(seconds * 1e6 / reports, 1)
 
 
 class Process:
@@ -42,8 +74,7 @@ class Process:
         raise RuntimeError(f"{self.name} did not become ready in {timeout:.0f} s")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+        return cpu_seconds(self.pid)
 
     def reset_peak(self) -> None:
         """Starts a new peak-RSS measurement (Linux: write 5 to clear_refs)."""
@@ -77,7 +108,7 @@ class Usage:
     def finish(self) -> dict[str, dict[str, float]]:
         return {
             process.name: {
-                "cpu_seconds": round(process.cpu_seconds() - self.cpu_start[process.name], 2),
+                "cpu_seconds": round(process.cpu_seconds() - self.cpu_start[process.name], 3),
                 "peak_rss_mib": round(process.peak_rss_mib(), 1),
             }
             for process in self.processes

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from bench import requests as generated
-from bench.processes import BIN, Process, Usage, free_port, http_ok, port_open
+from bench.processes import BIN, Process, Usage, free_port, http_ok, per_unit, port_open
 from bench.watch import run as watch_run
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
@@ -131,6 +131,7 @@ class Bench:
         reports = sum(len(index[request_id]) for request_id in acked)
         seconds = run["duration_us"] / 1e6
         result.reports_per_second = round(reports / seconds, 1)
+        per_unit(result.usage, len(acked), reports)
         result.verified = self.verify(index, acked)
         result.notes.update(acked_requests=len(acked), acked_reports=reports, generated=len(index))
         if len(acked) >= len(index):
@@ -179,6 +180,7 @@ class Bench:
             usage = Usage([ceiling])
             run = self.wrk("ceiling", f"http://127.0.0.1:{port}", requests_file)
             result = self.from_wrk("ceiling (bare Sanic, 1 worker)", run, usage.finish())
+            per_unit(result.usage, len(run["acked"]), len(run["acked"]))
             result.verified = "n/a"
             return result
         finally:
