@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter as Tally
+from functools import lru_cache
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
@@ -68,6 +70,14 @@ _RESULT_LABELS: dict[int, str] = {
 }
 
 
+@lru_cache(maxsize=4096)
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once per label set: ``labels()`` checks and
+    locks on every call, and the hot path counts with the same few label sets over and over
+    (every label here takes a bounded set of values)."""
+    return metric.labels(*labels)
+
+
 def provider_label(name: str) -> str:
     """``name`` when it is a known provider, else ``unknown`` (bounded metric labels)."""
     return name if name in PROVIDERS else "unknown"
@@ -82,9 +92,9 @@ def webhook_answered(
     """Counts one answered webhook: its outcome (``ok`` or the error's kind), its latency
     (when it reached the handler), why it was not genuine, and what became of its reports
     (``accepted``: what it carried and statusd's answer)."""
-    REQUESTS.labels(provider, error.kind if error else "ok").inc()
+    child(REQUESTS, provider, error.kind if error else "ok").inc()
     if seconds is not None:
-        REQUEST_LATENCY.labels(provider).observe(seconds)
+        child(REQUEST_LATENCY, provider).observe(seconds)
     failure = authentication_failure(error)  # one answered 429 by the failure limit counts too
     if failure is not None:
         SIGNATURE_FAILURES.labels(provider, failure.label).inc()
@@ -94,7 +104,7 @@ def webhook_answered(
 
 def _count_reports(provider: str, parsed: Parsed, answer: ingest_pb.IngestReportsResponse) -> None:
     now = time.time()
-    lags = DLR_LATENCY.labels(provider)
+    lags = child(DLR_LATENCY, provider)
     results: Tally[tuple[int, int]] = Tally()
     for report, outcome in zip(parsed.reports, answer.outcomes, strict=False):
         results[report.status, outcome] += 1
@@ -102,7 +112,7 @@ def _count_reports(provider: str, parsed: Parsed, answer: ingest_pb.IngestReport
             lags.observe(max(now - report.event_time.seconds, 0.0))
     for (status, result_code), count in results.items():
         result = _RESULT_LABELS.get(result_code, "other")
-        REPORTS.labels(provider, status_label(status), result).inc(count)
+        child(REPORTS, provider, status_label(status), result).inc(count)
     if parsed.quarantined:
         REPORTS.labels(provider, "unspecified", "quarantined").inc(len(parsed.quarantined))
     for field_class, _ in parsed.dropped:

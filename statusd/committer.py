@@ -175,7 +175,9 @@ class GroupCommitter:
         self.commits += 1
         if self.on_commit is not None:
             self.on_commit()
-        metrics.COMMIT_LATENCY.labels(self.store.name).observe(time.perf_counter() - started)
+        metrics.child(metrics.COMMIT_LATENCY, self.store.name).observe(
+            time.perf_counter() - started
+        )
         metrics.BATCH_REPORTS.observe(len(reports))
         metrics.BATCH_CALLS.observe(len(batch))
         start = 0

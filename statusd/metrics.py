@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import lru_cache
 from typing import Any, TypeAlias
 
 import grpc
@@ -109,6 +110,14 @@ WATCHERS = Gauge("dlrhub_watchers", "Open WatchMessageStatuses streams.")
 QUARANTINE_SIZE = Gauge("dlrhub_quarantine_items", "Items waiting in quarantine.")
 
 
+@lru_cache(maxsize=4096)
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once per label set (``labels()`` checks and locks
+    on every call; every label here takes a bounded set of values)."""
+    return metric.labels(*labels)
+
+
+@lru_cache(maxsize=64)
 def outcome_label(outcome: int) -> str:
     """``INGEST_OUTCOME_STORED`` → ``stored``."""
     return ingest_pb.IngestOutcome.Name(outcome).removeprefix("INGEST_OUTCOME_").lower()  # type: ignore[arg-type]
@@ -119,7 +128,7 @@ def count_final_reports(reports: Sequence[pb.DeliveryReport], outcomes: Sequence
     for report, outcome in zip(reports, outcomes, strict=True):
         if outcome == ingest_pb.INGEST_OUTCOME_STORED and model.final_time(report) is not None:
             country = model.country_of(report.recipient)
-            FINAL_REPORTS.labels(report.provider, country, status_label(report.status)).inc()
+            child(FINAL_REPORTS, report.provider, country, status_label(report.status)).inc()
 
 
 _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"

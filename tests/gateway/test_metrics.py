@@ -107,3 +107,12 @@ def test_fields_left_out_of_accepted_reports_are_counted_by_field_class() -> Non
     assert sample("dlrhub_report_fields_dropped_total", **labels, field="mcc_mnc") == (
         before["mcc_mnc"] + 2
     )
+
+
+def test_a_label_set_is_looked_up_once_and_still_counts() -> None:
+    first = metrics.child(metrics.REQUESTS, PROVIDER, "too_large")
+    assert metrics.child(metrics.REQUESTS, PROVIDER, "too_large") is first
+    labels = {"provider": PROVIDER, "outcome": "too_large"}
+    before = sample("dlrhub_webhook_requests_total", **labels)
+    first.inc()
+    assert sample("dlrhub_webhook_requests_total", **labels) == before + 1

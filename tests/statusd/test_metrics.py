@@ -1,5 +1,7 @@
 """The grpc_server_* metrics over real gRPC: unary calls with their codes, calls the token
-check refuses, and Watch streams, which count when they end; and no ``_created`` series."""
+check refuses, and Watch streams, which count when they end; and no ``_created`` series. The
+hot-path helpers: a label set looked up once, outcome labels, and the final reports counted by
+provider, country and status."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
+from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from statusd import metrics
 from statusd.metrics import _measured
 from tests.helpers.reports import report
@@ -125,3 +129,38 @@ def test_a_failed_call_leaves_no_reference_cycle() -> None:
     finally:
         gc.enable()
     assert sample("grpc_server_handled_total", **labels, grpc_code="UNKNOWN") >= 10
+
+
+def final_reports(provider: str, status: str) -> float:
+    labels = {"provider": provider, "country": "", "status": status}
+    return REGISTRY.get_sample_value("dlrhub_final_reports_total", labels) or 0.0
+
+
+def test_a_label_set_is_looked_up_once() -> None:
+    first = metrics.child(metrics.COMMIT_LATENCY, "test-store")
+    assert metrics.child(metrics.COMMIT_LATENCY, "test-store") is first
+    assert metrics.child(metrics.COMMIT_LATENCY, "other-store") is not first
+
+
+def test_outcome_labels() -> None:
+    assert metrics.outcome_label(ingest_pb.INGEST_OUTCOME_STORED) == "stored"
+    assert metrics.outcome_label(ingest_pb.INGEST_OUTCOME_DUPLICATE) == "duplicate"
+    assert metrics.outcome_label(ingest_pb.INGEST_OUTCOME_STALE) == "stale"
+
+
+def test_only_stored_final_reports_are_counted() -> None:
+    final = pb.DeliveryReport(
+        provider="telnyx", message_id="m1", status=pb.DELIVERY_STATUS_DELIVERED
+    )
+    pending = pb.DeliveryReport(provider="telnyx", message_id="m2", status=pb.DELIVERY_STATUS_SENT)
+    before = final_reports("telnyx", "delivered")
+    metrics.count_final_reports(
+        [final, pending, final],
+        [
+            ingest_pb.INGEST_OUTCOME_STORED,
+            ingest_pb.INGEST_OUTCOME_STORED,
+            ingest_pb.INGEST_OUTCOME_DUPLICATE,
+        ],
+    )
+    assert final_reports("telnyx", "delivered") == before + 1
+    assert final_reports("telnyx", "sent") == 0
