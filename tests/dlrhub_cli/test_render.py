@@ -137,7 +137,7 @@ def test_columns_fit_long_provider_names_and_ids() -> None:
     long_one = pb.MessageStatus(
         provider="standard-webhooks",
         account="customer-with-a-long-name",
-        message_id="01FC66621XXXXX119Z8PMV1QPQ:+447700900123-and-more-to-it",
+        message_id="01FC66621VHDBN119Z8PMV1QPQ:+447700900123-and-more-to-it",
         status=pb.DELIVERY_STATUS_UNDELIVERED,
         recipient="+447700900123",
         report_count=12,

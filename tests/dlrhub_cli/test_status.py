@@ -165,19 +165,19 @@ def test_an_empty_list_says_so(cli: Cli) -> None:
 
 def test_sinch_messages_by_batch_id_and_recipient(cli: Cli) -> None:
     """The id is formed by the gateway's own rule, so any spelling of the number finds it."""
-    cli.send("sinch", "01FC66621XXXXX119Z8PMV1QPQ:447700900123")
+    cli.send("sinch", "01FC66621VHDBN119Z8PMV1QPQ:447700900123")
     for spelling in ("+447700900123", "447700900123", "+44 7700 900123"):
         shown = cli(
             "status",
             "get",
             "sinch",
             "--batch-id",
-            "01FC66621XXXXX119Z8PMV1QPQ",
+            "01FC66621VHDBN119Z8PMV1QPQ",
             "--recipient",
             spelling,
         )
         assert shown.returncode == 0, shown.stderr
-        assert "sinch 01FC66621XXXXX119Z8PMV1QPQ:+447700900123: DELIVERED" in shown.stdout
+        assert "sinch 01FC66621VHDBN119Z8PMV1QPQ:+447700900123: DELIVERED" in shown.stdout
     for wrong in (
         ["sinch", "m-1", "--batch-id", "B"],
         ["sinch", "--batch-id", "B"],
