@@ -20,6 +20,9 @@ quiet spell) checkpoints it completely and truncates it to zero bytes.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
+import os
 import sqlite3
 import threading
 import time
@@ -51,7 +54,7 @@ from statusd.storage.sqlite_sql import (
     row_id,
     where_clauses,
 )
-from statusd.storage.sqlite_stats import delivery_stats
+from statusd.storage.sqlite_stats import StatsGroups, count_cells, delivery_stats, window_parts
 
 if TYPE_CHECKING:
     from statusd.stats import StatsQuery, StatsResult
@@ -77,6 +80,8 @@ class SqliteStore(Store):
         self._busy_timeout_ms = busy_timeout_ms
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader_pool = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
+        self._groups = StatsGroups()  # used by the writer thread only
+        self._stats_parts = max(1, min(readers, os.cpu_count() or 1))
         self._local = threading.local()
         self._loop_connection: sqlite3.Connection | None = None
         self._connections: list[sqlite3.Connection] = []
@@ -119,6 +124,7 @@ class SqliteStore(Store):
                 result = work(connection)
             except BaseException:
                 connection.execute("ROLLBACK")
+                self._groups.forget()  # it may hold groups the rollback took back
                 raise
             connection.execute("COMMIT")
             return result
@@ -197,7 +203,9 @@ class SqliteStore(Store):
         reports: Sequence[pb.DeliveryReport],
         quarantined: Sequence[pb.QuarantinedItem] = (),
     ) -> list[Outcome]:
-        return await self._write(lambda connection: commit_batch(connection, reports, quarantined))
+        return await self._write(
+            lambda connection: commit_batch(connection, reports, quarantined, self._groups)
+        )
 
     async def purge(self, before_micros: int) -> int:
         def purge(connection: sqlite3.Connection) -> int:
@@ -208,7 +216,16 @@ class SqliteStore(Store):
         return await self._write(purge)
 
     async def delivery_stats(self, query: StatsQuery) -> StatsResult:
-        return await self._read(lambda connection: delivery_stats(connection, query))
+        """Counted by as many readers at once as there are processors (each a part of the
+        window, :mod:`statusd.storage.sqlite_stats`), then added up by one."""
+        parts = await self._read(
+            lambda connection: window_parts(connection, query, self._stats_parts)
+        )
+        counted = await asyncio.gather(
+            *(self._read(functools.partial(count_cells, query=part)) for part in parts)
+        )
+        cells = itertools.chain.from_iterable(counted)
+        return await self._read(lambda connection: delivery_stats(connection, query, cells))
 
     async def due_timeouts(self, now_micros: int, limit: int) -> list[Due]:
         def due(connection: sqlite3.Connection) -> list[Due]:

@@ -23,9 +23,14 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
 from statusd.status_fields import FIELDS, StatusField
 from statusd.storage.base import SchemaTooNew
-from statusd.storage.sqlite_stats import STATS_INDEXES
+from statusd.storage.sqlite_stats import (
+    STATS_COLUMNS,
+    STATS_GROUPS_TABLE,
+    STATS_INDEXES,
+    fill_groups,
+)
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 #: Version 3: what registrations, report timeouts and delivery statistics need (all
 #: microseconds since the epoch; NULL when unknown). ``submit_time``, ``registered_at``
@@ -40,12 +45,11 @@ REGISTRATION_COLUMNS: Final = (
     "error_code TEXT NOT NULL DEFAULT ''",
 )
 #: The sweeper's index holds exactly the messages that await a report (registered, current
-#: entry non-terminal: :func:`statusd.model.awaiting_report`); the statistics select on
-#: submit or first-seen time, through covering indexes (:mod:`statusd.storage.sqlite_stats`).
+#: entry non-terminal: :func:`statusd.model.awaiting_report`). The statistics have their own
+#: columns and indexes (:mod:`statusd.storage.sqlite_stats`, version 4).
 REGISTRATION_INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS messages_report_deadline ON messages (report_deadline)"
     " WHERE report_deadline IS NOT NULL AND order_key < '1'",
-    *STATS_INDEXES,
     # List's awaiting_report filter, in list order.
     "CREATE INDEX IF NOT EXISTS messages_awaiting ON messages (id)"
     " WHERE report_deadline IS NOT NULL AND order_key < '1'",
@@ -65,6 +69,7 @@ _MESSAGES: Final = """CREATE TABLE IF NOT EXISTS messages (
     report_count INTEGER NOT NULL,
     terminal_mask INTEGER NOT NULL,
 {registration}
+{stats}
 {fields}
     UNIQUE (provider, account, message_id)
 )"""
@@ -109,11 +114,18 @@ def schema_statements(fields: Sequence[StatusField] = FIELDS) -> list[str]:
     """Every statement that creates the schema of a new file."""
     columns = "".join(f"    {column_definition(field)},\n" for field in fields)
     registration = "".join(f"    {column},\n" for column in REGISTRATION_COLUMNS)
-    messages = _MESSAGES.format(registration=registration.rstrip("\n"), fields=columns.rstrip("\n"))
+    stats = "".join(f"    {column},\n" for column in STATS_COLUMNS)
+    messages = _MESSAGES.format(
+        registration=registration.rstrip("\n"),
+        stats=stats.rstrip("\n"),
+        fields=columns.rstrip("\n"),
+    )
     return [
         messages,
         *_OTHER_STATEMENTS,
+        STATS_GROUPS_TABLE,
         *REGISTRATION_INDEXES,
+        *STATS_INDEXES,
         *(index_statement(field) for field in fields),
     ]
 
@@ -169,10 +181,29 @@ def _from_v2(connection: sqlite3.Connection) -> None:
         connection.execute(statement)
 
 
+#: The version 3 statistics indexes, which version 4 replaces by narrower ones.
+_V3_STATS_INDEXES: Final = ("messages_stats_submit", "messages_stats_first_seen")
+
+
+def _from_v3(connection: sqlite3.Connection) -> None:
+    """Version 4 counts the statistics by group id and latency bucket: adds the columns
+    and the ``stats_groups`` table, sets every message's group, and replaces the wide
+    version 3 statistics indexes by the narrow ones."""
+    for column in STATS_COLUMNS:
+        connection.execute(f"ALTER TABLE messages ADD COLUMN {column}")
+    connection.execute(STATS_GROUPS_TABLE)
+    fill_groups(connection)
+    for name in _V3_STATS_INDEXES:
+        connection.execute(f"DROP INDEX IF EXISTS {name}")
+    for statement in STATS_INDEXES:
+        connection.execute(statement)
+
+
 #: ``{n: step}``: the step that takes a version-n file to version n + 1.
 MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _from_v1,
     2: _from_v2,
+    3: _from_v3,
 }
 
 
@@ -197,7 +228,7 @@ def prepare(
                 connection.execute(statement)
         for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
             MIGRATIONS[step](connection)
-        for statement in REGISTRATION_INDEXES:  # an index added since the file's migration
+        for statement in (*REGISTRATION_INDEXES, *STATS_INDEXES):  # added since a migration
             connection.execute(statement)
         sync_fields(connection, fields)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -25,6 +25,7 @@ from statusd.storage.base import (
     Outcome,
     set_times,
 )
+from statusd.storage.sqlite_stats import GroupKey, StatsGroups
 
 #: The columns of the status field table, in table order.
 FIELD_COLUMNS = ", ".join(field.column for field in FIELDS)
@@ -49,14 +50,15 @@ CHANGES_SQL = (
 INSERT_SQL = (
     "INSERT INTO messages (provider, account, message_id, status, order_key, latest,"  # noqa: S608
     " final_time, error_code, first_seen, updated, report_count, terminal_mask, country,"
-    f" submit_time, registered_at, report_deadline, {FIELD_COLUMNS})"
-    f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(FIELDS)})"
+    f" submit_time, registered_at, report_deadline, stats_group, {FIELD_COLUMNS})"
+    f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(FIELDS)})"
 )
 #: A new distinct entry: count it (when it is a report), and fill the status fields (and the
-#: country, with the recipient) still empty. SET expressions read the row as it was before.
+#: country, with the recipient) still empty; the statistics group follows (see
+#: :func:`group_key`). SET expressions read the row as it was before.
 _COUNT_AND_FILL = (
     "updated = ?, report_count = report_count + ?, terminal_mask = terminal_mask | ?, "
-    "country = CASE WHEN recipient = '' THEN ? ELSE country END, "
+    "country = CASE WHEN recipient = '' THEN ? ELSE country END, stats_group = ?, "
     + ", ".join(
         f"{field.column} = CASE WHEN {field.column} = '' THEN ? ELSE {field.column} END"
         for field in FIELDS
@@ -89,10 +91,11 @@ def commit_batch(
     connection: sqlite3.Connection,
     reports: Sequence[pb.DeliveryReport],
     quarantined: Sequence[pb.QuarantinedItem],
+    groups: StatsGroups,
 ) -> list[Outcome]:
     """Applies one batch inside the open write transaction (the writer is the only one)."""
     now = now_micros()
-    outcomes = [apply_report(connection, report, now) for report in reports]
+    outcomes = [apply_report(connection, report, now, groups) for report in reports]
     if quarantined:
         connection.executemany(
             "INSERT INTO quarantine (provider, account, item, stored) VALUES (?, ?, ?, ?)",
@@ -101,7 +104,25 @@ def commit_batch(
     return outcomes
 
 
-def apply_report(connection: sqlite3.Connection, report: pb.DeliveryReport, now: int) -> Outcome:
+def group_key(
+    report: pb.DeliveryReport, country: str, row: Sequence[Any] | None, current: bool
+) -> GroupKey:
+    """The statistics group of a message after ``report`` is written to its ``row`` (``(id,
+    order_key, deadline, status, error_code, country, recipient)``, None for a new
+    message): the report's status and error code when it becomes current, else the row's;
+    the report's country while the row has no recipient (what ``_COUNT_AND_FILL`` does)."""
+    if row is None:
+        return (report.provider, report.account, country, report.status, report.error.code)
+    if row[6]:
+        country = row[5]
+    if current:
+        return (report.provider, report.account, country, report.status, report.error.code)
+    return (report.provider, report.account, country, row[3], row[4])
+
+
+def apply_report(
+    connection: sqlite3.Connection, report: pb.DeliveryReport, now: int, groups: StatsGroups
+) -> Outcome:
     """Adds one entry to its message's history and, when it is newer, makes it current.
 
     A timeout entry applies only while the message still awaits a report and its deadline
@@ -114,7 +135,8 @@ def apply_report(connection: sqlite3.Connection, report: pb.DeliveryReport, now:
     country = model.country_of(report.recipient)
     registration = registration_values(report, now)
     row = connection.execute(
-        "SELECT id, order_key, report_deadline FROM messages"
+        "SELECT id, order_key, report_deadline, status, error_code, country, recipient"
+        " FROM messages"
         " WHERE provider = ? AND account = ? AND message_id = ?",
         (report.provider, report.account, report.message_id),
     ).fetchone()
@@ -122,23 +144,26 @@ def apply_report(connection: sqlite3.Connection, report: pb.DeliveryReport, now:
         return DUPLICATE
     final_time, error_code = model.final_time(report), report.error.code
     if row is None:
+        group = groups.id_of(connection, group_key(report, country, None, True))
         message = connection.execute(
             INSERT_SQL,
             (
                 *(report.provider, report.account, report.message_id, report.status),
                 *(key, blob, final_time, error_code, now, now, counted, bit, country),
                 *(registration or (None, None, None)),
+                group,
                 *fields,
             ),
         ).lastrowid
         insert_event(connection, message, report, blob)
         return STORED
-    message, current, _ = row
+    message, current = row[0], row[1]
     if not insert_event(connection, message, report, blob):
         return DUPLICATE
     if registration is not None:
         connection.execute(REGISTER_SQL, (*registration, message))
-    counting = (now, counted, bit, country, *fields, message)
+    group = groups.id_of(connection, group_key(report, country, row, key > current))
+    counting = (now, counted, bit, country, group, *fields, message)
     if key > current:
         connection.execute(
             CURRENT_SQL, (report.status, key, blob, final_time, error_code, *counting)

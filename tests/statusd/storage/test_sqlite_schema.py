@@ -228,12 +228,12 @@ async def test_a_version_2_file_gets_the_registration_columns_filled(tmp_path: P
         ]
     finally:
         await store.close()
-    assert header_version(path) == SCHEMA_VERSION == 3
+    assert header_version(path) == SCHEMA_VERSION == 4
     with sqlite3.connect(path) as connection:
         error_codes = connection.execute("SELECT error_code FROM messages ORDER BY id").fetchall()
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert error_codes == [("0",), ("",)]
-    stats_indexes = {"messages_stats_submit", "messages_stats_first_seen"}
+    stats_indexes = {"messages_stats_by_submit", "messages_stats_by_first_seen"}
     assert {"messages_report_deadline", *stats_indexes} <= names
 
 
@@ -256,3 +256,64 @@ def test_the_awaiting_report_listing_uses_its_index(tmp_path: Path) -> None:
         prepare(connection, tmp_path / "store.sqlite3")
         plan = connection.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
     assert any("messages_awaiting" in row[-1] for row in plan), plan
+
+
+SCHEMA_V3 = (Path(__file__).parent / "data" / "schema_v3.sql").read_text()
+
+
+def write_v3_file(path: Path) -> None:
+    """A version 3 file (``data/schema_v3.sql``) with a delivered registered message, a
+    registered one that timed out and an unregistered failed one, as statusd wrote them."""
+    made = filled(
+        report("m-1", DELIVERED, event_offset=40, recipient="+447700900123"),
+        report("m-2", pb.DELIVERY_STATUS_NO_REPORT, event_offset=3600, recipient="+14155550100"),
+        report("m-3", pb.DELIVERY_STATUS_UNDELIVERED, event_offset=5, error_code="30"),
+    )
+    submit = [BASE_MICROS, BASE_MICROS, None]
+    final = [BASE_MICROS + 40_000_000, None, BASE_MICROS + 5_000_000]
+    with sqlite3.connect(path) as connection:
+        connection.executescript(SCHEMA_V3)
+        connection.execute("PRAGMA user_version = 3")
+        for entry, submitted, final_time in zip(made, submit, final, strict=True):
+            connection.execute(
+                "INSERT INTO messages (provider, account, message_id, status, order_key,"
+                " latest, first_seen, updated, report_count, terminal_mask, recipient,"
+                " submit_time, registered_at, country, final_time, error_code)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?, ?, ?, ?, ?)",
+                (
+                    *(entry.provider, entry.account, entry.message_id, entry.status),
+                    *(model.order_key(entry), entry.SerializeToString(), BASE_MICROS),
+                    *(BASE_MICROS, entry.recipient, submitted, submitted),
+                    *(model.country_of(entry.recipient), final_time, entry.error.code),
+                ),
+            )
+
+
+async def test_a_version_3_file_gets_statistics_groups_and_narrow_indexes(tmp_path: Path) -> None:
+    from statusd import stats
+    from tests.helpers.stats_reference import assert_agrees, rows_of
+
+    path = tmp_path / "v3.sqlite3"
+    write_v3_file(path)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        rows = await rows_of(store)
+        for basis in ("submit_time", "first_seen"):
+            for group_by in [(), tuple(stats.DIMENSIONS.values())]:
+                query = stats.StatsQuery(0, BASE_MICROS + 1, basis, group_by)
+                response = stats.stats_response(query, await store.delivery_stats(query))
+                assert response.total.message_count == (3 if basis == "first_seen" else 2)
+                assert_agrees(query, response, rows)
+    finally:
+        await store.close()
+    assert header_version(path) == SCHEMA_VERSION
+    with sqlite3.connect(path) as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        buckets = connection.execute(
+            "SELECT message_id, latency_bucket, stats_group IS NOT NULL FROM messages"
+        ).fetchall()
+    assert {"messages_stats_by_submit", "messages_stats_by_first_seen"} <= names
+    assert not {"messages_stats_submit", "messages_stats_first_seen"} & names
+    latency = stats.bucket_of(40_000_000)
+    assert sorted(buckets) == [("m-1", latency, 1), ("m-2", None, 1), ("m-3", -1, 1)]
