@@ -23,10 +23,14 @@ def test_the_fill_spreads_messages_over_the_window(tmp_path: Path) -> None:
             "SELECT count(*) FROM messages WHERE status = ?", (pb.DELIVERY_STATUS_DELIVERED,)
         ).fetchone()[0]
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        ungrouped = connection.execute(
+            "SELECT count(*) FROM messages WHERE stats_group IS NULL"
+        ).fetchone()[0]
     assert count == 2000
     assert END - 2 * 24 * stats.HOUR <= low < high < END
     assert 0.7 < delivered / count < 0.9
-    assert {"messages_stats_submit", "messages_stats_first_seen"} <= names
+    assert {"messages_stats_by_submit", "messages_stats_by_first_seen"} <= names
+    assert ungrouped == 0  # every message has its statistics group, as the writer sets it
 
 
 def test_a_small_run_checks_every_answer(capsys: object) -> None:
