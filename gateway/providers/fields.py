@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import phonenumbers
@@ -21,6 +22,8 @@ from gateway.providers.base import MAX_MESSAGE_ID_LENGTH, InvalidItem
 from gateway.providers.dropped import drop
 
 _DIGITS = re.compile(r"\d{5,15}")
+#: What people write between a number's digits: spaces, dashes, dots and parentheses.
+_SEPARATORS = re.compile(r"[\s\-().]")
 #: A channel address's prefix (Twilio ``whatsapp:+15558675310``).
 _CHANNEL = re.compile(r"([a-z][a-z0-9-]{1,31}:)(.+)")
 #: Values providers write for "not known" in a field that is otherwise a code or number.
@@ -57,10 +60,26 @@ def message_id(value: object, field_name: str) -> str:
     return value.strip()
 
 
+#: Most numbers :func:`_international` remembers: a number's reports (queued, sent, delivered)
+#: and a campaign's retries come close together, and libphonenumber's parse is the costliest
+#: step of normalizing a report. Only values of at most E164_CACHED_LENGTH characters are
+#: remembered, so the cache holds a few MiB at most.
+E164_CACHE_SIZE = 16_384
+E164_CACHED_LENGTH = 64
+
+
 def _international(value: str) -> str | None:
     """``value`` in E.164 when it is a possible international number written with ``+``,
-    ``00`` or digits only (``447700900123``, ``+44 7700 900123``, ``0044...``); else None."""
-    compact = re.sub(r"[\s\-().]", "", value)
+    ``00`` or digits only (``447700900123``, ``+44 7700 900123``, ``0044...``); else None.
+    The answers for the latest numbers are remembered (:data:`E164_CACHE_SIZE`, least
+    recently used forgotten first)."""
+    if len(value) <= E164_CACHED_LENGTH:
+        return _remembered_international(value)
+    return _parse_international(value)
+
+
+def _parse_international(value: str) -> str | None:
+    compact = _SEPARATORS.sub("", value)
     if compact.startswith("00"):
         compact = "+" + compact[2:]
     if not _DIGITS.fullmatch(compact.removeprefix("+")):
@@ -72,6 +91,10 @@ def _international(value: str) -> str | None:
     if not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+#: :func:`_parse_international` with a bounded memory of its answers (a pure function).
+_remembered_international = lru_cache(maxsize=E164_CACHE_SIZE)(_parse_international)
 
 
 def e164(value: object, field_name: str = "recipient") -> str:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.providers import dropped
+from gateway.providers import dropped, fields
 from gateway.providers.base import InvalidItem
 from gateway.providers.fields import (
     decimal_text,
@@ -60,6 +60,34 @@ def test_recipient_is_information_left_out_when_not_a_number() -> None:
         ("recipient", "to is not a possible international number"),
         ("recipient", "to is not a string"),
     ]
+
+
+def test_remembered_numbers_are_bounded_and_each_answer_is_the_parse_of_its_own() -> None:
+    fields._remembered_international.cache_clear()
+    # More distinct recipients than the cache holds, in several spellings, a few impossible.
+    count = fields.E164_CACHE_SIZE + 500
+    numbers = [f"4179{index * 37 % 10_000_000:07d}" for index in range(count)]
+    for index, number in enumerate(numbers):
+        spelled = (number, "+" + number, "00" + number)[index % 3]
+        assert e164(spelled) == "+" + number
+    assert fields._remembered_international.cache_info().currsize == fields.E164_CACHE_SIZE
+    # The latest numbers answer from memory, the earliest were forgotten and parse again:
+    # either way the answer is the parse's.
+    latest = numbers[(count - 1) // 3 * 3]  # written plain, as asked again here
+    before = fields._remembered_international.cache_info()
+    assert e164(latest) == "+" + latest
+    assert e164(numbers[0]) == "+" + numbers[0]
+    after = fields._remembered_international.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (1, 1)
+    # An impossible number is remembered as impossible, and still refused every time.
+    for _ in range(2):
+        with pytest.raises(InvalidItem, match="not a possible international number"):
+            e164("+99912345678", "to")
+    # A value too long to remember is parsed, not remembered.
+    spaced = "+41 " + " " * fields.E164_CACHED_LENGTH + "793026727"
+    size = fields._remembered_international.cache_info().currsize
+    assert identity_number(spaced) == "+41793026727"
+    assert fields._remembered_international.cache_info().currsize == size
 
 
 def test_identity_numbers_are_one_form_whatever_the_provider_wrote() -> None:
