@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 #: How both providers with concatenated parameters name them: a capital, then letters and
 #: digits. A name made of a value's tail (``deliveredTo``, ``0007``) does not look like this.
@@ -63,11 +64,12 @@ def concatenation_problem(
     for name, _ in pairs:
         if not PROVIDER_NAME.fullmatch(name):
             return f"parameter name {name[:64]!r} is not a provider parameter name"
+    names = _any_of(known)
     for name, value in pairs:
         if name in decisive:
-            swallowed = next((known_name for known_name in known if known_name in value), "")
+            swallowed = names.search(value)
             if swallowed:
-                return f"{name} contains the parameter name {swallowed}"
+                return f"{name} contains the parameter name {swallowed.group()}"
     text = prefix + "".join(name + value for name, value in pairs)
     inside_names: list[tuple[int, int]] = []  # spans of decisive names in ``text``
     position = len(prefix)
@@ -76,9 +78,18 @@ def concatenation_problem(
             inside_names.append((position, position + len(name)))
         position += len(name) + len(value)
     for field in decisive:
-        for found in re.finditer(re.escape(field), text):
-            if not any(
-                start <= found.start() and found.end() <= end for start, end in inside_names
-            ):
+        found = text.find(field)
+        while found >= 0:  # each occurrence, left to right, as a regular expression finds them
+            end = found + len(field)
+            if not any(start <= found and end <= stop for start, stop in inside_names):
                 return f"{field} appears in the signed string outside its own parameter name"
+            found = text.find(field, end)
     return ""
+
+
+@lru_cache(maxsize=64)
+def _any_of(names: frozenset[str]) -> re.Pattern[str]:
+    """One pattern matching any of ``names`` (each provider's set, compiled once); none
+    when there are none."""
+    longest_first = sorted((name for name in names if name), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, longest_first)) or "(?!)")

@@ -60,3 +60,15 @@ def test_a_decisive_name_inside_another_decisive_name_is_its_own() -> None:
 def test_a_decisive_name_in_the_prefix_is_refused() -> None:
     problem = concatenation_problem("https://h/p?x=1Status", GENUINE[:1], DECISIVE, KNOWN)
     assert "Status appears" in problem
+
+
+def test_a_decisive_value_holding_any_known_name_is_refused_and_no_names_refuse_nothing() -> None:
+    for name in sorted(KNOWN):
+        pairs = [("Status", f"delivered{name}1")]
+        assert f"Status contains the parameter name {name}" in concatenation_problem(
+            "", pairs, DECISIVE, frozenset({name})
+        )
+    assert concatenation_problem("", [("Status", "deliveredFrom1")], DECISIVE, frozenset()) == ""
+    # Every occurrence counts, not only the first: the second Status here is a re-split.
+    pairs = [("Status", "x"), ("X", "yStatus")]
+    assert "Status appears" in concatenation_problem("", pairs, DECISIVE, KNOWN)
