@@ -31,8 +31,9 @@ def equal(a: str | bytes, b: str | bytes) -> bool:
 
 
 def hmac_digest(key: bytes, message: bytes, algorithm: str = "sha256") -> bytes:
-    """HMAC of ``message`` with ``key`` (``algorithm`` is a hashlib name)."""
-    return hmac.new(key, message, algorithm).digest()
+    """HMAC of ``message`` with ``key`` (``algorithm`` is a hashlib name), in one call of
+    OpenSSL's one-shot HMAC."""
+    return hmac.digest(key, message, algorithm)
 
 
 def hmac_b64(key: bytes, message: bytes, algorithm: str = "sha256") -> str:

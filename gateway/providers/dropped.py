@@ -12,9 +12,7 @@ rate-limited per provider and field).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 #: The fields a report may lose, by class: the ``field`` label values of the counter.
 FIELDS = frozenset(
@@ -48,12 +46,18 @@ def drop(field_class: str, reason: str) -> None:
         recorded.append((field_class, reason))
 
 
-@contextmanager
-def recording() -> Iterator[list[tuple[str, str]]]:
-    """Collects the fields :func:`drop` records while the block normalizes one item."""
-    found: list[tuple[str, str]] = []
-    token = _recorded.set(found)
-    try:
-        yield found
-    finally:
-        _recorded.reset(token)
+class recording:  # noqa: N801  (used as a function: ``with recording() as found``)
+    """Collects the fields :func:`drop` records while the block normalizes one item (a
+    plain context manager: it is entered once per normalized item)."""
+
+    __slots__ = ("found", "token")
+    found: list[tuple[str, str]]
+    token: Token[list[tuple[str, str]] | None]
+
+    def __enter__(self) -> list[tuple[str, str]]:
+        self.found = []
+        self.token = _recorded.set(self.found)
+        return self.found
+
+    def __exit__(self, *exc_info: object) -> None:
+        _recorded.reset(self.token)
