@@ -5,7 +5,6 @@ statusd calls are counted where they are made (:mod:`gateway.forwarder`)."""
 from __future__ import annotations
 
 import time
-from collections import Counter as Tally
 from functools import lru_cache
 from typing import Any
 
@@ -105,15 +104,22 @@ def webhook_answered(
 def _count_reports(provider: str, parsed: Parsed, answer: ingest_pb.IngestReportsResponse) -> None:
     now = time.time()
     lags = child(DLR_LATENCY, provider)
-    results: Tally[tuple[int, int]] = Tally()
+    results: dict[tuple[int, int], int] = {}
     for report, outcome in zip(parsed.reports, answer.outcomes, strict=False):
-        results[report.status, outcome] += 1
+        key = (report.status, outcome)
+        results[key] = results.get(key, 0) + 1
         if outcome == ingest_pb.INGEST_OUTCOME_STORED and report.HasField("event_time"):
             lags.observe(max(now - report.event_time.seconds, 0.0))
-    for (status, result_code), count in results.items():
-        result = _RESULT_LABELS.get(result_code, "other")
-        child(REPORTS, provider, status_label(status), result).inc(count)
+    for (status, result), count in results.items():
+        _reports_child(provider, status, result).inc(count)
     if parsed.quarantined:
         REPORTS.labels(provider, "unspecified", "quarantined").inc(len(parsed.quarantined))
     for field_class, _ in parsed.dropped:
         FIELDS_DROPPED.labels(provider, field_class).inc()
+
+
+@lru_cache(maxsize=4096)
+def _reports_child(provider: str, status: int, outcome: int) -> Any:
+    """The ``dlrhub_webhook_reports_total`` child of a canonical status and an ingest
+    outcome, looked up once per pair (their labels are bounded sets)."""
+    return REPORTS.labels(provider, status_label(status), _RESULT_LABELS.get(outcome, "other"))
