@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -30,6 +30,7 @@ from dlrhub_common.settings import env_name
 from gateway.auth import signatures
 from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from gateway.providers import dropped as dropped_fields
+from gateway.providers import urlencoded
 from gateway.providers.credentials import Credentials, ProviderSettings
 
 #: Longest message id accepted from a provider.
@@ -112,7 +113,7 @@ def build_request(
 
 def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     try:
-        return tuple(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARAMETERS))
+        return urlencoded.pairs(text, MAX_PARAMETERS)
     except ValueError:
         raise Malformed(f"more than {MAX_PARAMETERS} parameters") from None
 

@@ -298,7 +298,7 @@ def ambiguity(request: InboundRequest) -> str:
     ``&`` or ``=`` in a query name or ``&`` in a query value (joined as ``k=v&k=v``), or a form
     that could be re-split (name and value concatenated, :func:`canonical.concatenation_problem`).
     """
-    query = parse_qsl(urlsplit(request.url).query, keep_blank_values=True)
+    query = request.query  # the URL's query, parsed with blank values kept
     problem = canonical.separators_in(query, "&=", "&")
     if problem or request.method != "POST":
         return problem
