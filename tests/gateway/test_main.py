@@ -3,9 +3,15 @@ on stderr and exit code 1, never a traceback (its graceful stop: tests/e2e/test_
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import socket
 from pathlib import Path
 
+import pytest
+from sanic import Sanic
+
+from gateway.__main__ import _freeze_after_start
 from tests.helpers.processes import free_port, last_line, run_to_end
 
 
@@ -43,3 +49,17 @@ def test_a_taken_port_ends_start_up_naming_the_variable(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         line = run_gateway(tmp_path, DLRHUB_GATEWAY_PORT=str(port))
     assert line == f"dlrhub-gateway: DLRHUB_GATEWAY_PORT: 127.0.0.1:{port} is already in use"
+
+
+def test_what_start_up_loaded_is_left_out_of_full_collections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frozen: list[bool] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    app = Sanic("freeze-test", configure_logging=False)
+    _freeze_after_start(app)
+    started = [each for each in app._future_listeners if each.event == "after_server_start"]
+    assert len(started) == 1
+    assert not frozen  # nothing until the server runs
+    asyncio.run(started[0].listener(app))
+    assert frozen == [True]
