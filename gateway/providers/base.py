@@ -94,7 +94,7 @@ def build_request(
     form: tuple[tuple[str, str], ...] = ()
     if method == "POST" and content_type == "application/x-www-form-urlencoded":
         try:
-            form = _pairs(body.decode("utf-8"))
+            form = urlencoded.pairs(body.decode("utf-8"), MAX_PARAMETERS)
         except UnicodeDecodeError:
             raise Malformed("form body is not valid UTF-8") from None
     return InboundRequest(
@@ -104,18 +104,11 @@ def build_request(
         headers=lowered,
         body=body,
         content_type=content_type,
-        query=_pairs(parts.query),
+        query=urlencoded.pairs(parts.query, MAX_PARAMETERS),
         form=form,
         received_micros=received_micros,
         request_id=request_id,
     )
-
-
-def _pairs(text: str) -> tuple[tuple[str, str], ...]:
-    try:
-        return urlencoded.pairs(text, MAX_PARAMETERS)
-    except ValueError:
-        raise Malformed(f"more than {MAX_PARAMETERS} parameters") from None
 
 
 class InvalidItem(Exception):
@@ -229,18 +222,19 @@ class Provider(abc.ABC):
         """Verify, then parse, then stamp what every report of the request shares."""
         auth_method = "none" if self.insecure else self.verify(request)
         parsed = self.parse(request)
+        seconds, micros = divmod(request.received_micros, 1_000_000)
         for report in parsed.reports:
             report.provider = self.name
             report.account = self.account
             report.auth_method = auth_method
             report.request_id = request.request_id
-            report.received_time.FromMicroseconds(request.received_micros)
+            report.received_time.seconds, report.received_time.nanos = seconds, micros * 1000
         for item in parsed.quarantined:
             item.provider = self.name
             item.account = self.account
             item.content_type = request.content_type
             item.request_id = request.request_id
-            item.received_time.FromMicroseconds(request.received_micros)
+            item.received_time.seconds, item.received_time.nanos = seconds, micros * 1000
         nonces = () if self.insecure else self.nonces(request)
         parsed.replay_keys = tuple(f"{self.name}/{self.account}/{nonce}" for nonce in nonces)
         return parsed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -128,17 +128,26 @@ def identity_number(value: str) -> str:
     return _international(value) or value.strip()
 
 
+#: A decimal already written as :func:`decimal_text` writes it (no exponent, no leading zero,
+#: less than 10**12): its text is its answer, without a round trip through Decimal.
+_PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,11})(?:\.[0-9]+)?")
+_MAX_AMOUNT = Decimal(10) ** 12
+
+
 def decimal_text(value: object, field_name: str) -> str:
     """A money amount as a decimal string ("0.0035"), never a float; empty when absent."""
     if value is None or value == "":
         return ""
     if isinstance(value, bool):
         raise InvalidItem(f"{field_name} is not a number")
+    written = str(value)
+    if _PLAIN_DECIMAL.fullmatch(written):
+        return written
     try:
-        amount = Decimal(str(value))
+        amount = Decimal(written)
     except InvalidOperation:
         raise InvalidItem(f"{field_name} is not a number") from None
-    if not amount.is_finite() or abs(amount) >= Decimal(10) ** 12:
+    if not amount.is_finite() or abs(amount) >= _MAX_AMOUNT:
         raise InvalidItem(f"{field_name} is out of range")
     return format(amount, "f")
 
@@ -266,12 +275,11 @@ def epoch_millis(value: object, field_name: str) -> datetime | None:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def set_time(target: Any, value: datetime | None) -> None:
     """Sets a Timestamp field from an aware datetime (leaves it unset for None)."""
     if value is not None:
-        seconds, micros = divmod((value - _EPOCH) // _MICROSECOND, 1_000_000)
-        target.seconds = seconds
-        target.nanos = micros * 1000
+        since = value - _EPOCH  # days may be negative; seconds and microseconds never are
+        target.seconds = since.days * 86_400 + since.seconds
+        target.nanos = since.microseconds * 1000

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+from gateway.errors import Malformed
+
 
 def pairs(text: str, limit: int) -> tuple[tuple[str, str], ...]:
     """The ``(name, value)`` pairs of ``text``, ``+`` and ``%XX`` decoded (UTF-8, undecodable
     bytes replaced); empty parts skipped, a part without ``=`` a blank value. Raises
-    ValueError when ``text`` holds more than ``limit`` parts."""
+    Malformed when ``text`` holds more than ``limit`` parts."""
     if text and text.count("&") >= limit:
-        raise ValueError(f"more than {limit} parameters")
+        raise Malformed(f"more than {limit} parameters")
     found = []
     for part in text.split("&"):
         if not part:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
+from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.providers import dropped, fields
 from gateway.providers.base import InvalidItem
 from gateway.providers.fields import (
@@ -19,6 +21,7 @@ from gateway.providers.fields import (
     network_code,
     recipient,
     required,
+    set_time,
     text,
     whole_number,
 )
@@ -137,3 +140,63 @@ def test_first_time_prefers_in_order_and_falls_back() -> None:
     assert chosen == later
     assert found[0][0] == "event_time"
     assert first_time(None, None) is None
+
+
+def _decimal_text_by_decimal(value: object) -> str:
+    """What decimal_text wrote before its plain-text shortcut, for comparison."""
+    amount = Decimal(str(value))
+    if not amount.is_finite() or abs(amount) >= Decimal(10) ** 12:
+        raise InvalidItem("out of range")
+    return format(amount, "f")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0.0035",
+        "0.00350",
+        "-0",
+        "-0.0",
+        "7",
+        "007",
+        "1e-3",
+        "1E+2",
+        " 1.5 ",
+        "1_000",
+        "+2.5",
+        "999999999999",
+        "999999999999.99",
+        "1000000000000",
+        ".5",
+        "5.",
+        0.01,
+        3,
+        -2.5,
+        1e-7,
+    ],
+)
+def test_decimal_text_is_the_decimal_reading_of_the_value(value: object) -> None:
+    try:
+        expected = _decimal_text_by_decimal(value)
+    except InvalidItem:
+        with pytest.raises(InvalidItem, match="price is out of range"):
+            decimal_text(value, "price")
+        return
+    assert decimal_text(value, "price") == expected
+
+
+def test_set_time_writes_seconds_and_nanos_on_both_sides_of_the_epoch() -> None:
+    report = pb.DeliveryReport()
+    for when in (
+        datetime(2026, 3, 1, 10, 0, 4, 123456, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime.fromisoformat("2019-11-09T16:00:00.000+0100"),
+    ):
+        set_time(report.event_time, when)
+        micros = (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        assert (report.event_time.seconds, report.event_time.nanos) == (
+            micros // 1_000_000,
+            micros % 1_000_000 * 1000,
+        )
+        assert report.event_time.ToDatetime(tzinfo=UTC) == when
