@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 
 from bench.requests import ENV, Request, infobip, plivo, write
+from gateway.providers.fields import e164
 from tests.helpers.servers import BackgroundStack
 
 PUBLIC_URL = "https://bench.example.com"
@@ -35,6 +37,13 @@ def test_infobip_batches_carry_unique_ids() -> None:
     assert len(ids) == len(set(ids)) == 12
     results = json.loads(requests[1].body)["results"]
     assert [item["messageId"] for item in results] == [m for _, m in requests[1].message_ids]
+
+
+def test_each_request_has_its_own_possible_recipient() -> None:
+    found = [json.loads(each.body)["results"][0]["to"] for each in infobip("scn", 500, 1)]
+    found += [dict(parse_qsl(each.body))["To"] for each in plivo("scn", 500, PUBLIC_URL)]
+    assert len(set(found)) == len(found) == 1000
+    assert all(e164(number) == "+" + number for number in found)
 
 
 def test_write_indexes_the_requests(tmp_path: Path) -> None:
