@@ -24,6 +24,9 @@ from functools import lru_cache
 #: How both providers with concatenated parameters name them: a capital, then letters and
 #: digits. A name made of a value's tail (``deliveredTo``, ``0007``) does not look like this.
 PROVIDER_NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
+#: Provider-style names, each followed by a newline (which no such name holds): every name of
+#: a request checked in one match.
+_PROVIDER_NAMES = re.compile(r"(?:[A-Z][A-Za-z0-9]*\n)*")
 
 
 def separators_in(pairs: Iterable[tuple[str, object]], in_names: str, in_values: str = "") -> str:
@@ -61,9 +64,11 @@ def concatenation_problem(
     provider sends), so no decisive value can swallow the parameters after it.
     """
     pairs = list(pairs)
-    for name, _ in pairs:
-        if not PROVIDER_NAME.fullmatch(name):
-            return f"parameter name {name[:64]!r} is not a provider parameter name"
+    names_text = "".join(name + "\n" for name, _ in pairs)
+    if names_text.count("\n") != len(pairs) or not _PROVIDER_NAMES.fullmatch(names_text):
+        for name, _ in pairs:  # which one
+            if not PROVIDER_NAME.fullmatch(name):
+                return f"parameter name {name[:64]!r} is not a provider parameter name"
     names = _any_of(known)
     for name, value in pairs:
         if name in decisive:

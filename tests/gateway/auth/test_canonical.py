@@ -72,3 +72,11 @@ def test_a_decisive_value_holding_any_known_name_is_refused_and_no_names_refuse_
     # Every occurrence counts, not only the first: the second Status here is a re-split.
     pairs = [("Status", "x"), ("X", "yStatus")]
     assert "Status appears" in concatenation_problem("", pairs, DECISIVE, KNOWN)
+
+
+@pytest.mark.parametrize("name", ["deliveredTo", "0007", "Error\nCode", "To\n", "", "Ünit", "A-B"])
+def test_any_name_that_is_not_provider_style_is_named(name: str) -> None:
+    pairs = [*GENUINE[:2], (name, "1"), *GENUINE[2:]]
+    assert concatenation_problem("", pairs, DECISIVE, KNOWN) == (
+        f"parameter name {name!r} is not a provider parameter name"
+    )
