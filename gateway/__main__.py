@@ -43,15 +43,12 @@ def _defer_early_signals(app: Sanic[Any, Any]) -> None:
             app.stop(terminate=False)
 
 
-def _freeze_after_start(app: Sanic[Any, Any]) -> None:
-    """Once the server runs, everything loaded so far (modules, settings, the app, the
-    channel to statusd) lives as long as the process: leave it out of the garbage
-    collector's full passes, which otherwise walk all of it (a pause of every webhook in
-    flight that grows with what is loaded)."""
-
-    @app.after_server_start
-    async def _freeze(app: Sanic[Any, Any]) -> None:
-        gc.freeze()
+async def _freeze_loaded(app: Sanic[Any, Any]) -> None:
+    """Once the server runs (``after_server_start``), everything loaded so far (modules,
+    settings, the app, the channel to statusd) lives as long as the process: leave it out of
+    the garbage collector's full passes, which otherwise walk all of it (a pause of every
+    webhook in flight that grows with what is loaded)."""
+    gc.freeze()
 
 
 def main() -> None:
@@ -69,7 +66,7 @@ def main() -> None:
     config.describe()
     app = create_app(config)
     _defer_early_signals(app)
-    _freeze_after_start(app)
+    app.after_server_start(_freeze_loaded)
     log.info(
         "gateway listening",
         extra={

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import socket
 from pathlib import Path
 
 import pytest
 from sanic import Sanic
 
-from gateway.__main__ import _freeze_after_start
+from gateway import __main__ as gateway_main
+from gateway.__main__ import _freeze_loaded
 from tests.helpers.processes import free_port, last_line, run_to_end
 
 
@@ -56,10 +58,7 @@ def test_what_start_up_loaded_is_left_out_of_full_collections(
 ) -> None:
     frozen: list[bool] = []
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
-    app = Sanic("freeze-test", configure_logging=False)
-    _freeze_after_start(app)
-    started = [each for each in app._future_listeners if each.event == "after_server_start"]
-    assert len(started) == 1
-    assert not frozen  # nothing until the server runs
-    asyncio.run(started[0].listener(app))
+    asyncio.run(_freeze_loaded(Sanic("freeze-test", configure_logging=False)))
     assert frozen == [True]
+    source = inspect.getsource(gateway_main.main)
+    assert "app.after_server_start(_freeze_loaded)" in source
