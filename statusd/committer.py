@@ -7,8 +7,9 @@ While a commit is in flight the next batch gathers, so under load each fsync car
 calls without any added wait. A failed commit fails only the calls in that batch, with
 :class:`~statusd.storage.base.StoreUnavailable`; they retry, and dedupe keeps retries harmless.
 After each successful commit ``on_commit`` is called (statusd wakes its Watch change hub),
-and after each failed one ``on_failure`` with the number of consecutive failures (statusd's
-readiness follows it); neither may block. :attr:`GroupCommitter.quiet` is set while no
+then ``on_receipts`` with the commit's receipts when it has any (the receipt latency), and
+after each failed one ``on_failure`` with the number of consecutive failures (statusd's
+readiness follows it); none may block. :attr:`GroupCommitter.quiet` is set while no
 IngestReports call runs (:meth:`GroupCommitter.call`), none is pending and no commit is in
 flight: Watch writes wait for it (briefly), so that they never crowd out ingestion.
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import metrics, tracing
-from statusd.storage.base import Outcome, Store, StoreUnavailable
+from statusd.storage.base import Outcome, Receipt, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,12 @@ class GroupCommitter:
         window: float = 0.0,
         on_commit: Callable[[], None] | None = None,
         on_failure: Callable[[int], None] | None = None,
+        on_receipts: Callable[[list[Receipt]], None] | None = None,
     ) -> None:
         self.store = store
         self.on_commit = on_commit
         self.on_failure = on_failure
+        self.on_receipts = on_receipts
         #: Commits that failed in a row (0 after a success).
         self.consecutive_failures = 0
         #: When the last commit finished (time.monotonic()), successful or not.
@@ -153,7 +156,7 @@ class GroupCommitter:
         started = time.perf_counter()
         try:
             with tracing.commit(self.store.name, [call.span for call in batch], len(reports)):
-                outcomes = await self.store.commit(reports, quarantined)
+                committed = await self.store.commit_batch(reports, quarantined)
         except Exception as exc:
             self.last_commit = time.monotonic()
             self.consecutive_failures += 1
@@ -175,6 +178,9 @@ class GroupCommitter:
         self.commits += 1
         if self.on_commit is not None:
             self.on_commit()
+        if committed.receipts and self.on_receipts is not None:
+            self.on_receipts(committed.receipts)
+        outcomes = committed.outcomes
         metrics.child(metrics.COMMIT_LATENCY, self.store.name).observe(
             time.perf_counter() - started
         )

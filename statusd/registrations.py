@@ -8,14 +8,14 @@ commits them through the group committer as registration entries of the messages
 idempotent (its dedupe key is fixed), merged with the reports by the status fold, and a Watch
 change like a report.
 
-:class:`LatencyObserver` feeds the receipt-latency histogram after a commit: for each final
-report that became current, the time from its message's submit time to the report.
+:func:`observe_receipts` feeds the receipt-latency histograms after a commit, from the
+receipts the store's commit returned (:class:`statusd.storage.base.Receipt`): for each
+registered message whose final report became current, the time from its submit time to the
+report. Nothing is read back from the store.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -26,9 +26,7 @@ from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub_common.providers import PROVIDER_NAMES
 from statusd import errors, metrics, model
 from statusd.committer import GroupCommitter
-from statusd.storage.base import DUPLICATE, STALE, STORED, Outcome, Store
-
-log = logging.getLogger(__name__)
+from statusd.storage.base import DUPLICATE, Outcome, Receipt
 
 #: The most registrations one RegisterMessages call may carry.
 MAX_REGISTRATIONS = 1000
@@ -36,8 +34,6 @@ MAX_ID_LENGTH = 1024
 MAX_NAME_LENGTH = 64
 #: The longest report timeout a registration may name (a year).
 MAX_TIMEOUT_SECONDS = 366 * 86_400
-#: At most this many latency observations read the store at once; more are skipped.
-MAX_OBSERVING = 4
 
 
 def normalized_recipient(value: str, where: str) -> str:
@@ -95,16 +91,10 @@ def checked_registration(
 class Registrar:
     """Commits registrations (see the module docstring)."""
 
-    def __init__(
-        self,
-        committer: GroupCommitter,
-        default_timeout: Callable[[str], int],
-        latency: LatencyObserver | None = None,
-    ) -> None:
+    def __init__(self, committer: GroupCommitter, default_timeout: Callable[[str], int]) -> None:
         """``default_timeout(provider)``: a provider's report timeout in microseconds."""
         self.committer = committer
         self.default_timeout = default_timeout
-        self.latency = latency
 
     async def register(
         self, request: status_pb.RegisterMessagesRequest, now_micros: int
@@ -122,8 +112,6 @@ class Registrar:
         entries = [model.registration_entry(r, now_micros) for r in registrations]
         with self.committer.call():
             outcomes = await self.committer.submit(entries)
-        if self.latency is not None:
-            self.latency.committed(entries, outcomes)
         answers = [registration_outcome(outcome) for outcome in outcomes]
         registered = Counter(
             (entry.provider, answer) for entry, answer in zip(entries, answers, strict=True)
@@ -145,46 +133,9 @@ def registration_outcome(outcome: Outcome) -> status_pb.RegistrationOutcome.Valu
     return status_pb.REGISTRATION_OUTCOME_REGISTERED
 
 
-class LatencyObserver:
-    """Observes receipt latencies after commits, off the answer's path (best effort: when
-    the store is slow, observations are skipped rather than queued without bound)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def committed(self, reports: Sequence[pb.DeliveryReport], outcomes: Sequence[Outcome]) -> None:
-        """Schedules the observation of the final reports that became current, and of the
-        registrations that came after their message's final report (read from the store)."""
-        keys: dict[model.MessageKeyTuple, int | None] = {}
-        for report, outcome in zip(reports, outcomes, strict=True):
-            if outcome == STORED and model.final_time(report) is not None:
-                keys[model.message_key(report)] = model.final_time(report)
-            elif outcome == STALE and model.is_registration(report):
-                keys[model.message_key(report)] = None  # the stored final time, if any
-        if not keys or len(self._tasks) >= MAX_OBSERVING:
-            return
-        task = asyncio.create_task(self._observe(keys), name="receipt-latency")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _observe(self, finals: dict[model.MessageKeyTuple, int | None]) -> None:
-        keys = [pb.MessageKey(provider=p, account=a, message_id=m) for p, a, m in finals]
-        try:
-            found = await self.store.batch_get(keys)
-        except Exception as exc:  # best effort: a metric is not worth a failed call
-            log.debug("receipt latency not observed: %s", exc)
-            return
-        for status in found:
-            final = finals.get((status.provider, status.account, status.message_id))
-            if final is None and status.HasField("final_time"):
-                final = model.micros(status.final_time)
-            if status.HasField("submit_time") and final is not None:
-                latency = (final - model.micros(status.submit_time)) / 1_000_000
-                metrics.RECEIPT_LATENCY.labels(status.provider).observe(max(latency, 0.0))
-                metrics.RECEIPT_LATENCY_BY_COUNTRY.labels(status.country).observe(max(latency, 0.0))
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+def observe_receipts(receipts: Sequence[Receipt]) -> None:
+    """Observes the receipt latency of each receipt (never below zero)."""
+    for receipt in receipts:
+        latency = max((receipt.final_time - receipt.submit_time) / 1_000_000, 0.0)
+        metrics.child(metrics.RECEIPT_LATENCY, receipt.provider).observe(latency)
+        metrics.child(metrics.RECEIPT_LATENCY_BY_COUNTRY, receipt.country).observe(latency)

@@ -38,7 +38,7 @@ from statusd.committer import GroupCommitter
 from statusd.cursors import CursorCodec
 from statusd.metrics import GrpcMetrics
 from statusd.reads import Reader
-from statusd.registrations import LatencyObserver, Registrar
+from statusd.registrations import Registrar, observe_receipts
 from statusd.service import IngestService, StatusService
 from statusd.settings import StatusdSettings
 from statusd.storage import Store, StoreUnavailable, open_store
@@ -80,6 +80,7 @@ class Statusd:
             window=settings.group_commit_window_ms / 1000,
             on_commit=self._committed,
             on_failure=self._commit_failed,
+            on_receipts=observe_receipts,
         )
         self.hub = ChangeHub(
             self.store,
@@ -92,7 +93,6 @@ class Statusd:
         self.health = health.aio.HealthServicer()
         self.auth = BearerAuth(auth.role_tokens(settings))
         self.reader = Reader(self.store, codec, settings.multipart_policy)
-        self.latency = LatencyObserver(self.store)
         self.sweeper = ReportSweeper(
             self.store, self.committer, interval=settings.report_sweep_seconds
         )
@@ -135,13 +135,13 @@ class Statusd:
         settings = self.settings
         self.committer.start()
         ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
-            IngestService(self.committer, self.reader, self.latency), self.server
+            IngestService(self.committer, self.reader), self.server
         )
         status_service_pb2_grpc.add_StatusServiceServicer_to_server(
             StatusService(
                 self.reader,
                 self.hub,
-                Registrar(self.committer, settings.report_timeout_micros, self.latency),
+                Registrar(self.committer, settings.report_timeout_micros),
                 heartbeat_seconds=self.settings.watch_heartbeat_seconds,
             ),
             self.server,
@@ -191,7 +191,6 @@ class Statusd:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.server.stop(grace)
-        await self.latency.stop()
         if self.health_server is not None:
             await self.health_server.stop(0)
         await self.committer.stop()

@@ -26,7 +26,7 @@ from statusd import errors, metrics, model, tracing
 from statusd.committer import GroupCommitter
 from statusd.fanout import client_identity
 from statusd.reads import MAX_PAGE_SIZE, Reader, message_filter
-from statusd.registrations import LatencyObserver, Registrar
+from statusd.registrations import Registrar
 from statusd.storage.base import Change
 from statusd.watch import ChangeHub
 
@@ -125,12 +125,9 @@ def checked_key(provider: str, message_id: str, account: str, where: str = "") -
 class IngestService(ingest_grpc.IngestServiceServicer):
     """IngestReports: validate, group-commit, answer counts after the commit."""
 
-    def __init__(
-        self, committer: GroupCommitter, reader: Reader, latency: LatencyObserver | None = None
-    ) -> None:
+    def __init__(self, committer: GroupCommitter, reader: Reader) -> None:
         self.committer = committer
         self.reader = reader
-        self.latency = latency
 
     @rpc("IngestReports")
     async def IngestReports(
@@ -145,8 +142,6 @@ class IngestService(ingest_grpc.IngestServiceServicer):
                 if not item.HasField("received_time"):
                     item.received_time.FromMicroseconds(now)
             outcomes = await self.committer.submit(reports, quarantined)
-        if self.latency is not None:
-            self.latency.committed(reports, outcomes)
         metrics.count_final_reports(reports, outcomes)
         counts = Counter(outcomes)
         response = ingest_pb.IngestReportsResponse(

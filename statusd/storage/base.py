@@ -3,9 +3,11 @@
 A backend turns batches of reports into durable state by the rules of :mod:`statusd.model`.
 The contract, which ``tests/statusd/storage/`` runs against every backend:
 
-* :meth:`Store.commit` is atomic and durable: when it returns, every report and quarantined
-  item of the batch is committed; when it raises :class:`StoreUnavailable`, the caller must
-  assume nothing was (a retry is safe: commits are idempotent by dedupe key).
+* :meth:`Store.commit_batch` is atomic and durable: when it returns, every report and
+  quarantined item of the batch is committed; when it raises :class:`StoreUnavailable`, the
+  caller must assume nothing was (a retry is safe: commits are idempotent by dedupe key).
+  Beside the outcomes it returns the batch's :class:`Receipt` s, so that the receipt latency
+  is observed without reading anything back.
 * The outcome of each report is DUPLICATE (its dedupe key was seen for that message),
   STORED (new and now current) or STALE (new, kept in history, but not current).
 * Reads see every acknowledged commit.
@@ -119,6 +121,26 @@ class Due:
 
 
 @dataclass(frozen=True)
+class Receipt:
+    """A registered message that got its final report in a commit (or was registered after
+    it): what the receipt-latency histograms observe. Times in microseconds."""
+
+    provider: str
+    country: str
+    submit_time: int
+    final_time: int
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a commit did: one outcome per report, in order, and the receipts of the batch
+    (at most one per message, as it stands after the batch)."""
+
+    outcomes: list[Outcome]
+    receipts: list[Receipt] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a listing; ``cursor`` is where the next page starts (None at the end)."""
 
@@ -154,16 +176,26 @@ class Store(abc.ABC):
         """Returns when the store can take commits; raises :class:`StoreUnavailable` otherwise."""
 
     @abc.abstractmethod
+    async def commit_batch(
+        self,
+        reports: Sequence[pb.DeliveryReport],
+        quarantined: Sequence[pb.QuarantinedItem] = (),
+    ) -> Committed:
+        """Commits one batch durably; returns one outcome per report, in order, and a
+        :class:`Receipt` for each message of the batch that is registered and whose final
+        report became current in it, or that was registered in it after its final report.
+
+        Every report must carry its dedupe key in ``event_id`` (see
+        :func:`statusd.model.with_event_id`); several reports of one message may be in a batch.
+        """
+
     async def commit(
         self,
         reports: Sequence[pb.DeliveryReport],
         quarantined: Sequence[pb.QuarantinedItem] = (),
     ) -> list[Outcome]:
-        """Commits one batch durably and returns one outcome per report, in order.
-
-        Every report must carry its dedupe key in ``event_id`` (see
-        :func:`statusd.model.with_event_id`); several reports of one message may be in a batch.
-        """
+        """:meth:`commit_batch`, answering only the outcomes."""
+        return (await self.commit_batch(reports, quarantined)).outcomes
 
     @abc.abstractmethod
     async def get(self, key: pb.MessageKey, *, full: bool = False) -> pb.MessageStatus | None:

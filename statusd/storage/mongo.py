@@ -56,9 +56,9 @@ from statusd.storage import mongo_docs as docs
 from statusd.storage import mongo_stats
 from statusd.storage.base import (
     Change,
+    Committed,
     Due,
     MessageFilter,
-    Outcome,
     Page,
     Store,
     StoreUnavailable,
@@ -196,11 +196,11 @@ class MongoStore(Store):
 
     # -- writes --------------------------------------------------------------------------
 
-    async def commit(
+    async def commit_batch(
         self,
         reports: Sequence[pb.DeliveryReport],
         quarantined: Sequence[pb.QuarantinedItem] = (),
-    ) -> list[Outcome]:
+    ) -> Committed:
         feed = self._opened()
         async with self._lock:
             with self._operation("commit"):

@@ -22,6 +22,9 @@
 4. (Standalone server only) one counter update reserves change numbers for step 5.
 5. One unordered ``bulk_write`` marks the applied events ``applied: true`` (and numbers them).
    Watch reads only applied events, so it shows a report once its message reflects it.
+   Beside it, when final reports became current (or registrations came after them), one
+   projected ``find`` reads those messages' submit and final times for the receipts the
+   commit returns (best effort: a failed read loses observations, never the commit).
 
 **What was applied lives in the events collection**, whose ``_id`` index already records each
 report once: an event is ``applied`` only after its message counted it. The counting marker
@@ -45,6 +48,7 @@ with the marker that prevents a second count.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
@@ -58,8 +62,18 @@ from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
 from statusd.status_fields import FIELDS
 from statusd.storage import mongo_docs as docs
-from statusd.storage.base import DUPLICATE, STALE, STORED, Outcome, StoreUnavailable
+from statusd.storage.base import (
+    DUPLICATE,
+    STALE,
+    STORED,
+    Committed,
+    Outcome,
+    Receipt,
+    StoreUnavailable,
+)
 from statusd.storage.mongo_changes import Collection, Feed
+
+log = logging.getLogger(__name__)
 
 _DUPLICATE_KEY: Final = 11000
 #: How long a counting marker outlives its commit: far longer than any commit can run
@@ -86,8 +100,9 @@ class BatchWriter:
 
     async def commit(
         self, reports: Sequence[pb.DeliveryReport], quarantined: Sequence[pb.QuarantinedItem]
-    ) -> list[Outcome]:
-        """One outcome per report; raises StoreUnavailable (or a driver error) on failure."""
+    ) -> Committed:
+        """One outcome per report, and the receipts; raises StoreUnavailable (or a driver
+        error) on failure."""
         now = now_micros()
         stamp = docs.as_datetime(now)
         outcomes: list[Outcome] = [DUPLICATE] * len(reports)
@@ -101,11 +116,13 @@ class BatchWriter:
             docs.event_document(reports[i], reports[i].SerializeToString(), stamp) for i in fresh
         ]
         touched = {docs.message_id_of_report(reports[index]): reports[index] for index in fresh}
-        known = await _all(
-            self._insert_events(events),
-            self._ensure(touched, now),
-            self._quarantine(quarantined, stamp),
-        )
+        known: list[int] = (
+            await _all(
+                self._insert_events(events),
+                self._ensure(touched, now),
+                self._quarantine(quarantined, stamp),
+            )
+        )[0]
         duplicates = {fresh[number] for number in known}
         pending = await self._pending([events[number]["_id"] for number in known])
         to_apply: list[tuple[int | None, pb.DeliveryReport]] = []
@@ -115,12 +132,15 @@ class BatchWriter:
             elif events[number]["_id"] in pending:  # not applied yet: heals a failed commit
                 to_apply.append((None, pending[events[number]["_id"]]))
         current = await self._apply(to_apply, now, stamp)
-        last = await self._mark_applied([report for _, report in to_apply])
         for index in fresh:
             if index not in duplicates:
                 outcomes[index] = STORED if index in current else STALE
+        last, receipts = await _all(
+            self._mark_applied([report for _, report in to_apply]),
+            self._receipts(docs.receipt_candidates(reports, outcomes)),
+        )
         self.feed.committed(last)
-        return outcomes
+        return Committed(outcomes, receipts)
 
     async def _passed_timeouts(self, reports: Sequence[pb.DeliveryReport]) -> set[int]:
         """The batch indexes of timeout entries whose message no longer awaits that deadline
@@ -212,6 +232,22 @@ class BatchWriter:
         else:
             missed = set()
         return {index for op, index in becomes_current.items() if op not in missed}
+
+    async def _receipts(self, candidates: dict[str, int | None]) -> list[Receipt]:
+        """The receipts of the candidate messages that are registered: one projected read of
+        the messages as the batch left them, beside the last step; best effort (a failed
+        read loses the observations, never the commit)."""
+        if not candidates:
+            return []
+        try:
+            found = await self.messages.find(
+                {"_id": {"$in": list(candidates)}, "submit_time": {"$gte": 0}},
+                docs.RECEIPT_FIELDS,
+            ).to_list(None)
+        except Exception as exc:  # best effort: a metric is not worth a failed commit
+            log.debug("receipts not read: %s", exc)
+            return []
+        return [r for document in found if (r := docs.receipt(document, candidates))]
 
     async def _mark_applied(self, applied: list[pb.DeliveryReport]) -> int | None:
         """The last step: the events become visible to Watch (numbered on a standalone
@@ -347,11 +383,11 @@ def _duplicate_key_errors(exc: BulkWriteError) -> set[int]:
     return {int(error["index"]) for error in details.get("writeErrors", [])}
 
 
-async def _all(insert: Awaitable[list[int]], *others: Awaitable[Any]) -> list[int]:
-    """Runs independent writes at once; waits for all before raising any one's error.
-    Returns the first one's result."""
-    results = await asyncio.gather(insert, *others, return_exceptions=True)
+async def _all(*requests: Awaitable[Any]) -> list[Any]:
+    """Runs independent requests at once; waits for all before raising any one's error.
+    Returns their results in order."""
+    results = await asyncio.gather(*requests, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
-    return results[0]  # type: ignore[return-value]
+    return results

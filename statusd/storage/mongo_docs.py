@@ -30,7 +30,15 @@ from pymongo import ASCENDING
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
 from statusd.status_fields import FIELDS, StatusField
-from statusd.storage.base import InvalidPosition, MessageFilter, set_times
+from statusd.storage.base import (
+    STALE,
+    STORED,
+    InvalidPosition,
+    MessageFilter,
+    Outcome,
+    Receipt,
+    set_times,
+)
 
 Document = dict[str, Any]
 #: ``(collection, name, keys, options)``
@@ -271,3 +279,34 @@ def cursor_query(cursor: str) -> Document:
         "first_seen": {"$gte": first_seen},
         "$or": [{"first_seen": {"$gt": first_seen}}, {"_id": {"$gt": message}}],
     }
+
+
+#: What the receipts read of a message (:func:`receipt`).
+RECEIPT_FIELDS: Final = {"provider": 1, "country": 1, "submit_time": 1, "final_time": 1}
+
+
+def receipt_candidates(
+    reports: Sequence[pb.DeliveryReport], outcomes: Sequence[Outcome]
+) -> dict[str, int | None]:
+    """The messages of the batch that may have a receipt: those whose final report became
+    current (its final time) and those registered after it (None: the stored final time)."""
+    candidates: dict[str, int | None] = {}
+    for report, outcome in zip(reports, outcomes, strict=True):
+        if outcome == STORED and (final := model.final_time(report)) is not None:
+            candidates[message_id_of_report(report)] = final
+        elif outcome == STALE and model.is_registration(report):
+            candidates[message_id_of_report(report)] = None
+    return candidates
+
+
+def receipt(document: Document, candidates: Mapping[str, int | None]) -> Receipt | None:
+    """The receipt of a candidate message document (:data:`RECEIPT_FIELDS`) that is
+    registered: its final time is the candidate's, or the stored one (None: no receipt)."""
+    final = candidates[document["_id"]]
+    if final is None:
+        final = document.get("final_time")
+    if final is None or document.get("submit_time") is None:
+        return None
+    return Receipt(
+        document["provider"], document.get("country", ""), document["submit_time"], final
+    )

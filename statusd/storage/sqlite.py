@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, TypeVar
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd.storage.base import (
     Change,
+    Committed,
     Due,
     InvalidPosition,
     MessageFilter,
-    Outcome,
     Page,
     PositionGone,
     Store,
@@ -198,11 +198,11 @@ class SqliteStore(Store):
 
     # -- writes --------------------------------------------------------------------------
 
-    async def commit(
+    async def commit_batch(
         self,
         reports: Sequence[pb.DeliveryReport],
         quarantined: Sequence[pb.QuarantinedItem] = (),
-    ) -> list[Outcome]:
+    ) -> Committed:
         return await self._write(
             lambda connection: commit_batch(connection, reports, quarantined, self._groups)
         )

@@ -20,9 +20,11 @@ from statusd.storage.base import (
     DUPLICATE,
     STALE,
     STORED,
+    Committed,
     InvalidPosition,
     MessageFilter,
     Outcome,
+    Receipt,
     set_times,
 )
 from statusd.storage.sqlite_stats import GroupKey, StatsGroups
@@ -81,6 +83,11 @@ DUE_SQL = (
     " ORDER BY report_deadline LIMIT ?"
 )
 STALE_SQL = f"UPDATE messages SET {_COUNT_AND_FILL} WHERE id = ?"  # noqa: S608
+#: What a commit reads of a message before it applies an entry (:func:`apply_report`).
+ROW_SQL = (
+    "SELECT id, order_key, report_deadline, status, error_code, country, recipient,"
+    " submit_time, final_time FROM messages WHERE provider = ? AND account = ? AND message_id = ?"
+)
 
 
 def now_micros() -> int:
@@ -92,25 +99,31 @@ def commit_batch(
     reports: Sequence[pb.DeliveryReport],
     quarantined: Sequence[pb.QuarantinedItem],
     groups: StatsGroups,
-) -> list[Outcome]:
+) -> Committed:
     """Applies one batch inside the open write transaction (the writer is the only one)."""
     now = now_micros()
-    outcomes = [apply_report(connection, report, now, groups) for report in reports]
+    outcomes: list[Outcome] = []
+    receipts: dict[model.MessageKeyTuple, Receipt] = {}  # the last one of each message
+    for report in reports:
+        outcome, receipt = apply_report(connection, report, now, groups)
+        outcomes.append(outcome)
+        if receipt is not None:
+            receipts[model.message_key(report)] = receipt
     if quarantined:
         connection.executemany(
             "INSERT INTO quarantine (provider, account, item, stored) VALUES (?, ?, ?, ?)",
             [(item.provider, item.account, item.SerializeToString(), now) for item in quarantined],
         )
-    return outcomes
+    return Committed(outcomes, list(receipts.values()))
 
 
 def group_key(
     report: pb.DeliveryReport, country: str, row: Sequence[Any] | None, current: bool
 ) -> GroupKey:
-    """The statistics group of a message after ``report`` is written to its ``row`` (``(id,
-    order_key, deadline, status, error_code, country, recipient)``, None for a new
-    message): the report's status and error code when it becomes current, else the row's;
-    the report's country while the row has no recipient (what ``_COUNT_AND_FILL`` does)."""
+    """The statistics group of a message after ``report`` is written to its ``row``
+    (:data:`ROW_SQL`, None for a new message): the report's status and error code when it
+    becomes current, else the row's; the report's country while the row has no recipient
+    (what ``_COUNT_AND_FILL`` does)."""
     if row is None:
         return (report.provider, report.account, country, report.status, report.error.code)
     if row[6]:
@@ -122,8 +135,9 @@ def group_key(
 
 def apply_report(
     connection: sqlite3.Connection, report: pb.DeliveryReport, now: int, groups: StatsGroups
-) -> Outcome:
-    """Adds one entry to its message's history and, when it is newer, makes it current.
+) -> tuple[Outcome, Receipt | None]:
+    """Adds one entry to its message's history and, when it is newer, makes it current;
+    returns its outcome and the message's receipt when it has one now (:func:`receipt`).
 
     A timeout entry applies only while the message still awaits a report and its deadline
     is the one the entry was made for; otherwise nothing is written (DUPLICATE)."""
@@ -135,13 +149,10 @@ def apply_report(
     country = model.country_of(report.recipient)
     registration = registration_values(report, now)
     row = connection.execute(
-        "SELECT id, order_key, report_deadline, status, error_code, country, recipient"
-        " FROM messages"
-        " WHERE provider = ? AND account = ? AND message_id = ?",
-        (report.provider, report.account, report.message_id),
+        ROW_SQL, (report.provider, report.account, report.message_id)
     ).fetchone()
     if model.is_timeout(report) and not timeout_applies(row, report):
-        return DUPLICATE
+        return DUPLICATE, None
     final_time, error_code = model.final_time(report), report.error.code
     if row is None:
         group = groups.id_of(connection, group_key(report, country, None, True))
@@ -156,10 +167,10 @@ def apply_report(
             ),
         ).lastrowid
         insert_event(connection, message, report, blob)
-        return STORED
+        return STORED, None  # a new message has no final report and a registration at once
     message, current = row[0], row[1]
     if not insert_event(connection, message, report, blob):
-        return DUPLICATE
+        return DUPLICATE, None
     if registration is not None:
         connection.execute(REGISTER_SQL, (*registration, message))
     group = groups.id_of(connection, group_key(report, country, row, key > current))
@@ -168,9 +179,26 @@ def apply_report(
         connection.execute(
             CURRENT_SQL, (report.status, key, blob, final_time, error_code, *counting)
         )
-        return STORED
+        return STORED, receipt(row, report, final_time, country)
     connection.execute(STALE_SQL, counting)
-    return STALE
+    return STALE, receipt(row, report, None, country)
+
+
+def receipt(
+    row: Sequence[Any], report: pb.DeliveryReport, became_final: int | None, country: str
+) -> Receipt | None:
+    """The receipt of a message once an entry applied to its row (:data:`ROW_SQL`, as it
+    was before): when a final report became current (``became_final``, its final time) or
+    a registration came after the final report, and the message is registered. The country
+    is the one the update left (the stored one, or the entry's when no recipient was)."""
+    submit, final = row[7], became_final
+    if model.is_registration(report):
+        final = row[8]
+        if submit is None:
+            submit = model.registration_micros(report.registration)[0]
+    if submit is None or final is None:
+        return None
+    return Receipt(report.provider, row[5] if row[6] else country, submit, final)
 
 
 def registration_values(report: pb.DeliveryReport, now: int) -> tuple[int, int, int] | None:

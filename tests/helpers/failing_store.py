@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dlrhub.v1 import delivery_report_pb2 as pb
-from statusd.storage.base import Outcome, StoreUnavailable
+from statusd.storage.base import Committed, StoreUnavailable
 from statusd.storage.sqlite import SqliteStore
 
 
@@ -16,14 +16,14 @@ class FullDiskStore(SqliteStore):
     full = False
     write_probes = 0
 
-    async def commit(
+    async def commit_batch(
         self,
         reports: Sequence[pb.DeliveryReport],
         quarantined: Sequence[pb.QuarantinedItem] = (),
-    ) -> list[Outcome]:
+    ) -> Committed:
         if self.full:
             raise StoreUnavailable(f"sqlite {self.path}: database or disk is full")
-        return await super().commit(reports, quarantined)
+        return await super().commit_batch(reports, quarantined)
 
     async def probe_write(self) -> None:
         self.write_probes += 1

@@ -41,7 +41,7 @@ from pymongo.errors import (
 )
 
 from dlrhub.v1 import delivery_report_pb2 as pb
-from statusd.storage.base import Change, MessageFilter, Outcome, Page, StoreUnavailable
+from statusd.storage.base import Change, Committed, MessageFilter, Page, StoreUnavailable
 from statusd.storage.mongo import MongoStore
 from tests.helpers.mongomock_async import MockClient, MockCollection, MockCursor, MockDatabase
 
@@ -339,13 +339,13 @@ class RetryingMongoStore(MongoStore):
     async def open(self) -> None:
         await self._twice(super().open)
 
-    async def commit(
+    async def commit_batch(
         self, reports: Sequence[pb.DeliveryReport], quarantined: Sequence[pb.QuarantinedItem] = ()
-    ) -> list[Outcome]:
-        async def attempt() -> list[Outcome]:
+    ) -> Committed:
+        async def attempt() -> Committed:
             self.chooser.in_commit = True
             try:
-                return await MongoStore.commit(self, reports, quarantined)
+                return await MongoStore.commit_batch(self, reports, quarantined)
             finally:
                 self.chooser.in_commit = False
 

@@ -15,8 +15,8 @@ import pytest
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
 from statusd.committer import GroupCommitter
-from statusd.storage.base import DUPLICATE, STORED, Outcome, Store, StoreUnavailable
-from tests.helpers.reports import report
+from statusd.storage.base import DUPLICATE, STORED, Committed, Receipt, Store, StoreUnavailable
+from tests.helpers.reports import BASE_MICROS, registered, report
 from tests.helpers.stores import Backend
 
 
@@ -29,11 +29,11 @@ class Faults:
         self.fail_calls: set[int] = set()
         self.gate = asyncio.Event()
         self.gate.set()
-        inner = store.commit
+        inner = store.commit_batch
 
-        async def commit(
+        async def commit_batch(
             reports: Sequence[pb.DeliveryReport], quarantined: Sequence[pb.QuarantinedItem] = ()
-        ) -> list[Outcome]:
+        ) -> Committed:
             self.calls.append(len(reports))
             number = len(self.calls)
             await self.gate.wait()
@@ -41,7 +41,7 @@ class Faults:
                 raise StoreUnavailable("injected failure")
             return await inner(reports, quarantined)
 
-        setattr(store, "commit", commit)  # noqa: B010 - an instance attribute, on purpose
+        setattr(store, "commit_batch", commit_batch)  # noqa: B010 - an instance attribute, on purpose
 
 
 @pytest.fixture(params=["sqlite", "mongomock"])
@@ -146,6 +146,16 @@ async def test_consecutive_failures_are_counted_and_reset(store: Store) -> None:
                 await committer.submit([model.with_event_id(report(f"f-{index}"))])
         assert seen == [1, 2, 1]  # the third commit succeeded and reset the count
         assert committer.consecutive_failures == 0
+
+
+async def test_receipts_go_to_on_receipts_after_each_commit_that_has_any(store: Store) -> None:
+    seen: list[list[Receipt]] = []
+    async with GroupCommitter(store, on_receipts=seen.append) as committer:
+        await committer.submit([registered("r-1", submit_offset=-5)])
+        await committer.submit(one("unregistered"))
+        assert seen == []
+        assert await committer.submit(one("r-1")) == [STORED]
+        assert seen == [[Receipt("infobip", "CH", BASE_MICROS - 5_000_000, BASE_MICROS)]]
 
 
 async def test_quiet_while_nothing_is_pending_or_committing(store: Store) -> None:

@@ -5,7 +5,6 @@ and completion of one registration (statusd.registrations)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from prometheus_client import REGISTRY
 from dlrhub.v1 import delivery_report_pb2 as pb
 from dlrhub.v1 import status_service_pb2 as status_pb
 from statusd import errors, model
-from statusd.registrations import LatencyObserver, checked_registration, normalized_recipient
+from statusd.committer import GroupCommitter
+from statusd.registrations import checked_registration, normalized_recipient, observe_receipts
 from statusd.server import Statusd
 from statusd.storage.sqlite import SqliteStore
 from tests.helpers.reports import BASE_MICROS, filled, report
@@ -270,32 +270,22 @@ def latency_samples(provider: str) -> tuple[float, float]:
 
 async def test_receipt_latency_is_observed_in_either_order(tmp_path: Path) -> None:
     """From the submit time to the final report: when the receipt comes after the
-    registration, and when the registration comes after the receipt."""
+    registration, and when the registration comes after the receipt; observed from what the
+    commit returned, when the commit returns (nothing is read back)."""
     store = SqliteStore(tmp_path / "store.sqlite3")
     await store.open()
-    observer = LatencyObserver(store)
     try:
-        before = latency_samples("telnyx")
-        first = model.registration_entry(stored_registration("t-1"), BASE_MICROS)
-        await store.commit([first])
-        (receipt,) = filled(report("t-1", provider="telnyx", event_offset=60))
-        outcomes = await store.commit([receipt])
-        observer.committed([receipt], outcomes)
-        (early,) = filled(report("t-2", provider="telnyx", event_offset=30))
-        await store.commit([early])
-        late = model.registration_entry(stored_registration("t-2"), BASE_MICROS)
-        outcomes = await store.commit([late])
-        observer.committed([late], outcomes)
-        (sent,) = filled(report("t-3", provider="telnyx", status=pb.DELIVERY_STATUS_SENT))
-        observer.committed([sent], await store.commit([sent]))  # not final: nothing
-        for _ in range(100):  # the observations run off the commit's path
-            if latency_samples("telnyx")[0] - before[0] == 2:
-                break
-            await asyncio.sleep(0.01)
-        count, total = latency_samples("telnyx")
-        assert (count - before[0], total - before[1]) == (2, 90)
+        async with GroupCommitter(store, on_receipts=observe_receipts) as committer:
+            before = latency_samples("telnyx")
+            await committer.submit([model.registration_entry(stored_registration("t-1"), 0)])
+            await committer.submit(filled(report("t-1", provider="telnyx", event_offset=60)))
+            await committer.submit(filled(report("t-2", provider="telnyx", event_offset=30)))
+            await committer.submit([model.registration_entry(stored_registration("t-2"), 0)])
+            sent = report("t-3", provider="telnyx", status=pb.DELIVERY_STATUS_SENT)
+            await committer.submit(filled(sent))  # not final: nothing
+            count, total = latency_samples("telnyx")
+            assert (count - before[0], total - before[1]) == (2, 90)
     finally:
-        await observer.stop()
         await store.close()
 
 
