@@ -51,6 +51,13 @@ def client_identity(metadata: Sequence[tuple[str, str | bytes]] | None, peer: st
     return "peer:" + address
 
 
+def fell_behind(capacity: int) -> ResourceExhausted:
+    """Ends a stream whose cursor fell out of the hub's log."""
+    return ResourceExhausted(
+        f"fell behind (more than {capacity} changes unread); resume from your last resume_token"
+    )
+
+
 class StreamCaps:
     """Open streams per process and per client (see the module docstring)."""
 

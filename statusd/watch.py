@@ -1,12 +1,12 @@
 """WatchMessageStatuses: one change hub per statusd process, fanning changes out to streams.
 
 The hub keeps one position in the store's change log. It wakes when this process commits
-(:meth:`ChangeHub.notify`, which the group committer calls after every successful commit),
-when :meth:`Store.wait_for_changes` returns (a store that several replicas write reports the
-other replicas' commits that way), or after a poll interval. Then it reads
-``store.changes(after=position)`` once, in batches, and appends each batch to its own log of
-recent changes: the last ``capacity`` changes, shared by every stream. Subscriptions never
-query the store for live changes.
+(:meth:`ChangeHub.notify`, called after every successful commit; with no live stream it only
+notes that the position is behind, and the next stream to join reads the store's "now"), when
+:meth:`Store.wait_for_changes` returns (a store that several replicas write reports the other
+replicas' commits that way), or after a poll interval. Then it reads ``store.changes(after=
+position)`` once, in batches, and appends each batch to its own log of recent changes: the
+last ``capacity`` changes, shared by every stream. Subscriptions never query the store.
 
 Each stream has a cursor in that log and writes what passes its filter when
 :class:`statusd.fanout.Turns` gives it a turn: a few streams at once, a burst each, none
@@ -39,8 +39,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from statusd import metrics
-from statusd.errors import InvalidArgument, ResourceExhausted, Unavailable
-from statusd.fanout import StreamCaps, Subscription, Turns
+from statusd.errors import InvalidArgument, Unavailable
+from statusd.fanout import StreamCaps, Subscription, Turns, fell_behind
 from statusd.storage.base import (
     Change,
     InvalidPosition,
@@ -60,12 +60,6 @@ Send = Callable[[Change | None, str | None], Coroutine[Any, Any, None]]
 BURST = 16
 #: Idle streams woken per batch before the hub lets other work run.
 WAKE_CHUNK = 500
-
-
-def fell_behind(capacity: int) -> ResourceExhausted:
-    return ResourceExhausted(
-        f"fell behind (more than {capacity} changes unread); resume from your last resume_token"
-    )
 
 
 class ChangeHub:
@@ -98,6 +92,7 @@ class ChangeHub:
         self._live: set[Subscription] = set()
         self._idle: set[Subscription] = set()  # live, caught up, waiting for changes
         self._open: set[Subscription] = set()
+        self._stale = False  # commits landed while no live stream kept the position current
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -123,7 +118,10 @@ class ChangeHub:
 
     def notify(self) -> None:
         """A commit landed: read the log soon (never blocks the caller)."""
-        self._wake.set()
+        if self._live:
+            self._wake.set()
+        else:
+            self._stale = True
 
     async def stop(self) -> None:
         """Ends every stream with UNAVAILABLE (clients resume elsewhere) and stops reading."""
@@ -194,9 +192,10 @@ class ChangeHub:
 
     async def _read_locked(self) -> bool:
         """One batch from the hub's position, fanned out; True when more may follow. With
-        no live stream nothing is read: the hub only moves its position to the store's "now",
-        so an idle hub costs one cheap query per wake-up, not a decode of every report."""
+        no live stream the hub only moves its position to the store's "now" (one cheap query,
+        not a decode of every report)."""
         if not self._live:
+            self._stale = False  # a commit during the read sets it again
             self.position = await self.store.last_position() or self.position
             self.reads += 1
             return False
@@ -251,9 +250,13 @@ class ChangeHub:
                 await self._replay(subscription, send, after, heartbeat)
             else:
                 async with self._lock:  # not in the middle of a fan-out
+                    if self._stale:  # commits with no live stream: the store's "now"
+                        await self._read_locked()
                     subscription.position = self.position
                     subscription.cursor = self.end
                     self._live.add(subscription)
+                    if self._stale:  # a commit during that read: the hub reads it
+                        self._wake.set()
                 async with self._turn(subscription):
                     await subscription.write(send(None, subscription.position))
             await self._follow(subscription, send, heartbeat)

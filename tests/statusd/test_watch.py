@@ -270,6 +270,27 @@ async def test_the_hub_reads_once_per_wake_up_not_per_subscriber(
         call.cancel()
 
 
+async def test_commits_without_a_stream_read_nothing_and_a_new_stream_starts_after_them(
+    statusd: Statusd, channel: grpc.aio.Channel
+) -> None:
+    """With no live stream a commit only marks the hub's position behind; the next stream
+    reads the store's "now" first, so it starts with the next change, not an earlier one."""
+    call, _ = await started(channel)
+    call.cancel()
+    await gauge_settles(0)
+    before = statusd.hub.reads
+    for index in range(10):
+        await ingest(channel, report(f"unwatched-{index}"))
+    assert statusd.hub.reads - before <= 2  # polls at most, not one read per commit
+    call, first = await started(channel)
+    await ingest(channel, report("watched"))
+    assert [change.report.message_id for change in await read_changes(call, 1)] == ["watched"]
+    call.cancel()
+    resumed = watch(channel, resume_token=first.resume_token)  # its token names "now"
+    assert [change.report.message_id for change in await read_changes(resumed, 1)] == ["watched"]
+    resumed.cancel()
+
+
 async def test_watchers_gauge_follows_open_streams(channel: grpc.aio.Channel) -> None:
     base = sample("dlrhub_watchers")
     cancelled = {
