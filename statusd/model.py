@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 import phonenumbers
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd.status_fields import NAMES as FIELD_NAMES
@@ -60,6 +61,7 @@ _TIME_DIGITS: Final = 16  # microseconds since the epoch, good until the year 22
 _SEQUENCE_DIGITS: Final = 19  # a non-negative int64
 _MAX_TIME: Final = 10**_TIME_DIGITS - 1
 _MAX_SEQUENCE: Final = 2**63 - 1
+_MAX_CALLING_CODE_DIGITS: Final = 3  # libphonenumber's longest country calling code
 
 MessageKeyTuple = tuple[str, str, str]
 
@@ -171,6 +173,9 @@ def country_of(recipient: str) -> str:
     recipient = recipient.rpartition(":")[2]  # a channel prefix: whatsapp:+15558675310
     if not recipient.startswith("+"):
         return ""
+    single = _single_region(recipient[1:])
+    if single is not None:
+        return single if len(single) == 2 and single.isalpha() else ""
     try:
         number = phonenumbers.parse(recipient, None)
     except phonenumbers.NumberParseException:
@@ -181,6 +186,22 @@ def country_of(recipient: str) -> str:
         number
     ) or phonenumbers.region_code_for_country_code(number.country_code or 0)
     return region if len(region) == 2 and region.isalpha() else ""
+
+
+def _single_region(digits: str) -> str | None:
+    """The region of a plain international number (ASCII digits, no leading zero) whose
+    calling code belongs to one region only, without parsing it: what libphonenumber's parse
+    and ``region_code_for_number`` answer for it (they take the shortest known code and name
+    its one region whatever the rest). None for anything else, which takes the full parse.
+    National parts of 4 to 14 digits only: parse never refuses those for their length."""
+    if not (digits.isascii() and digits.isdigit()) or digits.startswith("0"):
+        return None
+    for length in range(1, _MAX_CALLING_CODE_DIGITS + 1):
+        regions = COUNTRY_CODE_TO_REGION_CODE.get(int(digits[:length]))
+        if regions is not None:
+            plain = len(regions) == 1 and 4 <= len(digits) - length <= 14
+            return regions[0] if plain else None
+    return None
 
 
 def registration_micros(registration: pb.MessageRegistration) -> tuple[int, int]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 
+import phonenumbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
@@ -243,3 +245,40 @@ def test_registrations_and_reports_merge_in_any_order(
     arrivals = distinct + [rng.choice(distinct) for _ in range(rng.randint(0, len(distinct)))]
     rng.shuffle(arrivals)
     assert _summary(model.fold(arrivals)) == expected
+
+
+def parsed_country(recipient: str) -> str:
+    """The country by libphonenumber's full parse (what country_of answers)."""
+    number = recipient.rpartition(":")[2]
+    if not number.startswith("+"):
+        return ""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return ""
+    region = phonenumbers.region_code_for_number(
+        parsed
+    ) or phonenumbers.region_code_for_country_code(parsed.country_code or 0)
+    return region if len(region) == 2 and region.isalpha() else ""
+
+
+CALLING_CODES = sorted(COUNTRY_CODE_TO_REGION_CODE)
+
+
+@settings(max_examples=3000)
+@given(
+    st.sampled_from(["", "whatsapp:"]),
+    st.sampled_from([*CALLING_CODES, 0, 999]),
+    st.text("0123456789", max_size=20),
+)
+def test_country_of_answers_what_the_full_parse_answers(prefix: str, code: int, rest: str) -> None:
+    """The shortcut for calling codes of one region agrees with the full parse, at every
+    length of the national part and for codes of several regions or none."""
+    recipient = f"{prefix}+{code}{rest}"
+    assert model.country_of.__wrapped__(recipient) == parsed_country(recipient)
+
+
+@given(st.text(max_size=24))
+def test_country_of_any_text_answers_what_the_full_parse_answers(text: str) -> None:
+    for recipient in (text, "+" + text):
+        assert model.country_of.__wrapped__(recipient) == parsed_country(recipient)
