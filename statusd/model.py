@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -173,9 +174,9 @@ def country_of(recipient: str) -> str:
     recipient = recipient.rpartition(":")[2]  # a channel prefix: whatsapp:+15558675310
     if not recipient.startswith("+"):
         return ""
-    single = _single_region(recipient[1:])
-    if single is not None:
-        return single if len(single) == 2 and single.isalpha() else ""
+    quick = _region_without_parse(recipient[1:])
+    if quick is not None:
+        return quick if len(quick) == 2 and quick.isalpha() else ""
     try:
         number = phonenumbers.parse(recipient, None)
     except phonenumbers.NumberParseException:
@@ -188,20 +189,41 @@ def country_of(recipient: str) -> str:
     return region if len(region) == 2 and region.isalpha() else ""
 
 
-def _single_region(digits: str) -> str | None:
-    """The region of a plain international number (ASCII digits, no leading zero) whose
-    calling code belongs to one region only, without parsing it: what libphonenumber's parse
-    and ``region_code_for_number`` answer for it (they take the shortest known code and name
-    its one region whatever the rest). None for anything else, which takes the full parse.
-    National parts of 4 to 14 digits only: parse never refuses those for their length."""
+def _region_without_parse(digits: str) -> str | None:
+    """The region of a plain international number (ASCII digits after the ``+``) as
+    libphonenumber's parse and ``region_code_for_number`` answer it, without the parse: a
+    calling code of one region names it whatever the rest; for a code of several regions the
+    number is built from its parts and the regions' ranges decide, as after a parse. Only
+    for national parts of 4 to 14 digits that the parse would keep as they are (no leading
+    zero, no national prefix to strip); None for anything else, which takes the full parse."""
     if not (digits.isascii() and digits.isdigit()) or digits.startswith("0"):
         return None
     for length in range(1, _MAX_CALLING_CODE_DIGITS + 1):
-        regions = COUNTRY_CODE_TO_REGION_CODE.get(int(digits[:length]))
-        if regions is not None:
-            plain = len(regions) == 1 and 4 <= len(digits) - length <= 14
-            return regions[0] if plain else None
+        code = int(digits[:length])
+        regions = COUNTRY_CODE_TO_REGION_CODE.get(code)
+        if regions is None:
+            continue
+        national = digits[length:]
+        if not 4 <= len(national) <= 14:
+            return None
+        if len(regions) == 1:
+            return regions[0]
+        prefix = _national_prefix(code)
+        if national.startswith("0") or (prefix is not None and prefix.match(national)):
+            return None
+        number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+        found: str | None = phonenumbers.region_code_for_number(number)
+        return found or phonenumbers.region_code_for_country_code(code)
     return None
+
+
+@functools.cache
+def _national_prefix(code: int) -> re.Pattern[str] | None:
+    """The national prefix a parse strips after calling code ``code`` (its main region's)."""
+    main = phonenumbers.region_code_for_country_code(code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, main)
+    pattern = None if metadata is None else metadata.national_prefix_for_parsing
+    return None if pattern is None else re.compile(pattern)
 
 
 def registration_micros(registration: pb.MessageRegistration) -> tuple[int, int]:

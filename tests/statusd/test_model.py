@@ -278,6 +278,20 @@ def test_country_of_answers_what_the_full_parse_answers(prefix: str, code: int, 
     assert model.country_of.__wrapped__(recipient) == parsed_country(recipient)
 
 
+@settings(max_examples=3000)
+@given(
+    st.sampled_from([code for code in CALLING_CODES if len(COUNTRY_CODE_TO_REGION_CODE[code]) > 1]),
+    st.text("0123456789", min_size=3, max_size=15),
+)
+def test_country_of_codes_of_several_regions_answers_what_the_full_parse_answers(
+    code: int, rest: str
+) -> None:
+    """Numbers built from their parts for NANP (+1), +7, +44 and the other shared codes:
+    the regions' ranges decide as after a parse, national prefixes and zeros included."""
+    recipient = f"+{code}{rest}"
+    assert model.country_of.__wrapped__(recipient) == parsed_country(recipient)
+
+
 @given(st.text(max_size=24))
 def test_country_of_any_text_answers_what_the_full_parse_answers(text: str) -> None:
     for recipient in (text, "+" + text):
