@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 import phonenumbers
-from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.phone import plain_parts
 from statusd.status_fields import NAMES as FIELD_NAMES
 
 Status: TypeAlias = pb.DeliveryStatus.ValueType
@@ -62,7 +61,6 @@ _TIME_DIGITS: Final = 16  # microseconds since the epoch, good until the year 22
 _SEQUENCE_DIGITS: Final = 19  # a non-negative int64
 _MAX_TIME: Final = 10**_TIME_DIGITS - 1
 _MAX_SEQUENCE: Final = 2**63 - 1
-_MAX_CALLING_CODE_DIGITS: Final = 3  # libphonenumber's longest country calling code
 
 MessageKeyTuple = tuple[str, str, str]
 
@@ -193,37 +191,18 @@ def _region_without_parse(digits: str) -> str | None:
     """The region of a plain international number (ASCII digits after the ``+``) as
     libphonenumber's parse and ``region_code_for_number`` answer it, without the parse: a
     calling code of one region names it whatever the rest; for a code of several regions the
-    number is built from its parts and the regions' ranges decide, as after a parse. Only
-    for national parts of 4 to 14 digits that the parse would keep as they are (no leading
-    zero, no national prefix to strip); None for anything else, which takes the full parse."""
-    if not (digits.isascii() and digits.isdigit()) or digits.startswith("0"):
+    number is built from its parts and the regions' ranges decide, as after a parse, when
+    the parse would keep the national part as written (:mod:`dlrhub_common.phone`); None
+    for anything else, which takes the full parse."""
+    plain = plain_parts(digits)
+    if plain is None:
         return None
-    for length in range(1, _MAX_CALLING_CODE_DIGITS + 1):
-        code = int(digits[:length])
-        regions = COUNTRY_CODE_TO_REGION_CODE.get(code)
-        if regions is None:
-            continue
-        national = digits[length:]
-        if not 4 <= len(national) <= 14:
-            return None
-        if len(regions) == 1:
-            return regions[0]
-        prefix = _national_prefix(code)
-        if national.startswith("0") or (prefix is not None and prefix.match(national)):
-            return None
-        number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-        found: str | None = phonenumbers.region_code_for_number(number)
-        return found or phonenumbers.region_code_for_country_code(code)
-    return None
-
-
-@functools.cache
-def _national_prefix(code: int) -> re.Pattern[str] | None:
-    """The national prefix a parse strips after calling code ``code`` (its main region's)."""
-    main = phonenumbers.region_code_for_country_code(code)
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, main)
-    pattern = None if metadata is None else metadata.national_prefix_for_parsing
-    return None if pattern is None else re.compile(pattern)
+    if len(plain.regions) == 1:
+        return plain.regions[0]
+    if not plain.kept_as_written:
+        return None
+    found: str | None = phonenumbers.region_code_for_number(plain.number())
+    return found or phonenumbers.region_code_for_country_code(plain.code)
 
 
 def registration_micros(registration: pb.MessageRegistration) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import phonenumbers
 
 from dlrhub.v1 import delivery_report_pb2 as pb
+from dlrhub_common.phone import plain_parts
 from gateway.providers.base import MAX_MESSAGE_ID_LENGTH, InvalidItem
 from gateway.providers.dropped import drop
 
@@ -84,6 +85,12 @@ def _parse_international(value: str) -> str | None:
         compact = "+" + compact[2:]
     if not _DIGITS.fullmatch(compact.removeprefix("+")):
         return None
+    plain = plain_parts(compact.removeprefix("+"))
+    if plain is not None and plain.kept_as_written:  # what the parse would build, without it
+        number = plain.number()
+        if not phonenumbers.is_possible_number(number):
+            return None
+        return f"+{plain.code}{plain.national}"
     try:
         number = phonenumbers.parse("+" + compact.removeprefix("+"), None)
     except phonenumbers.NumberParseException:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from gateway.providers import dropped, fields
@@ -200,3 +205,39 @@ def test_set_time_writes_seconds_and_nanos_on_both_sides_of_the_epoch() -> None:
             micros % 1_000_000 * 1000,
         )
         assert report.event_time.ToDatetime(tzinfo=UTC) == when
+
+
+def parsed_international(value: str) -> str | None:
+    """What ``_international`` answers, by libphonenumber's full parse every time."""
+    compact = re.sub(r"[\s\-().]", "", value)
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    if not re.fullmatch(r"\d{5,15}", compact.removeprefix("+")):
+        return None
+    try:
+        number = phonenumbers.parse("+" + compact.removeprefix("+"), None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@settings(max_examples=3000)
+@given(
+    st.sampled_from(["", "+", "00", "+ "]),
+    st.sampled_from([*sorted(COUNTRY_CODE_TO_REGION_CODE), 0, 999]),
+    st.text("0123456789", max_size=17),
+)
+def test_plain_numbers_normalize_as_the_full_parse_does(
+    spelling: str, code: int, rest: str
+) -> None:
+    """The parse is skipped for plain digits; the answer is the parse's, possible or not,
+    at every length and for every calling code, national prefixes and zeros included."""
+    value = f"{spelling}{code}{rest}"
+    assert fields._parse_international(value) == parsed_international(value)
+
+
+@given(st.text(max_size=24))
+def test_any_text_normalizes_as_the_full_parse_does(value: str) -> None:
+    assert fields._parse_international(value) == parsed_international(value)
