@@ -16,7 +16,8 @@ latency_bucket)``, so a window is one range of a narrow index and never the tabl
 1. :func:`fill_cells_sql` reads the range and counts each ``(group, bucket)`` pair under
    one integer key in a temporary table (an upsert per message: SQLite has no hash
    aggregate, and its ``GROUP BY`` sorts every message, about three times slower on a
-   million);
+   million); the store cuts the window into parts (:func:`window_parts`) that several
+   reader threads count at once (:func:`count_cells`);
 2. :func:`summarize_cells` reads those cells back (at most groups times buckets, however many
    messages), adds them up into the requested groups and picks each group's percentile
    buckets, in one pass.
