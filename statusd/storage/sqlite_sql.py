@@ -57,7 +57,7 @@ INSERT_SQL = (
 )
 #: A new distinct entry: count it (when it is a report), and fill the status fields (and the
 #: country, with the recipient) still empty; the statistics group follows (see
-#: :func:`group_key`). SET expressions read the row as it was before.
+#: :func:`group_key`, :func:`country_after`). SET expressions read the row as it was before.
 _COUNT_AND_FILL = (
     "updated = ?, report_count = report_count + ?, terminal_mask = terminal_mask | ?, "
     "country = CASE WHEN recipient = '' THEN ? ELSE country END, stats_group = ?, "
@@ -117,18 +117,19 @@ def commit_batch(
     return Committed(outcomes, list(receipts.values()))
 
 
+def country_after(row: Sequence[Any], country: str) -> str:
+    """The country a write leaves on a stored message (:data:`ROW_SQL`): the stored one once
+    the message has a recipient, else the entry's (what ``_COUNT_AND_FILL`` does)."""
+    return str(row[5]) if row[6] else country
+
+
 def group_key(
     report: pb.DeliveryReport, country: str, row: Sequence[Any] | None, current: bool
 ) -> GroupKey:
     """The statistics group of a message after ``report`` is written to its ``row``
-    (:data:`ROW_SQL`, None for a new message): the report's status and error code when it
-    becomes current, else the row's; the report's country while the row has no recipient
-    (what ``_COUNT_AND_FILL`` does)."""
-    if row is None:
-        return (report.provider, report.account, country, report.status, report.error.code)
-    if row[6]:
-        country = row[5]
-    if current:
+    (:data:`ROW_SQL`, None for a new message), whose country is then ``country``: the
+    report's status and error code when it becomes current, else the row's."""
+    if row is None or current:
         return (report.provider, report.account, country, report.status, report.error.code)
     return (report.provider, report.account, country, row[3], row[4])
 
@@ -173,15 +174,16 @@ def apply_report(
         return DUPLICATE, None
     if registration is not None:
         connection.execute(REGISTER_SQL, (*registration, message))
-    group = groups.id_of(connection, group_key(report, country, row, key > current))
+    country_now = country_after(row, country)
+    group = groups.id_of(connection, group_key(report, country_now, row, key > current))
     counting = (now, counted, bit, country, group, *fields, message)
     if key > current:
         connection.execute(
             CURRENT_SQL, (report.status, key, blob, final_time, error_code, *counting)
         )
-        return STORED, receipt(row, report, final_time, country)
+        return STORED, receipt(row, report, final_time, country_now)
     connection.execute(STALE_SQL, counting)
-    return STALE, receipt(row, report, None, country)
+    return STALE, receipt(row, report, None, country_now)
 
 
 def receipt(
@@ -189,8 +191,8 @@ def receipt(
 ) -> Receipt | None:
     """The receipt of a message once an entry applied to its row (:data:`ROW_SQL`, as it
     was before): when a final report became current (``became_final``, its final time) or
-    a registration came after the final report, and the message is registered. The country
-    is the one the update left (the stored one, or the entry's when no recipient was)."""
+    a registration came after the final report, and the message is registered. ``country``
+    is the one the update left (:func:`country_after`)."""
     submit, final = row[7], became_final
     if model.is_registration(report):
         final = row[8]
@@ -198,7 +200,7 @@ def receipt(
             submit = model.registration_micros(report.registration)[0]
     if submit is None or final is None:
         return None
-    return Receipt(report.provider, row[5] if row[6] else country, submit, final)
+    return Receipt(report.provider, country, submit, final)
 
 
 def registration_values(report: pb.DeliveryReport, now: int) -> tuple[int, int, int] | None:
