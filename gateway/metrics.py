@@ -111,15 +111,9 @@ def _count_reports(provider: str, parsed: Parsed, answer: ingest_pb.IngestReport
         if outcome == ingest_pb.INGEST_OUTCOME_STORED and report.HasField("event_time"):
             lags.observe(max(now - report.event_time.seconds, 0.0))
     for (status, result), count in results.items():
-        _reports_child(provider, status, result).inc(count)
+        result_label = _RESULT_LABELS.get(result, "other")
+        child(REPORTS, provider, status_label(status), result_label).inc(count)
     if parsed.quarantined:
         REPORTS.labels(provider, "unspecified", "quarantined").inc(len(parsed.quarantined))
     for field_class, _ in parsed.dropped:
         FIELDS_DROPPED.labels(provider, field_class).inc()
-
-
-@lru_cache(maxsize=4096)
-def _reports_child(provider: str, status: int, outcome: int) -> Any:
-    """The ``dlrhub_webhook_reports_total`` child of a canonical status and an ingest
-    outcome, looked up once per pair (their labels are bounded sets)."""
-    return REPORTS.labels(provider, status_label(status), _RESULT_LABELS.get(outcome, "other"))
