@@ -138,6 +138,8 @@ def main() -> int:
         bench = Bench(args, Path(tmp))
         ceiling = Result("ceiling (not run)", verified="n/a") if alone else bench.ceiling()
         results = [ceiling]
+        if not alone:
+            results.append(bench.transport_floor())
         try:
             bench.start_stack()
             results += scenarios(bench, args)

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,25 +167,53 @@ class Bench:
     # -- scenarios --------------------------------------------------------------------------
 
     def ceiling(self) -> Result:
-        port = free_port()
-        ceiling = Process(
-            "ceiling",
-            [sys.executable, "-m", "bench.ceiling", str(port)],
+        """Bare Sanic answering 200: what the HTTP framework and wrk cost on their own."""
+        return self.sanic_alone("ceiling", "ceiling (bare Sanic, 1 worker)", [])
+
+    def transport_floor(self) -> Result:
+        """Bare Sanic whose webhooks each wait for a coalesced unary IngestReports call to a
+        servicer that keeps nothing (:mod:`bench.hop`): the design's transport without any
+        of dlrhub's work, so the gap to a real scenario is dlrhub's own cost."""
+        hop_port = free_port()
+        hop = Process(
+            "statusd",
+            [sys.executable, "-m", "bench.hop", str(hop_port)],
             {},
-            self.workdir / "ceiling.log",
+            self.workdir / "hop.log",
         )
         try:
-            ceiling.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"))
-            requests_file = self.workdir / "ceiling.requests"
-            generated.write(generated.infobip("ceiling", self.args.requests, 1), requests_file)
-            usage = Usage([ceiling])
-            run = self.wrk("ceiling", f"http://127.0.0.1:{port}", requests_file)
-            result = self.from_wrk("ceiling (bare Sanic, 1 worker)", run, usage.finish())
+            hop.wait_until(lambda: port_open(hop_port))
+            return self.sanic_alone(
+                "floor",
+                "transport floor (bare Sanic + coalesced gRPC, nothing kept)",
+                [str(hop_port)],
+                [hop],
+            )
+        finally:
+            hop.stop()
+
+    def sanic_alone(
+        self, name: str, title: str, argv: list[str], others: Sequence[Process] = ()
+    ) -> Result:
+        port = free_port()
+        sanic = Process(
+            "ceiling",
+            [sys.executable, "-m", "bench.ceiling", str(port), *argv],
+            {},
+            self.workdir / f"{name}.log",
+        )
+        try:
+            sanic.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"))
+            requests_file = self.workdir / f"{name}.requests"
+            generated.write(generated.infobip(name, self.args.requests, 1), requests_file)
+            usage = Usage([sanic, *others])
+            run = self.wrk(name, f"http://127.0.0.1:{port}", requests_file)
+            result = self.from_wrk(title, run, usage.finish())
             per_unit(result.usage, len(run["acked"]), len(run["acked"]))
             result.verified = "n/a"
             return result
         finally:
-            ceiling.stop()
+            sanic.stop()
 
     def get_status(self, ids: list[str]) -> Result:
         ids_file = self.workdir / "ids.txt"
