@@ -1,11 +1,14 @@
 """Coalescing: concurrent webhooks share one IngestReports call to statusd.
 
-A webhook's reports are :meth:`Coalescer.submit`-ted and its handler waits. When fewer than
-``max_in_flight`` calls are out, everything pending leaves at once in one call; while calls
-are out, new submissions gather and leave together when one returns. So a lone webhook waits
-for nobody, and under load each gRPC round trip (and each statusd group commit behind it)
-carries many webhooks. Every handler still answers only after statusd confirmed the commit
-of its own reports, and gets exactly its own outcomes.
+A webhook's reports are :meth:`Coalescer.submit`-ted and its handler waits. When no call is
+out, everything pending leaves at once in one call; while one is out, new submissions gather
+and leave together when it returns, or in a call of their own alongside it (up to
+``max_in_flight`` calls) once at least ``overlap_reports`` of them wait. So a lone webhook
+waits for nobody; at a moderate rate one call at a time carries everything that gathered
+(each call costs both processes CPU of its own, and statusd commits one batch at a time
+anyway); under load several calls overlap, and each gRPC round trip (and each statusd group
+commit behind it) carries many webhooks. Every handler still answers only after statusd
+confirmed the commit of its own reports, and gets exactly its own outcomes.
 
 The queue is bounded: a submission that would take the reports waiting or out beyond
 ``max_queued`` is refused at once with :class:`~gateway.errors.Overloaded` (503), unless
@@ -71,15 +74,18 @@ class Coalescer:
         max_reports: int = 2000,
         max_in_flight: int = 2,
         max_queued: int = 20_000,
+        overlap_reports: int = 32,
     ) -> None:
         self._send = send
         self.max_reports = max(1, max_reports)
         self.max_in_flight = max(1, max_in_flight)
         self.max_queued = max(1, max_queued)
+        self.overlap_reports = max(1, overlap_reports)
         self.calls = 0  # calls made, for tests and benchmarks
         #: Reports submitted and not yet answered: waiting, or in a call that is out.
         self.queued = 0
         self._waiting: OrderedDict[int, _Waiting] = OrderedDict()
+        self._waiting_reports = 0  # reports in self._waiting
         self._keys = itertools.count()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -102,6 +108,7 @@ class Coalescer:
         key = next(self._keys)
         span = tracing.submitted(len(reports), len(quarantined))
         self._waiting[key] = _Waiting(reports, quarantined, future, span)
+        self._waiting_reports += len(reports)
         self.queued += size
         try:
             self._dispatch()
@@ -112,18 +119,27 @@ class Coalescer:
             # that left in a call are counted off when the call returns.
             if self._waiting.pop(key, None) is not None:
                 self.queued -= size
+                self._waiting_reports -= len(reports)
 
     def _dispatch(self) -> None:
-        while self._waiting and self._in_flight < self.max_in_flight:
+        while self._waiting and self._may_call():
             batch = [self._waiting.popitem(last=False)[1]]
             size = len(batch[0].reports)
             while self._waiting and size + len(_first(self._waiting).reports) <= self.max_reports:
                 size += len(_first(self._waiting).reports)
                 batch.append(self._waiting.popitem(last=False)[1])
+            self._waiting_reports -= size
             self._in_flight += 1
             task = asyncio.create_task(self._call(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _may_call(self) -> bool:
+        if not self._in_flight:
+            return True
+        return (
+            self._in_flight < self.max_in_flight and self._waiting_reports >= self.overlap_reports
+        )
 
     async def _call(self, batch: list[_Waiting]) -> None:
         try:

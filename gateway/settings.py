@@ -78,7 +78,11 @@ class GatewaySettings(BaseConfig):
         2000, ge=1, le=100_000, description="Most reports one IngestReports call carries."
     )
     coalesce_max_calls: int = Field(
-        2, ge=1, le=64, description="IngestReports calls out at once; webhooks gather meanwhile."
+        2,
+        ge=1,
+        le=64,
+        description="IngestReports calls out at once; webhooks gather meanwhile (a second "
+        "call goes only once 32 reports wait).",
     )
     max_items_per_request: int = Field(
         1000, ge=1, le=100_000, description="Most reports one webhook request may carry (413)."

@@ -73,6 +73,60 @@ async def test_concurrent_webhooks_share_calls_and_get_their_own_outcomes() -> N
     assert all(len(answer.outcomes) == 2 for answer in answers)
 
 
+async def test_a_few_waiting_webhooks_wait_for_the_call_out_rather_than_make_another() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd, max_in_flight=2, overlap_reports=4)
+    statusd.gate.clear()
+    first = asyncio.create_task(coalescer.submit(reports("first")))
+    await asyncio.sleep(0)
+    few = [asyncio.create_task(coalescer.submit(reports(f"few-{i}"))) for i in range(3)]
+    await asyncio.sleep(0)
+    assert statusd.calls == [1]  # three wait: fewer than overlap_reports
+    statusd.gate.set()
+    await asyncio.gather(first, *few)
+    assert statusd.calls == [1, 3]  # they left together when the call returned
+
+
+async def test_enough_waiting_reports_make_a_second_call_alongside() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd, max_in_flight=2, overlap_reports=4)
+    statusd.gate.clear()
+    first = asyncio.create_task(coalescer.submit(reports("first")))
+    await asyncio.sleep(0)
+    many = [asyncio.create_task(coalescer.submit(reports(f"m-{i}", f"n-{i}"))) for i in range(2)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the second call's task starts
+    assert statusd.calls == [1, 4]  # four reports waited: a second call went at once
+    late = asyncio.create_task(coalescer.submit(reports(*(f"late-{i}" for i in range(9)))))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert statusd.calls == [1, 4]  # two calls out: the most allowed
+    statusd.gate.set()
+    answers = await asyncio.gather(first, *many, late)
+    assert [answer.stored for answer in answers] == [1, 2, 2, 9]
+    assert statusd.calls == [1, 4, 9]
+    assert coalescer.queued == 0
+
+
+async def test_a_webhook_that_leaves_while_waiting_no_longer_counts_towards_a_second_call() -> None:
+    statusd = FakeStatusd()
+    coalescer = Coalescer(statusd, max_in_flight=2, overlap_reports=4)
+    statusd.gate.clear()
+    first = asyncio.create_task(coalescer.submit(reports("first")))
+    await asyncio.sleep(0)
+    leaving = asyncio.create_task(coalescer.submit(reports("l-1", "l-2", "l-3")))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    await asyncio.sleep(0)
+    staying = asyncio.create_task(coalescer.submit(reports("s-1")))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert statusd.calls == [1]  # one report waits, not four
+    statusd.gate.set()
+    assert [(await first).stored, (await staying).stored] == [1, 1]
+    assert statusd.calls == [1, 1]
+
+
 async def test_batches_respect_the_report_limit() -> None:
     statusd = FakeStatusd()
     coalescer = Coalescer(statusd, max_reports=5, max_in_flight=1)
