@@ -32,6 +32,33 @@ from statusd.storage.base import Outcome, Receipt, Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 
+class Quiet(asyncio.Event):
+    """Set while ingestion is idle (see :attr:`GroupCommitter.quiet`); also counts how long
+    it was not, so Watch's scheduler can tell a busy spell from a few calls in passing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        super().set()
+        self._busy = 0.0
+        self._since: float | None = None
+
+    def clear(self) -> None:
+        if self.is_set():
+            self._since = time.monotonic()
+        super().clear()
+
+    def set(self) -> None:
+        if self._since is not None:
+            self._busy += time.monotonic() - self._since
+            self._since = None
+        super().set()
+
+    def busy_seconds(self) -> float:
+        """Seconds ingestion was busy (this event clear) since it was made."""
+        ongoing = time.monotonic() - self._since if self._since is not None else 0.0
+        return self._busy + ongoing
+
+
 @dataclass
 class _Call:
     reports: Sequence[pb.DeliveryReport]
@@ -61,8 +88,7 @@ class GroupCommitter:
         self.consecutive_failures = 0
         #: When the last commit finished (time.monotonic()), successful or not.
         self.last_commit = 0.0
-        self.quiet = asyncio.Event()
-        self.quiet.set()
+        self.quiet = Quiet()
         self._calls = 0
         self._committing = False
         self.max_reports = max(1, max_reports)

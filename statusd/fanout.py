@@ -8,13 +8,16 @@ off) it is the peer's IP address, so every stream from one address shares one bu
 :class:`Turns` schedules the writes to Watch streams. A stream with something to write gets
 in line; the scheduler lets at most ``concurrency`` streams write at once (each a burst of a
 few responses), lets none start while an IngestReports call runs or a commit is pending or in
-flight (for at most ``max_wait`` seconds at a time), and pauses while the event loop's thread
-used more than ``cpu_share`` of its time in the last tenth of a second. So however many
-streams are open, the event loop holds only a few Watch writes when an IngestReports call
-needs it, and a stream that cannot keep up falls behind (and is ended, see
-:mod:`statusd.watch`) instead of slowing ingestion. Streams wait for their turn on their own
-future, which only the scheduler resolves: a change that reaches thousands of streams wakes a
-few of them at a time, not all at once (heartbeat timers only put a stream in line).
+flight (for at most ``max_wait`` seconds at a time), and, while ingestion keeps statusd busy
+(half of the last tenth of a second or more), pauses while the event loop's thread used more
+than ``cpu_share`` of its time in the current tenth. So however many streams are open,
+the event loop holds only a few Watch writes when an IngestReports call needs it, busy
+ingestion keeps all but ``cpu_share`` of the loop, and a stream that cannot keep up falls
+behind (and is ended, see :mod:`statusd.watch`) instead of slowing ingestion; while
+ingestion only passes now and then, Watch may use the time it leaves. Streams wait for their
+turn on their own future, which only the scheduler resolves: a change that reaches thousands
+of streams wakes a few of them at a time, not all at once (heartbeat timers only put a stream
+in line).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from statusd.auth import bearer_token
+from statusd.committer import Quiet
 from statusd.errors import ResourceExhausted, StatusdError
 from statusd.storage.base import Change, MessageFilter
 
@@ -182,6 +186,26 @@ def _retrieve(task: asyncio.Future[None]) -> None:
         task.exception()
 
 
+class _Window:
+    """One ``CPU_WINDOW`` of the turn scheduler: when it started, the loop thread's CPU time
+    then, and whether the CPU share caps turns in it. It does when ingestion was busy (an
+    IngestReports call or a commit under way) for at least half of the window before, or
+    when the scheduler cannot tell (no :class:`~statusd.committer.Quiet` to ask): Watch then
+    takes at most its share. While ingestion only passes now and then, Watch writes may use
+    the time it leaves (they still wait for each call, and yield to it mid-turn)."""
+
+    def __init__(self, start: float, cpu: float, busy: float | None) -> None:
+        self.start = start
+        self.cpu = cpu
+        self.busy = busy
+        self.capped = True
+
+    def renew(self, now: float, cpu: float, busy: float | None) -> None:
+        if busy is not None and self.busy is not None:
+            self.capped = busy - self.busy >= (now - self.start) / 2
+        self.start, self.cpu, self.busy = now, cpu, busy
+
+
 class Turns:
     """Lets a few streams write at a time (see the module docstring)."""
 
@@ -241,22 +265,25 @@ class Turns:
             self._free += 1
             self._wake.set()
 
-    async def _within_share(self, window: list[float]) -> None:
-        """Pauses while the loop thread used more than ``cpu_share`` of the current window
-        (``window``: its wall-clock and CPU start, renewed every ``CPU_WINDOW`` seconds)."""
+    def _busy_seconds(self) -> float | None:
+        return self.quiet.busy_seconds() if isinstance(self.quiet, Quiet) else None
+
+    async def _within_share(self, window: _Window) -> None:
+        """Pauses while the loop thread used more than ``cpu_share`` of the current window,
+        when the share applies to it (see :class:`_Window`)."""
         while True:
             now, cpu = time.monotonic(), time.thread_time()
-            if now - window[0] >= CPU_WINDOW:  # a new window: at least one turn per window
-                window[:] = [now, cpu]
+            if now - window.start >= CPU_WINDOW:  # a new window: at least one turn per window
+                window.renew(now, cpu, self._busy_seconds())
                 return
-            used = cpu - window[1]
-            if used <= self.cpu_share * (now - window[0]):
+            used = cpu - window.cpu
+            if not window.capped or used <= self.cpu_share * (now - window.start):
                 return
             self.paused += 1
-            await asyncio.sleep(min(self.max_wait, used / self.cpu_share - (now - window[0])))
+            await asyncio.sleep(min(self.max_wait, used / self.cpu_share - (now - window.start)))
 
     async def _run(self) -> None:
-        window = [time.monotonic(), time.thread_time()]
+        window = _Window(time.monotonic(), time.thread_time(), self._busy_seconds())
         while True:
             await self._wake.wait()
             self._wake.clear()

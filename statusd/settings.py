@@ -194,8 +194,9 @@ class StatusdSettings(BaseConfig):
         0.25,
         gt=0,
         le=1,
-        description="Most of the event loop's CPU time Watch writes may take (0.25: a "
-        "quarter); streams that need more fall behind and resume, ingestion keeps the rest.",
+        description="Most of the event loop's CPU time Watch writes may take while "
+        "ingestion is busy (0.25: a quarter); streams that need more fall behind and resume, "
+        "ingestion keeps the rest. While ingestion is light, Watch uses the time it leaves.",
     )
     health_commit_failures: int = Field(
         3,

@@ -14,7 +14,7 @@ import pytest
 
 from dlrhub.v1 import delivery_report_pb2 as pb
 from statusd import model
-from statusd.committer import GroupCommitter
+from statusd.committer import GroupCommitter, Quiet
 from statusd.storage.base import DUPLICATE, STORED, Committed, Receipt, Store, StoreUnavailable
 from tests.helpers.reports import BASE_MICROS, registered, report
 from tests.helpers.stores import Backend
@@ -170,3 +170,23 @@ async def test_quiet_while_nothing_is_pending_or_committing(store: Store) -> Non
         await pending
         await asyncio.sleep(0)
         assert committer.quiet.is_set()
+        # How long it was not quiet is counted, and stops counting once it is.
+        busy = committer.quiet.busy_seconds()
+        assert busy >= 0.01
+        await asyncio.sleep(0.02)
+        assert committer.quiet.busy_seconds() == busy
+
+
+async def test_quiet_counts_a_spell_under_way() -> None:
+    quiet = Quiet()
+    assert quiet.is_set()
+    assert quiet.busy_seconds() == 0
+    quiet.clear()
+    quiet.clear()  # a second clear does not restart the spell
+    await asyncio.sleep(0.02)
+    assert 0.02 <= quiet.busy_seconds() < 1
+    quiet.set()
+    quiet.set()
+    spent = quiet.busy_seconds()
+    await asyncio.sleep(0.01)
+    assert quiet.busy_seconds() == spent

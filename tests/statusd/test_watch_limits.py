@@ -15,6 +15,7 @@ import pytest
 
 from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
+from statusd.committer import Quiet
 from statusd.cursors import BUILTIN_KEY, CursorCodec
 from statusd.fanout import Subscription, Turns, client_identity
 from statusd.server import Statusd
@@ -200,28 +201,55 @@ async def test_turns_bound_concurrent_writers_and_wait_for_quiet() -> None:
         await turns.stop()
 
 
+async def granted_in(share: float, quiet: asyncio.Event | None = None) -> tuple[int, int]:
+    """Turns given to one writer that burns 2 ms of the loop's CPU in each, over 0.3 s, and
+    the scheduler's pauses for the CPU share meanwhile (counted after its first window)."""
+    turns = Turns(concurrency=1, cpu_share=share, max_wait=0.005, quiet=quiet)
+    turns.start()
+    writer = Subscription(MessageFilter())
+    started_at = time.monotonic()
+    deadline = started_at + 0.3
+    paused_before = None
+    try:
+        while time.monotonic() < deadline:
+            if paused_before is None and time.monotonic() - started_at > 0.11:
+                paused_before = turns.paused
+            turns.enqueue(writer)
+            while not writer.holding:
+                await writer.wait()
+            spin = time.thread_time() + 0.002  # a turn's work: 2 ms of CPU
+            while time.thread_time() < spin:
+                pass
+            turns.done(writer)
+    finally:
+        await turns.stop()
+    return turns.granted, turns.paused - (paused_before or 0)
+
+
 async def test_turns_pause_above_their_cpu_share() -> None:
     """Writers that burn the loop's CPU in every turn get fewer turns under a small share."""
 
-    async def granted_in(share: float) -> tuple[int, int]:
-        turns = Turns(concurrency=1, cpu_share=share, max_wait=0.005)
-        turns.start()
-        writer = Subscription(MessageFilter())
-        deadline = time.monotonic() + 0.3
-        try:
-            while time.monotonic() < deadline:
-                turns.enqueue(writer)
-                while not writer.holding:
-                    await writer.wait()
-                spin = time.thread_time() + 0.002  # a turn's work: 2 ms of CPU
-                while time.thread_time() < spin:
-                    pass
-                turns.done(writer)
-        finally:
-            await turns.stop()
-        return turns.granted, turns.paused
-
     full, _ = await granted_in(1.0)
     small, paused = await granted_in(0.05)  # small: this machine may be busy with more
+    assert paused > 0
+    assert small < full / 2
+
+
+async def test_while_ingestion_is_idle_watch_may_use_the_time_it_leaves() -> None:
+    """With the committer's Quiet set throughout, only the first window (before one was
+    seen) holds turns to the share; after it, turns are given as fast as they are used."""
+    full, _ = await granted_in(1.0)
+    idle, paused = await granted_in(0.05, Quiet())
+    assert paused == 0
+    assert idle > full / 2
+
+
+async def test_while_ingestion_is_busy_the_share_holds() -> None:
+    """Ingestion busy all along (its Quiet clear): turns still come (each after max_wait),
+    and the share caps them as without a Quiet."""
+    busy = Quiet()
+    busy.clear()
+    small, paused = await granted_in(0.05, busy)
+    full, _ = await granted_in(1.0, busy)
     assert paused > 0
     assert small < full / 2
