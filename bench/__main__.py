@@ -116,7 +116,7 @@ def main() -> int:
     )
     parser.add_argument("--grpc-clients", type=int, default=2)
     parser.add_argument("--watch-subscribers", type=int, default=100)
-    parser.add_argument("--watch-rate", type=float, default=200.0)
+    parser.add_argument("--watch-rate", type=float, default=50.0)
     parser.add_argument("--watch-reports", type=int, default=1000)
     parser.add_argument("--watch-load-streams", type=int, default=2000)
     parser.add_argument("--watch-load-rate", type=float, default=100.0)
