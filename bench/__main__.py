@@ -106,6 +106,14 @@ def scenarios(bench: Bench, args: argparse.Namespace) -> list[Result]:
     return results
 
 
+def baselines(bench: Bench, alone: bool) -> list[Result]:
+    """The ceiling, then the transport floor; a placeholder ceiling when only scenarios that
+    compare with themselves run (``alone``)."""
+    if alone:
+        return [Result("ceiling (not run)", verified="n/a")]
+    return [bench.ceiling(), bench.transport_floor()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -136,10 +144,8 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="dlrhub-bench-") as tmp:
         bench = Bench(args, Path(tmp))
-        ceiling = Result("ceiling (not run)", verified="n/a") if alone else bench.ceiling()
-        results = [ceiling]
-        if not alone:
-            results.append(bench.transport_floor())
+        results = baselines(bench, alone)
+        ceiling = results[0]
         try:
             bench.start_stack()
             results += scenarios(bench, args)

@@ -1,5 +1,6 @@
-"""The ceiling server answers like the gateway (200, the request id echoed), so the same wrk
-script drives both."""
+"""Covers bench/ceiling.py and bench/hop.py: the ceiling server answers like the gateway
+(200, the request id echoed), so the same wrk script drives both; as the transport floor it
+answers only after bench.hop confirmed the report."""
 
 from __future__ import annotations
 

@@ -3,8 +3,11 @@ of the ceiling, and the single-report requests the first scenarios replay."""
 
 from __future__ import annotations
 
-from bench.__main__ import HEADER, pair, single, table
-from bench.scenarios import Result
+import argparse
+from pathlib import Path
+
+from bench.__main__ import HEADER, baselines, pair, single, table
+from bench.scenarios import Bench, Result
 
 
 def test_table_rows() -> None:
@@ -72,3 +75,12 @@ def test_single_makes_one_report_per_request() -> None:
     requests = list(single("one", 3))
     assert len(requests) == 3
     assert all(len(request.message_ids) == 1 for request in requests)
+
+
+def test_baselines_alone_start_nothing(tmp_path: Path) -> None:
+    """Scenarios that compare with themselves get a placeholder ceiling and no floor: no
+    process is started (a Bench with no settings would fail to start one)."""
+    results = baselines(Bench(argparse.Namespace(), tmp_path), alone=True)
+    assert [(result.scenario, result.requests_per_second) for result in results] == [
+        ("ceiling (not run)", 0.0)
+    ]

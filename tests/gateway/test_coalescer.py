@@ -13,6 +13,7 @@ from gateway.coalescer import Coalescer
 from gateway.errors import Malformed, Overloaded, UpstreamUnavailable
 
 STORED = ingest_pb.INGEST_OUTCOME_STORED
+Answer = ingest_pb.IngestReportsResponse
 DUPLICATE = ingest_pb.INGEST_OUTCOME_DUPLICATE
 
 
@@ -73,12 +74,19 @@ async def test_concurrent_webhooks_share_calls_and_get_their_own_outcomes() -> N
     assert all(len(answer.outcomes) == 2 for answer in answers)
 
 
-async def test_a_few_waiting_webhooks_wait_for_the_call_out_rather_than_make_another() -> None:
+async def one_call_out() -> tuple[FakeStatusd, Coalescer, asyncio.Task[Answer]]:
+    """A coalescer that may overlap two calls once four reports wait, with one call out (held
+    at statusd's gate) carrying the webhook ``first``."""
     statusd = FakeStatusd()
     coalescer = Coalescer(statusd, max_in_flight=2, overlap_reports=4)
     statusd.gate.clear()
     first = asyncio.create_task(coalescer.submit(reports("first")))
     await asyncio.sleep(0)
+    return statusd, coalescer, first
+
+
+async def test_a_few_waiting_webhooks_wait_for_the_call_out_rather_than_make_another() -> None:
+    statusd, coalescer, first = await one_call_out()
     few = [asyncio.create_task(coalescer.submit(reports(f"few-{i}"))) for i in range(3)]
     await asyncio.sleep(0)
     assert statusd.calls == [1]  # three wait: fewer than overlap_reports
@@ -88,11 +96,7 @@ async def test_a_few_waiting_webhooks_wait_for_the_call_out_rather_than_make_ano
 
 
 async def test_enough_waiting_reports_make_a_second_call_alongside() -> None:
-    statusd = FakeStatusd()
-    coalescer = Coalescer(statusd, max_in_flight=2, overlap_reports=4)
-    statusd.gate.clear()
-    first = asyncio.create_task(coalescer.submit(reports("first")))
-    await asyncio.sleep(0)
+    statusd, coalescer, first = await one_call_out()
     many = [asyncio.create_task(coalescer.submit(reports(f"m-{i}", f"n-{i}"))) for i in range(2)]
     await asyncio.sleep(0)
     await asyncio.sleep(0)  # the second call's task starts
@@ -109,11 +113,7 @@ async def test_enough_waiting_reports_make_a_second_call_alongside() -> None:
 
 
 async def test_a_webhook_that_leaves_while_waiting_no_longer_counts_towards_a_second_call() -> None:
-    statusd = FakeStatusd()
-    coalescer = Coalescer(statusd, max_in_flight=2, overlap_reports=4)
-    statusd.gate.clear()
-    first = asyncio.create_task(coalescer.submit(reports("first")))
-    await asyncio.sleep(0)
+    statusd, coalescer, first = await one_call_out()
     leaving = asyncio.create_task(coalescer.submit(reports("l-1", "l-2", "l-3")))
     await asyncio.sleep(0)
     leaving.cancel()
