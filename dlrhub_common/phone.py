@@ -44,6 +44,12 @@ class PlainNumber(NamedTuple):
         """The number the parse would build (valid only when :attr:`kept_as_written`)."""
         return phonenumbers.PhoneNumber(country_code=self.code, national_number=int(self.national))
 
+    @property
+    def possible(self) -> bool:
+        """``phonenumbers.is_possible_number(self.number())`` (valid only when
+        :attr:`kept_as_written`), from :func:`possible_length`."""
+        return possible_length(self.code, len(self.national))
+
 
 def plain_parts(digits: str) -> PlainNumber | None:
     """The calling code, its regions and the national part of ``digits`` (what follows the
@@ -70,3 +76,13 @@ def national_prefix(code: int) -> re.Pattern[str] | None:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, main)
     pattern = None if metadata is None else metadata.national_prefix_for_parsing
     return None if pattern is None else re.compile(pattern)
+
+
+@functools.cache
+def possible_length(code: int, length: int) -> bool:
+    """Whether libphonenumber calls a number possible whose calling code is ``code`` and whose
+    national part (no leading zero) has ``length`` digits: its answer depends on nothing else
+    (the main region's possible lengths), so it is asked once per pair. :func:`plain_parts`
+    admits at most every calling code times :data:`NATIONAL_LENGTHS` pairs."""
+    sample = phonenumbers.PhoneNumber(country_code=code, national_number=int("1" * length))
+    return bool(phonenumbers.is_possible_number(sample))

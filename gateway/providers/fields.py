@@ -87,10 +87,7 @@ def _parse_international(value: str) -> str | None:
         return None
     plain = plain_parts(compact.removeprefix("+"))
     if plain is not None and plain.kept_as_written:  # what the parse would build, without it
-        number = plain.number()
-        if not phonenumbers.is_possible_number(number):
-            return None
-        return f"+{plain.code}{plain.national}"
+        return f"+{plain.code}{plain.national}" if plain.possible else None
     try:
         number = phonenumbers.parse("+" + compact.removeprefix("+"), None)
     except phonenumbers.NumberParseException:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-from dlrhub_common.phone import PlainNumber, plain_parts
+from dlrhub_common.phone import NATIONAL_LENGTHS, PlainNumber, plain_parts, possible_length
 
 
 def test_the_calling_code_is_the_first_digits_that_name_one() -> None:
@@ -50,3 +50,26 @@ def test_a_number_kept_as_written_is_the_number_the_parse_builds(code: int, rest
         return
     parsed = phonenumbers.parse(f"+{code}{rest}", None)
     assert plain.number() == parsed
+
+
+@settings(max_examples=3000)
+@given(
+    st.sampled_from(sorted(COUNTRY_CODE_TO_REGION_CODE)),
+    st.text("123456789", min_size=1, max_size=1),
+    st.text("0123456789", max_size=15),
+)
+def test_possible_is_what_libphonenumber_answers(code: int, first: str, rest: str) -> None:
+    plain = plain_parts(f"{code}{first}{rest}")
+    if plain is None:
+        return
+    assert plain.possible == phonenumbers.is_possible_number(plain.number())
+
+
+def test_possible_length_over_every_calling_code_and_length() -> None:
+    """Every pair plain_parts can produce, each with digits other than possible_length's own
+    sample: the answer depends on the length alone."""
+    for code in COUNTRY_CODE_TO_REGION_CODE:
+        for length in NATIONAL_LENGTHS:
+            for digits in ("9" * length, ("2468" * 4)[:length]):
+                number = phonenumbers.PhoneNumber(country_code=code, national_number=int(digits))
+                assert possible_length(code, length) == phonenumbers.is_possible_number(number)
