@@ -8,13 +8,13 @@ off) it is the peer's IP address, so every stream from one address shares one bu
 :class:`Turns` schedules the writes to Watch streams. A stream with something to write gets
 in line; the scheduler lets at most ``concurrency`` streams write at once (each a burst of a
 few responses), lets none start while an IngestReports call runs or a commit is pending or in
-flight (for at most ``max_wait`` seconds at a time), and, while ingestion keeps statusd busy
-(half of the last tenth of a second or more), pauses while the event loop's thread used more
-than ``cpu_share`` of its time in the current tenth. So however many streams are open,
-the event loop holds only a few Watch writes when an IngestReports call needs it, busy
-ingestion keeps all but ``cpu_share`` of the loop, and a stream that cannot keep up falls
-behind (and is ended, see :mod:`statusd.watch`) instead of slowing ingestion; while
-ingestion only passes now and then, Watch may use the time it leaves. Streams wait for their
+flight (for at most ``max_wait`` seconds at a time), and pauses while the event loop's thread
+used more than ``cpu_share`` of its time in the current tenth of a second, unless ingestion
+has stayed light (busy less than half of each tenth) for three tenths. So however many
+streams are open, the event loop holds only a few Watch writes when an IngestReports call
+needs it, steady ingestion keeps all but ``cpu_share`` of the loop, and a stream that cannot
+keep up falls behind (and is ended, see :mod:`statusd.watch`) instead of slowing ingestion;
+while ingestion only passes now and then, Watch may use the time it leaves. Streams wait for their
 turn on their own future, which only the scheduler resolves: a change that reaches thousands
 of streams wakes a few of them at a time, not all at once (heartbeat timers only put a stream
 in line).
@@ -38,6 +38,8 @@ from statusd.storage.base import Change, MessageFilter
 
 #: The window over which the CPU share of turns is measured, in seconds.
 CPU_WINDOW = 0.1
+#: Windows in a row of light ingestion after which the CPU share no longer caps turns.
+LIGHT_WINDOWS = 3
 
 
 def client_identity(metadata: Sequence[tuple[str, str | bytes]] | None, peer: str) -> str:
@@ -186,23 +188,33 @@ def _retrieve(task: asyncio.Future[None]) -> None:
         task.exception()
 
 
-class _Window:
+class ShareWindow:
     """One ``CPU_WINDOW`` of the turn scheduler: when it started, the loop thread's CPU time
-    then, and whether the CPU share caps turns in it. It does when ingestion was busy (an
-    IngestReports call or a commit under way) for at least half of the window before, or
-    when the scheduler cannot tell (no :class:`~statusd.committer.Quiet` to ask): Watch then
-    takes at most its share. While ingestion only passes now and then, Watch writes may use
-    the time it leaves (they still wait for each call, and yield to it mid-turn)."""
+    then, and whether the CPU share caps turns in it. It does unless ingestion stayed light
+    (an IngestReports call or a commit under way less than half of the time) through each of
+    the last ``light_windows`` windows (:data:`LIGHT_WINDOWS`), and whenever the scheduler
+    cannot tell (no :class:`~statusd.committer.Quiet` to ask): one busy window caps it again
+    at once. Under a steady ingest load Watch takes at most its share; while ingestion only
+    passes now and then, Watch writes may use the time it leaves (they still wait for each
+    call, and yield to it mid-turn)."""
 
-    def __init__(self, start: float, cpu: float, busy: float | None) -> None:
+    def __init__(
+        self, start: float, cpu: float, busy: float | None, light_windows: int = LIGHT_WINDOWS
+    ) -> None:
         self.start = start
         self.cpu = cpu
         self.busy = busy
-        self.capped = True
+        self.light_windows = light_windows
+        self.light = 0  # windows in a row in which ingestion was light
+
+    @property
+    def capped(self) -> bool:
+        return self.light < self.light_windows
 
     def renew(self, now: float, cpu: float, busy: float | None) -> None:
         if busy is not None and self.busy is not None:
-            self.capped = busy - self.busy >= (now - self.start) / 2
+            light = busy - self.busy < (now - self.start) / 2
+            self.light = self.light + 1 if light else 0
         self.start, self.cpu, self.busy = now, cpu, busy
 
 
@@ -216,6 +228,7 @@ class Turns:
         quiet: asyncio.Event | None = None,
         max_wait: float = 0.005,
         cpu_share: float = 0.25,
+        light_windows: int = LIGHT_WINDOWS,
     ) -> None:
         self.concurrency = concurrency
         #: Set while no ingest commit is pending or in flight (the group committer's).
@@ -225,6 +238,7 @@ class Turns:
         #: it the scheduler pauses (for ``max_wait`` at a time), so that Watch never takes
         #: the whole core ingestion shares with it.
         self.cpu_share = cpu_share
+        self.light_windows = light_windows
         self.granted = 0  # turns given, for tests
         self.paused = 0  # pauses for the CPU share
         self._free = concurrency
@@ -268,9 +282,9 @@ class Turns:
     def _busy_seconds(self) -> float | None:
         return self.quiet.busy_seconds() if isinstance(self.quiet, Quiet) else None
 
-    async def _within_share(self, window: _Window) -> None:
+    async def _within_share(self, window: ShareWindow) -> None:
         """Pauses while the loop thread used more than ``cpu_share`` of the current window,
-        when the share applies to it (see :class:`_Window`)."""
+        when the share applies to it (see :class:`ShareWindow`)."""
         while True:
             now, cpu = time.monotonic(), time.thread_time()
             if now - window.start >= CPU_WINDOW:  # a new window: at least one turn per window
@@ -283,7 +297,9 @@ class Turns:
             await asyncio.sleep(min(self.max_wait, used / self.cpu_share - (now - window.start)))
 
     async def _run(self) -> None:
-        window = _Window(time.monotonic(), time.thread_time(), self._busy_seconds())
+        window = ShareWindow(
+            time.monotonic(), time.thread_time(), self._busy_seconds(), self.light_windows
+        )
         while True:
             await self._wake.wait()
             self._wake.clear()

@@ -17,7 +17,7 @@ from dlrhub.v1 import status_service_pb2 as status_pb
 from dlrhub.v1 import status_service_pb2_grpc as status_grpc
 from statusd.committer import Quiet
 from statusd.cursors import BUILTIN_KEY, CursorCodec
-from statusd.fanout import Subscription, Turns, client_identity
+from statusd.fanout import ShareWindow, Subscription, Turns, client_identity
 from statusd.server import Statusd
 from statusd.storage.base import MessageFilter
 from tests.helpers.reports import report
@@ -203,8 +203,9 @@ async def test_turns_bound_concurrent_writers_and_wait_for_quiet() -> None:
 
 async def granted_in(share: float, quiet: asyncio.Event | None = None) -> tuple[int, int]:
     """Turns given to one writer that burns 2 ms of the loop's CPU in each, over 0.3 s, and
-    the scheduler's pauses for the CPU share meanwhile (counted after its first window)."""
-    turns = Turns(concurrency=1, cpu_share=share, max_wait=0.005, quiet=quiet)
+    the scheduler's pauses for the CPU share meanwhile (counted after its first window; one
+    light window is enough to lift the share here)."""
+    turns = Turns(concurrency=1, cpu_share=share, max_wait=0.005, quiet=quiet, light_windows=1)
     turns.start()
     writer = Subscription(MessageFilter())
     started_at = time.monotonic()
@@ -242,6 +243,22 @@ async def test_while_ingestion_is_idle_watch_may_use_the_time_it_leaves() -> Non
     idle, paused = await granted_in(0.05, Quiet())
     assert paused == 0
     assert idle > full / 2
+
+
+def test_one_busy_window_caps_again_and_only_a_run_of_light_ones_lifts_the_cap() -> None:
+    """Ingestion busy half of a window or more caps the next at once; the cap lifts only
+    after light_windows light windows in a row (a flood's short lulls do not lift it)."""
+    window = ShareWindow(0.0, 0.0, 0.0, light_windows=3)
+    busy, now = 0.0, 0.0
+    capped = []
+    for spell in (0.01, 0.01, 0.06, 0.01, 0.01, 0.01, 0.01, 0.07, 0.0):  # of each 0.1 s
+        busy, now = busy + spell, now + 0.1
+        window.renew(now, 0.0, busy)
+        capped.append(window.capped)
+    assert capped == [True, True, True, True, True, False, False, True, True]
+    unknown = ShareWindow(0.0, 0.0, None, light_windows=1)
+    unknown.renew(0.1, 0.0, None)
+    assert unknown.capped  # no Quiet to ask: always capped
 
 
 async def test_while_ingestion_is_busy_the_share_holds() -> None:
