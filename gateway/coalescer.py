@@ -35,6 +35,9 @@ from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from gateway import tracing
 from gateway.errors import Malformed, Overloaded
 
+#: Reports that must wait before a call goes alongside one already out (see above).
+OVERLAP_REPORTS = 32
+
 Send = Callable[
     [list[pb.DeliveryReport], list[pb.QuarantinedItem]],
     Awaitable[ingest_pb.IngestReportsResponse],
@@ -74,7 +77,7 @@ class Coalescer:
         max_reports: int = 2000,
         max_in_flight: int = 2,
         max_queued: int = 20_000,
-        overlap_reports: int = 32,
+        overlap_reports: int = OVERLAP_REPORTS,
     ) -> None:
         self._send = send
         self.max_reports = max(1, max_reports)

@@ -15,6 +15,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_valida
 from dlrhub_common.config_names import variables
 from dlrhub_common.net import loopback
 from dlrhub_common.settings import BaseConfig, CommaList, ConfigError, Pem, PemSecret, load
+from gateway.coalescer import OVERLAP_REPORTS
 from gateway.providers import PROVIDERS, Provider
 from gateway.ratelimit import parse_networks
 from statusd.settings import StatusdSettings
@@ -82,7 +83,7 @@ class GatewaySettings(BaseConfig):
         ge=1,
         le=64,
         description="IngestReports calls out at once; webhooks gather meanwhile (a second "
-        "call goes only once 32 reports wait).",
+        f"call goes only once {OVERLAP_REPORTS} reports wait).",
     )
     max_items_per_request: int = Field(
         1000, ge=1, le=100_000, description="Most reports one webhook request may carry (413)."

@@ -225,7 +225,7 @@ class Turns:
         self,
         *,
         concurrency: int = 4,
-        quiet: asyncio.Event | None = None,
+        quiet: Quiet | None = None,
         max_wait: float = 0.005,
         cpu_share: float = 0.25,
         light_windows: int = LIGHT_WINDOWS,
@@ -280,7 +280,7 @@ class Turns:
             self._wake.set()
 
     def _busy_seconds(self) -> float | None:
-        return self.quiet.busy_seconds() if isinstance(self.quiet, Quiet) else None
+        return self.quiet.busy_seconds() if self.quiet is not None else None
 
     async def _within_share(self, window: ShareWindow) -> None:
         """Pauses while the loop thread used more than ``cpu_share`` of the current window,

@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from statusd import metrics
+from statusd.committer import Quiet
 from statusd.errors import InvalidArgument, Unavailable
 from statusd.fanout import StreamCaps, Subscription, Turns, fell_behind
 from statusd.storage.base import (
@@ -74,7 +75,7 @@ class ChangeHub:
         batch: int = 500,
         max_streams: int = 2000,
         max_streams_per_client: int = 100,
-        quiet: asyncio.Event | None = None,
+        quiet: Quiet | None = None,
         cpu_share: float = 0.25,
     ) -> None:
         self.store = store

@@ -168,7 +168,8 @@ async def test_a_resume_token_from_before_a_purge_is_out_of_range(open_statusd: 
 
 
 async def test_turns_bound_concurrent_writers_and_wait_for_quiet() -> None:
-    quiet = asyncio.Event()
+    quiet = Quiet()
+    quiet.clear()
     turns = Turns(concurrency=3, quiet=quiet, max_wait=0.5)
     turns.start()
     writers = [Subscription(MessageFilter()) for _ in range(10)]
@@ -201,7 +202,7 @@ async def test_turns_bound_concurrent_writers_and_wait_for_quiet() -> None:
         await turns.stop()
 
 
-async def granted_in(share: float, quiet: asyncio.Event | None = None) -> tuple[int, int]:
+async def granted_in(share: float, quiet: Quiet | None = None) -> tuple[int, int]:
     """Turns given to one writer that burns 2 ms of the loop's CPU in each, over 0.3 s, and
     the scheduler's pauses for the CPU share meanwhile (counted after its first window; one
     light window is enough to lift the share here)."""
