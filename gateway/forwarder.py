@@ -152,7 +152,7 @@ class Forwarder:
                 log.warning("statusd did not confirm: %s %s", code.name, exc.details())
             raise UpstreamUnavailable(f"statusd did not confirm the commit ({code.name})") from None
         finally:
-            metrics.child(metrics.FORWARD_LATENCY, code.name).observe(time.perf_counter() - started)
+            metrics.FORWARD_LATENCY.labels(code.name).observe(time.perf_counter() - started)
 
     async def ready(self, timeout: float = 1.0) -> bool:
         """True when statusd reports IngestService SERVING."""

@@ -1,6 +1,8 @@
 """Every Prometheus metric the gateway exports, in one place (served at ``GET /metrics``), and
 :func:`webhook_answered`, the one place a webhook's outcome, latency and reports are counted.
-statusd calls are counted where they are made (:mod:`gateway.forwarder`)."""
+statusd calls are counted where they are made (:mod:`gateway.forwarder`). Those counted on
+every webhook or call are :mod:`gateway.tally`'s lock-free ones (all counting happens on the
+event loop's thread); they expose what prometheus_client's would."""
 
 from __future__ import annotations
 
@@ -8,30 +10,31 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import Counter, Gauge, disable_created_metrics
 
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub_common.status_names import status_label
 from gateway.errors import WebhookError, authentication_failure
 from gateway.providers import PROVIDERS, Parsed
+from gateway.tally import LoopCounter, LoopHistogram
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _DLR_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 72 * 3600)
 
-REQUESTS = Counter(
+REQUESTS = LoopCounter(
     "dlrhub_webhook_requests_total",
     "Webhook requests answered, by provider and outcome (ok, unauthorized, bad_request, ...).",
     ["provider", "outcome"],
 )
-REQUEST_LATENCY = Histogram(
+REQUEST_LATENCY = LoopHistogram(
     "dlrhub_webhook_request_duration_seconds",
     "Time from a webhook request's arrival to its answer, by provider.",
     ["provider"],
     buckets=_LATENCY_BUCKETS,
 )
-REPORTS = Counter(
+REPORTS = LoopCounter(
     "dlrhub_webhook_reports_total",
     "Reports received in webhooks, by provider, canonical status and result "
     "(stored, duplicate, stale, quarantined).",
@@ -42,13 +45,13 @@ SIGNATURE_FAILURES = Counter(
     "Webhook requests rejected as not genuine, by provider and reason.",
     ["provider", "reason"],
 )
-DLR_LATENCY = Histogram(
+DLR_LATENCY = LoopHistogram(
     "dlrhub_dlr_latency_seconds",
     "Time from the provider's event time to the gateway receiving the report, by provider.",
     ["provider"],
     buckets=_DLR_BUCKETS,
 )
-FORWARD_LATENCY = Histogram(
+FORWARD_LATENCY = LoopHistogram(
     "dlrhub_ingest_call_duration_seconds",
     "Time of the IngestReports call to statusd, commit included, by result code.",
     ["code"],
@@ -62,19 +65,12 @@ FIELDS_DROPPED = Counter(
 )
 STATUSD_UP = Gauge("dlrhub_statusd_up", "1 when statusd answered the last readiness check.")
 
+_STORED = ingest_pb.INGEST_OUTCOME_STORED
 _RESULT_LABELS: dict[int, str] = {
     ingest_pb.INGEST_OUTCOME_STORED: "stored",
     ingest_pb.INGEST_OUTCOME_DUPLICATE: "duplicate",
     ingest_pb.INGEST_OUTCOME_STALE: "stale",
 }
-
-
-@lru_cache(maxsize=4096)
-def child(metric: Any, *labels: str) -> Any:
-    """``metric.labels(*labels)``, looked up once per label set: ``labels()`` checks and
-    locks on every call, and the hot path counts with the same few label sets over and over
-    (every label here takes a bounded set of values)."""
-    return metric.labels(*labels)
 
 
 def provider_label(name: str) -> str:
@@ -91,28 +87,35 @@ def webhook_answered(
     """Counts one answered webhook: its outcome (``ok`` or the error's kind), its latency
     (when it reached the handler), why it was not genuine, and what became of its reports
     (``accepted``: what it carried and statusd's answer)."""
-    child(REQUESTS, provider, error.kind if error else "ok").inc()
+    if error is None:
+        REQUESTS.labels(provider, "ok").inc()
+    else:
+        REQUESTS.labels(provider, error.kind).inc()
+        failure = authentication_failure(error)  # one answered 429 by the failure limit too
+        if failure is not None:
+            SIGNATURE_FAILURES.labels(provider, failure.label).inc()
     if seconds is not None:
-        child(REQUEST_LATENCY, provider).observe(seconds)
-    failure = authentication_failure(error)  # one answered 429 by the failure limit counts too
-    if failure is not None:
-        SIGNATURE_FAILURES.labels(provider, failure.label).inc()
+        REQUEST_LATENCY.labels(provider).observe(seconds)
     if accepted is not None:
         _count_reports(provider, *accepted)
 
 
+@lru_cache(maxsize=4096)
+def report_counter(provider: str, status: int, outcome: int) -> Any:
+    """The ``dlrhub_webhook_reports_total`` child for a report of ``status`` that statusd
+    answered with ``outcome`` (both enum numbers, mapped to their labels once)."""
+    return REPORTS.labels(provider, status_label(status), _RESULT_LABELS.get(outcome, "other"))
+
+
 def _count_reports(provider: str, parsed: Parsed, answer: ingest_pb.IngestReportsResponse) -> None:
-    now = time.time()
-    lags = child(DLR_LATENCY, provider)
-    results: dict[tuple[int, int], int] = {}
+    lags = None
+    now = 0.0
     for report, outcome in zip(parsed.reports, answer.outcomes, strict=False):
-        key = (report.status, outcome)
-        results[key] = results.get(key, 0) + 1
-        if outcome == ingest_pb.INGEST_OUTCOME_STORED and report.HasField("event_time"):
+        report_counter(provider, report.status, outcome).inc()
+        if outcome == _STORED and report.HasField("event_time"):
+            if lags is None:
+                lags, now = DLR_LATENCY.labels(provider), time.time()
             lags.observe(max(now - report.event_time.seconds, 0.0))
-    for (status, result), count in results.items():
-        result_label = _RESULT_LABELS.get(result, "other")
-        child(REPORTS, provider, status_label(status), result_label).inc(count)
     if parsed.quarantined:
         REPORTS.labels(provider, "unspecified", "quarantined").inc(len(parsed.quarantined))
     for field_class, _ in parsed.dropped:

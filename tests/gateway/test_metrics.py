@@ -109,10 +109,10 @@ def test_fields_left_out_of_accepted_reports_are_counted_by_field_class() -> Non
     )
 
 
-def test_a_label_set_is_looked_up_once_and_still_counts() -> None:
-    first = metrics.child(metrics.REQUESTS, PROVIDER, "too_large")
-    assert metrics.child(metrics.REQUESTS, PROVIDER, "too_large") is first
-    labels = {"provider": PROVIDER, "outcome": "too_large"}
-    before = sample("dlrhub_webhook_requests_total", **labels)
+def test_a_report_counter_is_looked_up_once_and_still_counts() -> None:
+    first = metrics.report_counter(PROVIDER, pb.DELIVERY_STATUS_FAILED, 99)
+    assert metrics.report_counter(PROVIDER, pb.DELIVERY_STATUS_FAILED, 99) is first
+    labels = {"provider": PROVIDER, "status": "failed", "result": "other"}
+    before = sample("dlrhub_webhook_reports_total", **labels)
     first.inc()
-    assert sample("dlrhub_webhook_requests_total", **labels) == before + 1
+    assert sample("dlrhub_webhook_reports_total", **labels) == before + 1
