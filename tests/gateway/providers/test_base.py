@@ -4,6 +4,7 @@ size and item count are refused before anything is decoded or normalized."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -15,8 +16,10 @@ from gateway.errors import Malformed, PayloadTooLarge, Unauthenticated
 from gateway.providers.base import (
     MAX_JSON_CONTAINERS,
     MAX_JSON_DEPTH,
+    InboundRequest,
     InvalidItem,
     Parsed,
+    build_request,
     check_json_shape,
     json_body,
 )
@@ -28,6 +31,32 @@ def normalize(item: dict[str, str]) -> pb.DeliveryReport:
     if "id" not in item:
         raise InvalidItem("id is missing")
     return pb.DeliveryReport(message_id=item["id"])
+
+
+def test_build_request_fills_every_field_as_the_dataclass_would() -> None:
+    built = build_request(
+        "POST",
+        "https://hooks.example/webhooks/plivo?a=1&b=",
+        [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"), ("X-A", "1")],
+        b"MessageUUID=m-1&Status=delivered",
+        request_id="r-1",
+        received_micros=5,
+    )
+    assert set(vars(built)) == {field.name for field in dataclasses.fields(InboundRequest)}
+    assert built == InboundRequest(
+        method="POST",
+        url="https://hooks.example/webhooks/plivo?a=1&b=",
+        path="/webhooks/plivo",
+        headers={"content-type": "application/x-www-form-urlencoded; charset=utf-8", "x-a": "1"},
+        body=b"MessageUUID=m-1&Status=delivered",
+        content_type="application/x-www-form-urlencoded",
+        query=(("a", "1"), ("b", "")),
+        form=(("MessageUUID", "m-1"), ("Status", "delivered")),
+        received_micros=5,
+        request_id="r-1",
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.body = b""  # type: ignore[misc]
 
 
 def test_parsed_of_keeps_reports_and_quarantines_the_rest() -> None:
