@@ -17,7 +17,7 @@ import abc
 import json
 import time
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -162,6 +162,19 @@ class Parsed:
                 return cls(quarantined=[quarantine(str(exc), raw_json(item))])
         reports = normalized if isinstance(normalized, list) else [normalized]
         return cls(reports=reports, dropped=dropped)
+
+    @classmethod
+    def of_each(cls, items: Sequence[Any], normalize: Callable[[Any], Normalized]) -> Parsed:
+        """:meth:`of` for each of a batch's items, gathered in order."""
+        if len(items) == 1:  # the commonest batch
+            return cls.of(items[0], normalize)
+        parsed = cls()
+        for item in items:
+            one = cls.of(item, normalize)
+            parsed.reports += one.reports
+            parsed.quarantined += one.quarantined
+            parsed.dropped += one.dropped
+        return parsed
 
 
 #: What a provider's normalizer makes of one item: a report, or several.

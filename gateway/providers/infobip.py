@@ -182,13 +182,7 @@ class Infobip(Provider):
         if not isinstance(results, list) or not results:
             raise Malformed('"results" must be a non-empty array')
         self.check_items(len(results))
-        parsed = Parsed()
-        for item in results:
-            one = Parsed.of(item, normalize)
-            parsed.reports += one.reports
-            parsed.quarantined += one.quarantined
-            parsed.dropped += one.dropped
-        return parsed
+        return Parsed.of_each(results, normalize)
 
     @classmethod
     def dev_credentials(cls, directory: Path) -> dict[str, str]:

@@ -72,6 +72,14 @@ def test_parsed_of_keeps_reports_and_quarantines_the_rest() -> None:
     ]
 
 
+def test_parsed_of_each_gathers_every_item_in_order() -> None:
+    one = Parsed.of_each([{"id": "m-1"}], normalize)
+    assert [report.message_id for report in one.reports] == ["m-1"]
+    mixed = Parsed.of_each([{"id": "m-1"}, {"other": "x"}, {"id": "m-3"}], normalize)
+    assert [report.message_id for report in mixed.reports] == ["m-1", "m-3"]
+    assert [item.reason for item in mixed.quarantined] == ["id is missing"]
+
+
 def test_provider_helpers_label_their_refusals() -> None:
     provider = Bird("", BirdCredentials(signing_key="k"), clock=lambda: 1_000_000.0)
     with pytest.raises(Unauthenticated, match="bird: no messagebird-signature header") as caught:
