@@ -53,8 +53,10 @@ def create_app(config: GatewayConfig, forwarder: Forwarder | None = None) -> San
     async def _connect(app: Sanic[Any, Any]) -> None:
         if app.ctx.forwarder is None:
             app.ctx.forwarder = Forwarder.from_settings(settings)
+        app.ctx.loop = asyncio.get_running_loop()
         app.ctx.coalescer = Coalescer(
             app.ctx.forwarder.ingest,
+            loop=app.ctx.loop,
             max_reports=settings.coalesce_max_reports,
             max_in_flight=settings.coalesce_max_calls,
             max_queued=settings.max_queued_reports,

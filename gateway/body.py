@@ -14,14 +14,20 @@ from sanic import Request
 from gateway.errors import PayloadTooLarge, RequestTimeout
 
 
-async def receive(request: Request, limit: int, timeout: float) -> None:
+async def receive(
+    request: Request,
+    limit: int,
+    timeout: float,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> None:
     """Reads the body into ``request.body``: at most ``limit`` bytes (413), within ``timeout``
     seconds (408); either way the connection is then closed. The deadline is one timer handle
-    that cancels the handler (cheaper than asyncio.timeout on the hot path)."""
+    that cancels the handler (cheaper than asyncio.timeout on the hot path). ``loop``, the
+    running loop, saves looking it up (a system call each time before Python 3.12)."""
     declared = request.headers.get("content-length", "")
     stream: Any = request.stream  # Sanic's Http; untyped
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
+    loop = loop or asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
     expired = False
 
     def expire() -> None:

@@ -69,7 +69,9 @@ async def _admitted(request: Request, provider: str, account: str, request_id: s
     client = guard.client(request)
     guard.admit(request, client)
     endpoint = _endpoint(config, request.method, provider, account)
-    await body.receive(request, settings.max_body_bytes, settings.request_timeout_seconds)
+    await body.receive(
+        request, settings.max_body_bytes, settings.request_timeout_seconds, request.app.ctx.loop
+    )
     inbound = inbound_request(request, settings.public_base, request_id)
     try:
         await endpoint.prepare(inbound)

@@ -253,7 +253,8 @@ class Provider(abc.ABC):
             item.request_id = request.request_id
             item.received_time.seconds, item.received_time.nanos = seconds, micros * 1000
         nonces = () if self.insecure else self.nonces(request)
-        parsed.replay_keys = tuple(f"{self.name}/{self.account}/{nonce}" for nonce in nonces)
+        if nonces:
+            parsed.replay_keys = tuple(f"{self.name}/{self.account}/{nonce}" for nonce in nonces)
         return parsed
 
     def nonces(self, request: InboundRequest) -> tuple[str, ...]:

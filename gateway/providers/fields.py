@@ -187,6 +187,8 @@ def whole_number(value: object, field_name: str, *, default: int = 0) -> int:
 
 def text(value: object, field_name: str, *, limit: int = 4000) -> str:
     """A bounded string field; numbers are turned into text; empty when absent."""
+    if type(value) is str and len(value) <= limit:  # the commonest case, checked first
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):

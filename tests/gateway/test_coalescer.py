@@ -49,9 +49,10 @@ def reports(*ids: str) -> list[pb.DeliveryReport]:
     return [pb.DeliveryReport(provider="infobip", message_id=i) for i in ids]
 
 
-async def test_a_lone_webhook_goes_at_once() -> None:
+@pytest.mark.parametrize("given_loop", [False, True])
+async def test_a_lone_webhook_goes_at_once(given_loop: bool) -> None:
     statusd = FakeStatusd()
-    coalescer = Coalescer(statusd)
+    coalescer = Coalescer(statusd, loop=asyncio.get_running_loop() if given_loop else None)
     answer = await coalescer.submit(reports("a", "b"), [pb.QuarantinedItem(reason="x")])
     assert (answer.stored, answer.duplicates, answer.quarantined) == (2, 0, 1)
     assert statusd.calls == [2]
