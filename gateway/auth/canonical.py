@@ -18,6 +18,7 @@ parameters that could have been re-split; each function here returns why (the pr
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -70,23 +71,29 @@ def concatenation_problem(
             if not PROVIDER_NAME.fullmatch(name):
                 return f"parameter name {name[:64]!r} is not a provider parameter name"
     names = _any_of(known)
-    for name, value in pairs:
-        if name in decisive:
-            swallowed = names.search(value)
+    # All decisive values searched at once (no name holds a newline); which one, only if any.
+    if names.search("\n".join(value for name, value in pairs if name in decisive)):
+        for name, value in pairs:
+            swallowed = names.search(value) if name in decisive else None
             if swallowed:
                 return f"{name} contains the parameter name {swallowed.group()}"
     text = prefix + "".join(name + value for name, value in pairs)
-    inside_names: list[tuple[int, int]] = []  # spans of decisive names in ``text``
+    # Where each decisive name starts and ends in ``text``: disjoint spans, in order.
+    starts: list[int] = []
+    stops: list[int] = []
     position = len(prefix)
     for name, value in pairs:
         if name in decisive:
-            inside_names.append((position, position + len(name)))
+            starts.append(position)
+            stops.append(position + len(name))
         position += len(name) + len(value)
     for field in decisive:
         found = text.find(field)
         while found >= 0:  # each occurrence, left to right, as a regular expression finds them
             end = found + len(field)
-            if not any(start <= found and end <= stop for start, stop in inside_names):
+            # The one span that may hold it: the last to start at or before it.
+            span = bisect_right(starts, found) - 1
+            if span < 0 or end > stops[span]:
                 return f"{field} appears in the signed string outside its own parameter name"
             found = text.find(field, end)
     return ""

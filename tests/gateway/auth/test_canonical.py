@@ -4,8 +4,10 @@ name-then-value concatenations."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.auth.canonical import concatenation_problem, separators_in
+from gateway.auth.canonical import PROVIDER_NAME, concatenation_problem, separators_in
 
 DECISIVE = frozenset({"Status", "ErrorCode", "MessageUUID", "ParentMessageUUID"})
 KNOWN = DECISIVE | {"From", "To"}
@@ -80,3 +82,48 @@ def test_any_name_that_is_not_provider_style_is_named(name: str) -> None:
     assert concatenation_problem("", pairs, DECISIVE, KNOWN) == (
         f"parameter name {name!r} is not a provider parameter name"
     )
+
+
+def _problem_by_the_definition(
+    prefix: str, pairs: list[tuple[str, str]], decisive: frozenset[str], known: frozenset[str]
+) -> bool:
+    """The refusal rule read straight from the docstring, slowly: a non-provider name, a
+    decisive value holding a known name, or a decisive name outside every decisive span."""
+    if any(not PROVIDER_NAME.fullmatch(name) for name, _ in pairs):
+        return True
+    if any(k in value for name, value in pairs if name in decisive for k in known if k):
+        return True
+    text = prefix + "".join(name + value for name, value in pairs)
+    spans, position = [], len(prefix)
+    for name, value in pairs:
+        if name in decisive:
+            spans.append((position, position + len(name)))
+        position += len(name) + len(value)
+    for field in decisive:
+        found = text.find(field)
+        while found >= 0:
+            end = found + len(field)
+            if not any(start <= found and end <= stop for start, stop in spans):
+                return True
+            found = text.find(field, end)
+    return False
+
+
+_PIECES = st.sampled_from(
+    ["Status", "Error", "Code", "ErrorCode", "Message", "UUID", "To", "80", "x"]
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(_PIECES, min_size=1, max_size=3).map("".join),
+            st.lists(_PIECES, max_size=3).map("".join),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(["", "a=1", "Status=1"]),
+)
+def test_every_refusal_follows_the_definition(pairs: list[tuple[str, str]], prefix: str) -> None:
+    found = concatenation_problem(prefix, pairs, DECISIVE, KNOWN)
+    assert bool(found) == _problem_by_the_definition(prefix, pairs, DECISIVE, KNOWN)
