@@ -10,12 +10,15 @@ or quarantined, by :func:`gateway.audit.webhook_answered`.
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sanic import Request, Sanic
+from sanic.helpers import has_message_body
 from sanic.response import HTTPResponse, json, raw
 
 from dlrhub.v1 import ingest_service_pb2 as ingest_pb
@@ -66,6 +69,31 @@ async def webhook(request: Request, provider: str, account: str = "") -> HTTPRes
     return _accepted_response(accepted.answer, request_id)
 
 
+#: What Sanic strips from every header name and value it sends.
+_STRIPPED = re.compile(b"[\r\n\x00]")
+
+
+class Answer(HTTPResponse):
+    """An HTTP response whose headers go out as Sanic's would, found faster: Sanic strips
+    CR, LF and NUL from each header name and value one by one (:attr:`processed_headers`); an
+    answer's headers (its content type, length, ``Connection``, the checked request id) hold
+    none, so one search over all of them shows there is nothing to strip."""
+
+    __slots__ = ()
+
+    @property
+    def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:
+        if has_message_body(self.status):  # type: ignore[no-untyped-call]
+            self.headers.setdefault("content-type", self.content_type)
+        encoded = [
+            (name.encode("ascii"), f"{value}".encode(errors="surrogateescape"))
+            for name, value in self.headers.items()
+        ]
+        if _STRIPPED.search(b"".join(map(b"".join, encoded))):
+            return super().processed_headers
+        return iter(encoded)
+
+
 def _accepted_response(answer: ingest_pb.IngestReportsResponse, request_id: str) -> HTTPResponse:
     body = {
         "stored": answer.stored,
@@ -75,7 +103,7 @@ def _accepted_response(answer: ingest_pb.IngestReportsResponse, request_id: str)
         "request_id": request_id,
     }
     # Built directly (sanic's json() adds a layer this answer, sent once a webhook, needs not).
-    return HTTPResponse(
+    return Answer(
         orjson.dumps(body), headers={"X-Request-Id": request_id}, content_type="application/json"
     )
 

@@ -3,8 +3,11 @@ answering and counting what the request path (test_intake.py) decided."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import REGISTRY
+from sanic.response import HTTPResponse
 
+from gateway.routes import Answer
 from tests.gateway.conftest import Stack
 from tests.gateway.test_intake import BASIC, infobip_body, post_infobip
 
@@ -60,3 +63,31 @@ async def test_the_request_id_is_the_callers_when_sane(stack: Stack) -> None:
     refused = await post_infobip(stack, infobip_body("id-2"), {"X-Request-Id": "no way"})
     assert refused.status_code == 401
     assert len(refused.headers["X-Request-Id"]) == 24
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Request-Id": "abc", "content-length": "2", "connection": "keep-alive"},
+        {"X-Request-Id": "a\r\nSet-Cookie: x=1", "content-length": "2"},  # Sanic strips CR LF
+        {"X-Note\x00": "\u00e9t\u00e9\udcff", "connection": "close"},  # NUL in a name; not ASCII
+    ],
+)
+def test_an_answer_sends_the_headers_sanic_would(headers: dict[str, str]) -> None:
+    ours = Answer(b"{}", headers=dict(headers), content_type="application/json")
+    sanics = HTTPResponse(b"{}", headers=dict(headers), content_type="application/json")
+    assert list(ours.processed_headers) == list(sanics.processed_headers)
+
+
+async def test_an_accepted_webhook_echoes_its_request_id(stack: Stack) -> None:
+    headers = {**BASIC, "X-Request-Id": "rid-1.2_3"}
+    response = await post_infobip(stack, infobip_body("m-echo"), headers=headers)
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "rid-1.2_3"
+    assert response.json() == {
+        "stored": 1,
+        "duplicates": 0,
+        "stale": 0,
+        "quarantined": 0,
+        "request_id": "rid-1.2_3",
+    }
