@@ -77,17 +77,3 @@ def test_an_answer_sends_the_headers_sanic_would(headers: dict[str, str]) -> Non
     ours = Answer(b"{}", headers=dict(headers), content_type="application/json")
     sanics = HTTPResponse(b"{}", headers=dict(headers), content_type="application/json")
     assert list(ours.processed_headers) == list(sanics.processed_headers)
-
-
-async def test_an_accepted_webhook_echoes_its_request_id(stack: Stack) -> None:
-    headers = {**BASIC, "X-Request-Id": "rid-1.2_3"}
-    response = await post_infobip(stack, infobip_body("m-echo"), headers=headers)
-    assert response.status_code == 200
-    assert response.headers["x-request-id"] == "rid-1.2_3"
-    assert response.json() == {
-        "stored": 1,
-        "duplicates": 0,
-        "stale": 0,
-        "quarantined": 0,
-        "request_id": "rid-1.2_3",
-    }
