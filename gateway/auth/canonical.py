@@ -21,6 +21,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import chain
 
 #: How both providers with concatenated parameters name them: a capital, then letters and
 #: digits. A name made of a value's tail (``deliveredTo``, ``0007``) does not look like this.
@@ -65,7 +66,7 @@ def concatenation_problem(
     provider sends), so no decisive value can swallow the parameters after it.
     """
     pairs = list(pairs)
-    names_text = "".join(name + "\n" for name, _ in pairs)
+    names_text = "".join([f"{name}\n" for name, _ in pairs])
     if names_text.count("\n") != len(pairs) or not _PROVIDER_NAMES.fullmatch(names_text):
         for name, _ in pairs:  # which one
             if not PROVIDER_NAME.fullmatch(name):
@@ -77,7 +78,7 @@ def concatenation_problem(
             swallowed = names.search(value) if name in decisive else None
             if swallowed:
                 return f"{name} contains the parameter name {swallowed.group()}"
-    text = prefix + "".join(name + value for name, value in pairs)
+    text = prefix + "".join(chain.from_iterable(pairs))
     # Where each decisive name starts and ends in ``text``: disjoint spans, in order.
     starts: list[int] = []
     stops: list[int] = []

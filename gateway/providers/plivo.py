@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -320,13 +321,6 @@ def _base_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def _grouped(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for key, value in pairs:
-        grouped.setdefault(key, []).append(value)
-    return grouped
-
-
 def v3_string(method: str, url: str, form: tuple[tuple[str, str], ...]) -> str:
     """What Plivo's V3 signature covers, without the trailing ``.nonce``.
 
@@ -335,17 +329,13 @@ def v3_string(method: str, url: str, form: tuple[tuple[str, str], ...]) -> str:
     exist) ``.``, then the form parameters sorted, each as ``key`` + ``value`` with no separator.
     Values are compared decoded, as Plivo signs them.
     """
-    query = _grouped(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-    query_text = "&".join(f"{key}={value}" for key in sorted(query) for value in sorted(query[key]))
+    # Pairs sort by key, then value: Plivo's order.
+    query = sorted(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    query_text = "&".join([f"{key}={value}" for key, value in query])
     base = _base_url(url)
-    if method == "GET":
+    if method == "GET" or not form:
         return f"{base}?{query_text}" if query_text else base
-    params = _grouped(list(form))
-    params_text = "".join(
-        f"{key}{value}" for key in sorted(params) for value in sorted(params[key])
-    )
-    if not params_text and not params:
-        return f"{base}?{query_text}" if query_text else base
+    params_text = "".join(chain.from_iterable(sorted(form)))
     return f"{base}?{query_text}" + ("." if query_text else "") + params_text
 
 
