@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+_Child = TypeVar("_Child")
 
 
 class CounterChild:
@@ -53,7 +56,9 @@ class HistogramChild:
         self.sum += amount
 
 
-class _Labelled(Collector):
+class _Labelled(Collector, Generic[_Child]):
+    """A metric's name, help and label names, registered once; one child per label set."""
+
     def __init__(
         self,
         name: str,
@@ -64,15 +69,24 @@ class _Labelled(Collector):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], _Child] = {}
         if registry is not None:
             registry.register(self)
 
-    def _check(self, values: tuple[str, ...]) -> None:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+    def labels(self, *values: str) -> _Child:
+        """The child counting for these label values (made on first use)."""
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+            child = self._children[values] = self._new_child()
+        return child
+
+    def _new_child(self) -> _Child:
+        raise NotImplementedError
 
 
-class LoopCounter(_Labelled):
+class LoopCounter(_Labelled[CounterChild]):
     """A labelled counter (``name`` without ``_total``), like prometheus_client's Counter."""
 
     def __init__(
@@ -82,15 +96,10 @@ class LoopCounter(_Labelled):
         labelnames: Sequence[str],
         registry: CollectorRegistry | None = REGISTRY,
     ) -> None:
-        self._children: dict[tuple[str, ...], CounterChild] = {}
         super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> CounterChild:
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = CounterChild()
-        return child
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def describe(self) -> list[Metric]:
         return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
@@ -102,7 +111,7 @@ class LoopCounter(_Labelled):
         yield family
 
 
-class LoopHistogram(_Labelled):
+class LoopHistogram(_Labelled[HistogramChild]):
     """A labelled histogram with fixed ``buckets`` (``+Inf`` added), like prometheus_client's
     Histogram."""
 
@@ -119,15 +128,10 @@ class LoopHistogram(_Labelled):
             bounds.append(float("inf"))
         self.bounds = tuple(bounds)
         self._le = tuple(floatToGoString(bound) for bound in bounds)  # type: ignore[no-untyped-call]
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
         super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = HistogramChild(self.bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
 
     def describe(self) -> list[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
