@@ -56,7 +56,7 @@ class HistogramChild:
         self.sum += amount
 
 
-class _Labelled(Collector, Generic[_Child]):
+class LoopMetric(Collector, Generic[_Child]):
     """A metric's name, help and label names, registered once; one child per label set."""
 
     def __init__(
@@ -85,8 +85,12 @@ class _Labelled(Collector, Generic[_Child]):
     def _new_child(self) -> _Child:
         raise NotImplementedError
 
+    def describe(self) -> list[Metric]:
+        """The metric's family without samples (the registry checks names with it)."""
+        raise NotImplementedError
 
-class LoopCounter(_Labelled[CounterChild]):
+
+class LoopCounter(LoopMetric[CounterChild]):
     """A labelled counter (``name`` without ``_total``), like prometheus_client's Counter."""
 
     def __init__(
@@ -111,7 +115,7 @@ class LoopCounter(_Labelled[CounterChild]):
         yield family
 
 
-class LoopHistogram(_Labelled[HistogramChild]):
+class LoopHistogram(LoopMetric[HistogramChild]):
     """A labelled histogram with fixed ``buckets`` (``+Inf`` added), like prometheus_client's
     Histogram."""
 

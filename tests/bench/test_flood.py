@@ -13,7 +13,7 @@ import pytest
 
 from bench.flood import hostile_bodies
 from gateway.errors import Malformed, PayloadTooLarge
-from gateway.providers.base import check_json_shape
+from gateway.providers.json_shape import check_json_shape
 
 
 def run(*args: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from gateway import metrics as gateway_metrics
 from gateway.app import create_app
 from gateway.providers import PROVIDERS
 from gateway.settings import GatewayConfig, GatewaySettings
+from gateway.tally import LoopMetric
 from statusd import metrics as statusd_metrics
 from statusd.server import HEALTH_SERVICES
 from statusd.settings import StatusdSettings
@@ -89,10 +90,14 @@ _SUFFIXES = {
 }
 
 
+#: Metric objects: prometheus_client's, and the gateway's lock-free ones (gateway/tally.py).
+_METRICS = (MetricWrapperBase, LoopMetric)
+
+
 def _exposed(module: ModuleType) -> set[str]:
     names: set[str] = set()
     for value in vars(module).values():
-        if isinstance(value, MetricWrapperBase):
+        if isinstance(value, _METRICS):
             for family in value.describe():
                 names |= {family.name + suffix for suffix in _SUFFIXES[family.type]}
     return names
@@ -114,7 +119,7 @@ def metric_families_in_use() -> set[str]:
             if path.name != "metrics.py"
         )
         for attribute, value in vars(module).items():
-            if isinstance(value, MetricWrapperBase) and f"metrics.{attribute}" in source:
+            if isinstance(value, _METRICS) and f"metrics.{attribute}" in source:
                 families |= {family.name for family in value.describe()}
     return families
 
