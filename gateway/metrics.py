@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
-from typing import Any
 
 from prometheus_client import Counter, Gauge, disable_created_metrics
 
@@ -16,7 +15,7 @@ from dlrhub.v1 import ingest_service_pb2 as ingest_pb
 from dlrhub_common.status_names import status_label
 from gateway.errors import WebhookError, authentication_failure
 from gateway.providers import PROVIDERS, Parsed
-from gateway.tally import LoopCounter, LoopHistogram
+from gateway.tally import CounterChild, LoopCounter, LoopHistogram
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series
 
@@ -101,7 +100,7 @@ def webhook_answered(
 
 
 @lru_cache(maxsize=4096)
-def report_counter(provider: str, status: int, outcome: int) -> Any:
+def report_counter(provider: str, status: int, outcome: int) -> CounterChild:
     """The ``dlrhub_webhook_reports_total`` child for a report of ``status`` that statusd
     answered with ``outcome`` (both enum numbers, mapped to their labels once)."""
     return REPORTS.labels(provider, status_label(status), _RESULT_LABELS.get(outcome, "other"))

@@ -102,7 +102,7 @@ def _accepted_response(answer: ingest_pb.IngestReportsResponse, request_id: str)
         "quarantined": answer.quarantined,
         "request_id": request_id,
     }
-    # Built directly (sanic's json() adds a layer this answer, sent once a webhook, needs not).
+    # Built directly: Sanic's json() adds a layer of its own, and this is sent once a webhook.
     return Answer(
         orjson.dumps(body), headers={"X-Request-Id": request_id}, content_type="application/json"
     )
