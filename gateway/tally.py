@@ -13,6 +13,7 @@ count. Metrics counted from other threads stay prometheus_client's.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from typing import Generic, TypeVar
@@ -82,12 +83,13 @@ class LoopMetric(Collector, Generic[_Child]):
             child = self._children[values] = self._new_child()
         return child
 
+    @abstractmethod
     def _new_child(self) -> _Child:
-        raise NotImplementedError
+        """A fresh child for a new label set."""
 
+    @abstractmethod
     def describe(self) -> list[Metric]:
         """The metric's family without samples (the registry checks names with it)."""
-        raise NotImplementedError
 
 
 class LoopCounter(LoopMetric[CounterChild]):

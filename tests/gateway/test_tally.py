@@ -16,7 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from gateway.tally import LoopCounter, LoopHistogram
+from gateway.tally import LoopCounter, LoopHistogram, LoopMetric
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # as gateway.metrics does
 
@@ -78,3 +78,8 @@ def test_a_name_taken_twice_in_one_registry_is_refused() -> None:
     LoopCounter("t_total", "Doc.", [], registry=registry)
     with pytest.raises(ValueError, match="Duplicated"):
         LoopHistogram("t_total", "Doc.", [], BUCKETS, registry=registry)
+
+
+def test_the_shared_base_cannot_stand_alone() -> None:
+    with pytest.raises(TypeError, match="abstract"):
+        LoopMetric("t_total", "Doc.", [], registry=None)  # type: ignore[abstract]
