@@ -57,7 +57,10 @@ def concatenation_problem(
     known: frozenset[str],
 ) -> str:
     """Why ``prefix`` + name + value + name + value ... could have been built from other
-    parameters that change a decisive field; ``""`` when it could not.
+    parameters that change a decisive field; ``""`` when it could not. ``pairs`` come in the
+    order the provider's signature joins them (sorted, for Twilio and Plivo), not the order
+    they arrived in: a re-split across a boundary of the signed string is found even when the
+    request lists its parameters in an order that hides it.
 
     Refused: a name that is not a provider-style name (:data:`PROVIDER_NAME`), so no value's
     tail can become a name; a decisive field's name anywhere in the string but as (part of) a

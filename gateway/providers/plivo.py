@@ -297,14 +297,16 @@ def _part_info(value: Any) -> tuple[int, int]:
 def ambiguity(request: InboundRequest) -> str:
     """Why the V3 string of the request could also be built from other parameters, or ``""``:
     ``&`` or ``=`` in a query name or ``&`` in a query value (joined as ``k=v&k=v``), or a form
-    that could be re-split (name and value concatenated, :func:`canonical.concatenation_problem`).
+    that could be re-split (name and value concatenated in the signed order,
+    :func:`canonical.concatenation_problem`).
     """
     query = request.query  # the URL's query, parsed with blank values kept
     problem = canonical.separators_in(query, "&=", "&")
     if problem or request.method != "POST":
         return problem
     prefix = "&".join(f"{key}={value}" for key, value in query)
-    return canonical.concatenation_problem(prefix, request.form, DECISIVE, PARAMETERS)
+    # Checked as signed: sorted, whatever order the body lists them in.
+    return canonical.concatenation_problem(prefix, sorted(request.form), DECISIVE, PARAMETERS)
 
 
 def _signatures(request: InboundRequest, headers: tuple[str, ...]) -> list[str]:

@@ -18,6 +18,8 @@ replay). See docs/providers/twilio.md.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
+from itertools import chain
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -156,12 +158,13 @@ class Twilio(Provider):
             if not signatures.equal(signatures.sha256_hex(request.body), body_hash[-1].lower()):
                 raise self.unauthenticated("bodySHA256 does not match the body")
             pairs = ()
-        problem = canonical.concatenation_problem(request.url, pairs, DECISIVE, PARAMETERS)
+        signed = signed_order(pairs)  # checked as signed, whatever order the body lists them in
+        problem = canonical.concatenation_problem(request.url, signed, DECISIVE, PARAMETERS)
         if problem:
             raise self.unauthenticated(problem)
         keys = signatures.secret_values(self.credentials.auth_token)
         expected = [
-            signature_of(url, pairs, key, algorithm)
+            signature_of(url, signed, key, algorithm)
             for url in url_variants(request.url)
             for key in keys
         ]
@@ -266,14 +269,15 @@ def url_variants(url: str) -> list[str]:
     return list(dict.fromkeys([url, without, with_port]))
 
 
-def signing_string(url: str, form: tuple[tuple[str, str], ...]) -> str:
+def signed_order(form: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The form's pairs in the order the signature joins them: sorted by name, the values of a
+    repeated name sorted, duplicate pairs dropped."""
+    return sorted(set(form))
+
+
+def signing_string(url: str, form: Iterable[tuple[str, str]]) -> str:
     """What the signature covers: the URL, then each parameter name and value, sorted."""
-    grouped: dict[str, set[str]] = {}
-    for key, value in form:
-        grouped.setdefault(key, set()).add(value)
-    return url + "".join(
-        f"{key}{value}" for key in sorted(grouped) for value in sorted(grouped[key])
-    )
+    return url + "".join(chain.from_iterable(signed_order(form)))
 
 
 def event_id(url: str, form: tuple[tuple[str, str], ...]) -> str:
@@ -284,7 +288,7 @@ def event_id(url: str, form: tuple[tuple[str, str], ...]) -> str:
 
 
 def signature_of(
-    url: str, form: tuple[tuple[str, str], ...], key: bytes, algorithm: str = "sha1"
+    url: str, form: Iterable[tuple[str, str]], key: bytes, algorithm: str = "sha1"
 ) -> str:
     return signatures.hmac_b64(key, signing_string(url, form).encode("utf-8"), algorithm)
 

@@ -190,13 +190,16 @@ TWILIO_RESPLITS = {
 }
 
 
+@pytest.mark.parametrize("order", ["signed order", "reversed"])
 @pytest.mark.parametrize("forged", TWILIO_RESPLITS.values(), ids=TWILIO_RESPLITS.keys())
 async def test_twilio_parameters_re_split_under_a_valid_signature_are_refused(
-    make_stack: StackFactory, forged: tuple[tuple[str, str], ...]
+    make_stack: StackFactory, forged: tuple[tuple[str, str], ...], order: str
 ) -> None:
     assert twilio.signing_string(TWILIO_URL, forged) == twilio.signing_string(
         TWILIO_URL, TWILIO_FORM
     )
+    if order == "reversed":  # the body's order joins no re-split: the signed order does
+        forged = forged[::-1]
     async with make_stack(env=TWILIO) as stack:
         refused = await stack.http.post("/webhooks/twilio", **twilio_request(forged))
         assert refused.status_code == 401
@@ -264,3 +267,29 @@ async def test_plivo_v3_form_re_split_under_a_valid_signature_is_refused(
         assert "ErrorCode appears in the signed string" in refused.json()["reason"]
         assert (await stack.http.post("/webhooks/plivo", **captured)).json()["stored"] == 1
         assert (await current(stack, "plivo", "p-7")).latest_report.error.code == "80"
+
+
+async def test_plivo_v3_re_split_hidden_by_the_order_of_the_body_is_refused(
+    make_stack: StackFactory,
+) -> None:
+    # Signed sorted, "Amount1Error" + "Code80" join into ErrorCode80; listed in this order the
+    # body joins nothing suspicious ("...Code80Amount1Error").
+    genuine = {"Amount": "1", "ErrorCode": "80", "MessageUUID": "p-8", "Status": "undelivered"}
+    forged = (
+        ("Status", "undelivered"),
+        ("MessageUUID", "p-8"),
+        ("Code80", ""),
+        ("Amount", "1Error"),
+    )
+    assert plivo.v3_string("POST", PLIVO_URL, forged) == plivo.v3_string(
+        "POST", PLIVO_URL, tuple(genuine.items())
+    )
+    captured = plivo_request(genuine, "n-8")
+    async with make_stack() as stack:
+        refused = await stack.http.post(
+            "/webhooks/plivo", content=urlencode(forged), headers=captured["headers"]
+        )
+        assert refused.status_code == 401
+        assert "ErrorCode appears in the signed string" in refused.json()["reason"]
+        assert (await stack.http.post("/webhooks/plivo", **captured)).json()["stored"] == 1
+        assert (await current(stack, "plivo", "p-8")).latest_report.error.code == "80"
