@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -155,10 +156,11 @@ class Plivo(Provider):
         tokens = signatures.secret_values(self.credentials.auth_token)
         if any(request.header(name) for name in (*V3_HEADERS, V3_NONCE)):
             nonce = self.required_header(request, V3_NONCE)
-            problem = ambiguity(request)
+            form = sorted(request.form)  # as signed: sorted, whatever order the body has
+            problem = ambiguity(request, form)
             if problem:
                 raise self.unauthenticated(problem)
-            message = v3_string(request.method, request.url, request.form) + "." + nonce
+            message = v3_string(request.method, request.url, form) + "." + nonce
             if signatures.hmac_matches(tokens, message.encode(), _signatures(request, V3_HEADERS)):
                 return "plivo_v3"
             raise self.unauthenticated("X-Plivo-Signature-V3 does not match")
@@ -214,10 +216,10 @@ class Plivo(Provider):
     def nonces(self, request: InboundRequest) -> tuple[str, ...]:
         # The V3 nonce when V3 judged the request; every V2 nonce when V2 is allowed, so a
         # captured V3 request stripped to its V2 headers is a replay too.
-        found = [request.header(V3_NONCE) or ""]
-        if self.credentials.allow_v2:
-            found.append(request.header(V2_NONCE) or "")
-        return tuple(dict.fromkeys(nonce for nonce in found if nonce))
+        v3 = request.header(V3_NONCE) or ""
+        if not self.credentials.allow_v2:
+            return (v3,) if v3 else ()
+        return tuple(dict.fromkeys(nonce for nonce in (v3, request.header(V2_NONCE)) if nonce))
 
     def parse(self, request: InboundRequest) -> Parsed:
         if request.method == "POST":
@@ -294,19 +296,20 @@ def _part_info(value: Any) -> tuple[int, int]:
     return 0, 0
 
 
-def ambiguity(request: InboundRequest) -> str:
+def ambiguity(request: InboundRequest, form: list[tuple[str, str]] | None = None) -> str:
     """Why the V3 string of the request could also be built from other parameters, or ``""``:
     ``&`` or ``=`` in a query name or ``&`` in a query value (joined as ``k=v&k=v``), or a form
     that could be re-split (name and value concatenated in the signed order,
-    :func:`canonical.concatenation_problem`).
+    :func:`canonical.concatenation_problem`). ``form``: the request's form already sorted.
     """
     query = request.query  # the URL's query, parsed with blank values kept
-    problem = canonical.separators_in(query, "&=", "&")
+    problem = canonical.separators_in(query, "&=", "&") if query else ""
     if problem or request.method != "POST":
         return problem
-    prefix = "&".join(f"{key}={value}" for key, value in query)
+    prefix = "&".join([f"{key}={value}" for key, value in query]) if query else ""
     # Checked as signed: sorted, whatever order the body lists them in.
-    return canonical.concatenation_problem(prefix, sorted(request.form), DECISIVE, PARAMETERS)
+    signed = sorted(request.form) if form is None else form
+    return canonical.concatenation_problem(prefix, signed, DECISIVE, PARAMETERS)
 
 
 def _signatures(request: InboundRequest, headers: tuple[str, ...]) -> list[str]:
@@ -323,6 +326,14 @@ def _base_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+@lru_cache(maxsize=256)
+def _url_parts(url: str) -> tuple[str, str]:
+    """The base URL and the query as V3 signs it (pairs sorted by key, then value: Plivo's
+    order). Remembered: callbacks come to a handful of URLs."""
+    query = sorted(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    return _base_url(url), "&".join([f"{key}={value}" for key, value in query])
+
+
 def v3_string(method: str, url: str, form: tuple[tuple[str, str], ...]) -> str:
     """What Plivo's V3 signature covers, without the trailing ``.nonce``.
 
@@ -331,10 +342,7 @@ def v3_string(method: str, url: str, form: tuple[tuple[str, str], ...]) -> str:
     exist) ``.``, then the form parameters sorted, each as ``key`` + ``value`` with no separator.
     Values are compared decoded, as Plivo signs them.
     """
-    # Pairs sort by key, then value: Plivo's order.
-    query = sorted(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-    query_text = "&".join([f"{key}={value}" for key, value in query])
-    base = _base_url(url)
+    base, query_text = _url_parts(url)
     if method == "GET" or not form:
         return f"{base}?{query_text}" if query_text else base
     params_text = "".join(chain.from_iterable(sorted(form)))

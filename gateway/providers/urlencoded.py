@@ -21,9 +21,10 @@ def pairs(text: str, limit: int) -> tuple[tuple[str, str], ...]:
         if not part:
             continue
         name, _, value = part.partition("=")
-        if "+" in name or "%" in name:  # only these change when decoded
-            name = unquote(name.replace("+", " "))
-        if "+" in value or "%" in value:
-            value = unquote(value.replace("+", " "))
+        if "%" in part or "+" in part:  # only these change when decoded
+            if "+" in name or "%" in name:
+                name = unquote(name.replace("+", " "))
+            if "+" in value or "%" in value:
+                value = unquote(value.replace("+", " "))
         found.append((name, value))
     return tuple(found)
