@@ -15,6 +15,7 @@ so configure it beside a subaccount's. See docs/providers/plivo.md.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain
@@ -334,7 +335,7 @@ def _url_parts(url: str) -> tuple[str, str]:
     return _base_url(url), "&".join([f"{key}={value}" for key, value in query])
 
 
-def v3_string(method: str, url: str, form: tuple[tuple[str, str], ...]) -> str:
+def v3_string(method: str, url: str, form: Sequence[tuple[str, str]]) -> str:
     """What Plivo's V3 signature covers, without the trailing ``.nonce``.
 
     GET: the URL's parameters (Plivo's callback parameters among them), sorted by key and then
