@@ -57,15 +57,27 @@ def plain_parts(digits: str) -> PlainNumber | None:
     national part of :data:`NATIONAL_LENGTHS`; None for anything else (take the parse)."""
     if not (digits.isascii() and digits.isdigit()) or digits.startswith("0"):
         return None
+    found = _calling_code(digits[:MAX_CALLING_CODE_DIGITS])
+    if found is None:
+        return None
+    code, length, regions = found
+    national = digits[length:]
+    if len(national) not in NATIONAL_LENGTHS:
+        return None
+    return PlainNumber(code, regions, national)
+
+
+@functools.lru_cache(maxsize=2048)
+def _calling_code(prefix: str) -> tuple[int, int, tuple[str, ...]] | None:
+    """The calling code a number starting with ``prefix`` (its first digits, no leading
+    zero) has: the first one to three digits that name one, with their count and the code's
+    regions; None when none does. Asked once per prefix: there are at most 1,110 of them (one
+    to three ASCII digits)."""
     for length in range(1, MAX_CALLING_CODE_DIGITS + 1):
-        code = int(digits[:length])
+        code = int(prefix[:length])
         regions = COUNTRY_CODE_TO_REGION_CODE.get(code)
-        if regions is None:
-            continue
-        national = digits[length:]
-        if len(national) not in NATIONAL_LENGTHS:
-            return None
-        return PlainNumber(code, tuple(regions), national)
+        if regions is not None:
+            return code, length, tuple(regions)
     return None
 
 

@@ -42,8 +42,8 @@ class Accepted:
 
 def request_id(request: Request) -> str:
     """The caller's ``X-Request-Id`` when it is a sane one, else a new random id."""
-    given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(12)
+    given = request.headers.get("x-request-id")
+    return given if given and _REQUEST_ID.fullmatch(given) else secrets.token_hex(12)
 
 
 async def receive(request: Request, provider: str, account: str, request_id: str) -> Accepted:

@@ -80,7 +80,7 @@ def _international(value: str) -> str | None:
 
 
 def _parse_international(value: str) -> str | None:
-    compact = _SEPARATORS.sub("", value)
+    compact = value if value.isdigit() else _SEPARATORS.sub("", value)  # no separator in digits
     if compact.startswith("00"):
         compact = "+" + compact[2:]
     if not _DIGITS.fullmatch(compact.removeprefix("+")):
