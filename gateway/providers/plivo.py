@@ -297,20 +297,18 @@ def _part_info(value: Any) -> tuple[int, int]:
     return 0, 0
 
 
-def ambiguity(request: InboundRequest, form: list[tuple[str, str]] | None = None) -> str:
+def ambiguity(request: InboundRequest, form: list[tuple[str, str]]) -> str:
     """Why the V3 string of the request could also be built from other parameters, or ``""``:
     ``&`` or ``=`` in a query name or ``&`` in a query value (joined as ``k=v&k=v``), or a form
     that could be re-split (name and value concatenated in the signed order,
-    :func:`canonical.concatenation_problem`). ``form``: the request's form already sorted.
+    :func:`canonical.concatenation_problem`). ``form``: the request's form sorted, as signed.
     """
     query = request.query  # the URL's query, parsed with blank values kept
     problem = canonical.separators_in(query, "&=", "&") if query else ""
     if problem or request.method != "POST":
         return problem
     prefix = "&".join([f"{key}={value}" for key, value in query]) if query else ""
-    # Checked as signed: sorted, whatever order the body lists them in.
-    signed = sorted(request.form) if form is None else form
-    return canonical.concatenation_problem(prefix, signed, DECISIVE, PARAMETERS)
+    return canonical.concatenation_problem(prefix, form, DECISIVE, PARAMETERS)
 
 
 def _signatures(request: InboundRequest, headers: tuple[str, ...]) -> list[str]:

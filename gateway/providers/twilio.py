@@ -163,8 +163,9 @@ class Twilio(Provider):
         if problem:
             raise self.unauthenticated(problem)
         keys = signatures.secret_values(self.credentials.auth_token)
+        params = joined(signed)  # once for every URL variant and key
         expected = [
-            signature_of(url, signed, key, algorithm)
+            signature_of(url + params, key, algorithm)
             for url in url_variants(request.url)
             for key in keys
         ]
@@ -275,9 +276,14 @@ def signed_order(form: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return sorted(set(form))
 
 
+def joined(signed: Iterable[tuple[str, str]]) -> str:
+    """Pairs in their signed order as the signature joins them: name, value, name, ..."""
+    return "".join(chain.from_iterable(signed))
+
+
 def signing_string(url: str, form: Iterable[tuple[str, str]]) -> str:
     """What the signature covers: the URL, then each parameter name and value, sorted."""
-    return url + "".join(chain.from_iterable(signed_order(form)))
+    return url + joined(signed_order(form))
 
 
 def event_id(url: str, form: tuple[tuple[str, str], ...]) -> str:
@@ -287,15 +293,14 @@ def event_id(url: str, form: tuple[tuple[str, str], ...]) -> str:
     return EVENT_ID_PREFIX + digest
 
 
-def signature_of(
-    url: str, form: Iterable[tuple[str, str]], key: bytes, algorithm: str = "sha1"
-) -> str:
-    return signatures.hmac_b64(key, signing_string(url, form).encode("utf-8"), algorithm)
+def signature_of(signed_string: str, key: bytes, algorithm: str = "sha1") -> str:
+    """The signature of a :func:`signing_string` under ``key``."""
+    return signatures.hmac_b64(key, signed_string.encode("utf-8"), algorithm)
 
 
 def sign(url: str, form: tuple[tuple[str, str], ...], token: str) -> str:
     """An ``X-Twilio-Signature`` value (for tests and ``dlrhub send-sample``)."""
-    return signature_of(url, form, token.encode("utf-8"))
+    return signature_of(signing_string(url, form), token.encode("utf-8"))
 
 
 def sign_json(url: str, body: bytes, token: str) -> tuple[str, str]:
